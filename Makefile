@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create .venv when missing.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+# The tested torch. Users keep their own build: the package only requires torch>=2.4.
+TORCH   ?= torch==2.13.0
+
+.PHONY: demo test bench venv clean lint
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+
+# Stamps, so that a change to pyproject.toml reinstalls. The demo needs only the core package;
+# the tests also need the integrations' frameworks (the `test` extra).
+$(VENV)/.installed-core: pyproject.toml | $(VPY)
+	@$(VPY) -c "import torch" 2>/dev/null || $(VPY) -m pip install -q "$(TORCH)"
+	$(VPY) -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-core
+	$(VPY) -m pip install -q -e ".[test]"
+	@touch $@
+
+venv: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed-core
+	$(VENV)/bin/layerscope demo
+
+test: $(VENV)/.installed-test
+	$(VPY) -m pytest
+
+bench: $(VENV)/.installed-core
+	$(VPY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) layerscope-demo .pytest_cache build src/*.egg-info

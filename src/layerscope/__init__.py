@@ -1,0 +1,80 @@
+"""layerscope: how every layer of a neural network evolves over training.
+
+The public API is four verbs and their data type::
+
+    import layerscope
+    with layerscope.Recorder(model, "runs.db", run="baseline", every=100) as rec:
+        for step in range(1, n_steps + 1):
+            ...  # forward, backward, optimizer.step()
+            rec.step(step)
+    hm = layerscope.load("runs.db", metric="rms")      # Heatmap: steps x layers
+    layerscope.plot(hm, "rms.png")
+    print(layerscope.report(hm).to_markdown())
+
+Heavy modules (torch, matplotlib, plotly) are imported on first use, and no integration's
+framework (transformers, lightning, tensorboard) is imported by ``import layerscope``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DiscoveryError,
+    DistributedError,
+    LayerscopeError,
+    NotFoundError,
+    StoreError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analysis import Report, report
+    from .recorder import Recorder
+    from .render import plot
+    from .store import Heatmap, load
+
+_LAZY = {
+    "Recorder": "layerscope.recorder",
+    "load": "layerscope.store",
+    "Heatmap": "layerscope.store",
+    "plot": "layerscope.render",
+    "report": "layerscope.analysis",
+    "Report": "layerscope.analysis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'layerscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = [
+    "__version__",
+    "Recorder",
+    "load",
+    "plot",
+    "report",
+    "Report",
+    "Heatmap",
+    "LayerscopeError",
+    "ConfigError",
+    "NotFoundError",
+    "DiscoveryError",
+    "StoreError",
+    "DataError",
+    "CheckpointError",
+    "DistributedError",
+]

@@ -1,0 +1,108 @@
+"""Entry point: wires the commands (imported lazily, so ``layerscope --help`` is instant) and turns
+layerscope's errors into one line on stderr with the right exit code.
+
+Set ``LAYERSCOPE_DEBUG=1`` to get the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+# name -> "module:attribute". One file per command (group); add a line here to add a command.
+COMMANDS: dict[str, str] = {
+    "demo": "layerscope.cli.demo:demo",
+    "runs": "layerscope.cli.runs:runs",
+    "plot": "layerscope.cli.plot:plot",
+    "export": "layerscope.cli.export:export",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported only when used (torch/matplotlib import is slow)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        mod_name, attr = target.split(":")
+        return getattr(importlib.import_module(mod_name), attr)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(_version(), "-V", "--version", prog_name="layerscope")
+def cli() -> None:
+    """layerscope: how every layer of a network evolves over training.
+
+    \b
+    Record statistics live (Python API: layerscope.Recorder) or sweep saved checkpoints, then
+    draw the layer x step heatmap and read its analysis.
+
+    \b
+    Examples:
+      layerscope demo                       # train a tiny 12-layer GPT, record it, draw it
+      layerscope runs layerscope-demo/runs.db
+      layerscope plot layerscope-demo/runs.db --metric rms -o rms.png
+
+    Set LAYERSCOPE_DEBUG=1 to see tracebacks.
+    """
+
+
+def _debug() -> bool:
+    return os.environ.get("LAYERSCOPE_DEBUG", "") not in ("", "0", "false", "no")
+
+
+def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
+    """Run the CLI; return/exit with 0 on success, 1 on a failure, 2 on a usage error."""
+    from ..errors import LayerscopeError
+
+    try:
+        rv = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+        return 0
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        if _debug():
+            raise
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except LayerscopeError as e:
+        if _debug():
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; everything flushed so far is kept.", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if _debug():
+            raise
+        click.echo(
+            f"error: unexpected {type(e).__name__}: {e}. This is a bug in layerscope; rerun with "
+            "LAYERSCOPE_DEBUG=1 and report the traceback.",
+            err=True,
+        )
+        sys.exit(1)

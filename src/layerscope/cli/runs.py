@@ -1,0 +1,54 @@
+"""``layerscope runs``: what a store holds."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import echo_json, format_option, store_argument
+
+
+@click.command("runs")
+@store_argument
+@format_option
+def runs(store: str, fmt: str) -> None:
+    """List the runs in STORE: metrics, sites, step range and layer count.
+
+    \b
+    Examples:
+      layerscope runs layerscope-demo/runs.db
+      layerscope runs runs.db --format json
+    """
+    from ..sources import open_heatmap  # noqa: F401  (validates the path the same way)
+    from ..store import Store
+    from ..errors import NotFoundError
+    from pathlib import Path
+
+    if not Path(store).exists():
+        raise NotFoundError(f"store {store!r} does not exist; record a run first or check the path.")
+    with Store(store, readonly=True) as st:
+        infos = [st.run_info(r) for r in st.run_names()]
+    if fmt == "json":
+        echo_json([
+            {"run": i.name, "source": i.source, "created": i.created, "model": i.model, "steps": i.n_steps,
+             "first_step": i.first_step, "last_step": i.last_step, "layers": i.n_layers,
+             "metrics": i.metrics, "sites": i.sites, "version": i.version}
+            for i in infos
+        ])
+        return
+    if not infos:
+        click.echo(f"{store}: no runs yet")
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.markup import escape
+
+    from .._format import format_step
+
+    t = Table(title=escape(store), title_justify="left")
+    for col in ("run", "source", "steps", "step range", "layers", "sites", "metrics"):
+        t.add_column(col, overflow="fold")
+    for i in infos:
+        rng = "-" if i.first_step is None else f"{format_step(i.first_step)}..{format_step(i.last_step or 0)}"
+        t.add_row(escape(i.name), i.source, str(i.n_steps), rng, str(i.n_layers), escape(", ".join(i.sites)),
+                  escape(", ".join(i.metrics)))
+    Console(soft_wrap=False, width=max(100, Console().width)).print(t)

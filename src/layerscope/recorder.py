@@ -1,0 +1,463 @@
+"""``Recorder``: hooks on a model's layers, statistics on the device, a run in the store.
+
+::
+
+    with layerscope.Recorder(model, "runs.db", run="baseline", every=100) as rec:
+        for step in range(1, n_steps + 1):
+            loss = model(x, y); loss.backward(); opt.step(); opt.zero_grad()
+            rec.step(step)          # after each optimizer step
+
+Where the host syncs (and nowhere else): once per record step under data parallel, to agree on
+per-unit sizes (``reduce_across_ranks``), and once per flush, when the pending statistics are
+copied to the host in one transfer (``Recorder.flush``). Hooks never sync.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import time
+import weakref
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .capture import Layer, Selection, SiteHook, discover_layers, extract_tensor, resolve_sites, unwrap
+from .config import RecorderConfig
+from .errors import ConfigError
+from .stats import (
+    N_STATE,
+    SlotAccumulator,
+    StatSpec,
+    WindowState,
+    collect,
+    default_hist_edges,
+    derive_values,
+    reduce_across_ranks,
+    resolve_metrics,
+)
+from .store import LayerInfo, StepRecord, Store
+
+Probe = Any  # a Tensor, a tuple/list of positional inputs, a dict of keyword inputs, or fn(model)
+
+
+def _dist_info(group: Any = None) -> tuple[int, int, str | None]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        import torch.distributed as dist
+
+        return dist.get_rank(group), dist.get_world_size(group), str(dist.get_backend(group))
+    return 0, 1, None
+
+
+def probe_hash(probe: Probe) -> str:
+    """A short content hash of a probe batch, stored with the run so probes are never mixed."""
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, np.ndarray):
+            feed(torch.from_numpy(np.ascontiguousarray(obj)))
+        elif isinstance(obj, dict):
+            for k in sorted(obj):
+                h.update(str(k).encode())
+                feed(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            for o in obj:
+                feed(o)
+        else:
+            h.update(repr(obj).encode())
+
+    feed(probe)
+    return h.hexdigest()[:16]
+
+
+def run_forward(model: nn.Module, inputs: Probe) -> Any:
+    """Call ``model`` on a probe: a tensor, positional inputs (tuple/list), keyword inputs (dict), or a
+    callable taking the model."""
+    if callable(inputs) and not isinstance(inputs, (torch.Tensor, nn.Module)):
+        return inputs(model)
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
+class Recorder:
+    """Record activation statistics of every layer of ``model`` into run ``run`` of ``store``.
+
+    Args:
+        model: any ``nn.Module`` (DDP-, FSDP- or ``torch.compile``-wrapped is fine).
+        store: path of the run store (created if missing), an open :class:`~layerscope.store.Store`,
+            or ``None`` to keep results in memory only (``rec.history``).
+        run: the run's name; an existing run of that name is continued (``resume=True``).
+        metrics: names, a comma-separated string, or ``"all"``; see ``layerscope.stats.available_metrics()``.
+        every: record steps with ``step % every == 0``.
+        layers: which modules are "layers": None (discover the block stack), a glob, a list, or a
+            predicate ``(name, module) -> bool``.
+        sites: per layer: ``output``, ``mlp_act``, ``attn_out``, ``mlp_out``.
+        window: ``"step"`` (the recorded step's forwards) or ``"all"`` (every forward since the last record).
+        probe: a fixed batch; at each record step an extra no-grad, eval-mode forward on it is recorded
+            instead of the training forwards, so every step is measured on the same data.
+        **options: the remaining fields of :class:`~layerscope.config.RecorderConfig`.
+
+    Call :meth:`step` after each optimizer step, and :meth:`close` (or use ``with``) at the end.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        store: str | os.PathLike[str] | Store | None,
+        run: str = "run",
+        metrics: str | Sequence[str] = ("mean", "std", "rms", "max_abs"),
+        every: int = 1,
+        layers: Selection = None,
+        sites: str | Sequence[str] = ("output",),
+        *,
+        window: str = "step",
+        probe: Probe | None = None,
+        train_only: bool = True,
+        eps: float = 1e-6,
+        flush_every: int = 50,
+        flush_secs: float = 10.0,
+        hist_edges: Sequence[float] | None = None,
+        resume: bool = True,
+        notes: dict[str, Any] | None = None,
+        process_group: Any = None,
+        source: str = "live",
+        start_step: int | None = None,
+    ) -> None:
+        if isinstance(sites, str):
+            sites = [s.strip() for s in sites.split(",") if s.strip()]
+        self.config = RecorderConfig(
+            metrics=tuple(m.name for m in resolve_metrics(metrics)), every=every, sites=tuple(sites),
+            window=window, train_only=train_only, eps=eps, flush_every=flush_every, flush_secs=flush_secs,
+            hist_edges=list(hist_edges) if hist_edges is not None else None, resume=resume, notes=dict(notes or {}),
+        )
+        self.config.validate()
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"Recorder needs a torch.nn.Module, got {type(model).__name__}.")
+        self.model = model
+        self.run = run
+        self.source = source
+        self._group = process_group
+        self.rank, self.world_size, self._backend = _dist_info(process_group)
+
+        metric_objs = resolve_metrics(self.config.metrics)
+        edges = list(self.config.hist_edges) if self.config.hist_edges is not None else default_hist_edges()
+        self.spec = StatSpec(metric_objs, eps=eps, hist_edges=edges if any(m.name == "hist" for m in metric_objs) else ())
+        self.layers: list[Layer] = discover_layers(model, layers)
+        self.hooks: list[SiteHook] = resolve_sites(self.layers, self.config.sites)
+        self._accs = [SlotAccumulator(self.spec) for _ in self.hooks]
+        self._handles: list[Any] = []
+        self._in_probe = False
+        self._closed = False
+        self._last_step: int | None = None
+        self._pending: list[tuple[int, WindowState]] = []
+        self._last_flush = time.monotonic()
+        self.history: list[StepRecord] = []  # what was flushed, when store is None
+        self.n_recorded = 0
+
+        self._device = self._model_device()
+        self._probe = _to_device(probe, self._device) if probe is not None else None
+        self._probe_hash = probe_hash(probe) if probe is not None else None
+
+        self.store: Store | None = None
+        self._owns_store = False
+        if self.rank == 0 and store is not None:
+            self.store = store if isinstance(store, Store) else Store(store)
+            self._owns_store = not isinstance(store, Store)
+            run_cfg = self._run_config(edges)
+            self.store.create_run(
+                run,
+                layers=[LayerInfo(la.index, la.name, la.stack, la.depth) for la in self.layers],
+                model=type(unwrap(model)).__name__,
+                config=run_cfg,
+                source=source,
+                resume=resume,
+            )
+            old = self.store.run_config(run)
+            if self._probe_hash and old.get("probe_hash") not in (None, self._probe_hash):
+                raise ConfigError(
+                    f"run {run!r} was recorded with probe {old.get('probe_hash')}, not {self._probe_hash}; "
+                    "use the same probe or record into a new run name."
+                )
+            if self._probe_hash and old.get("probe_hash") is None:
+                self.store.update_run_config(run, probe_hash=self._probe_hash)
+
+        if start_step is None:
+            if self._probe is None:
+                self._attach()  # the first step's number is unknown: listen, discard if not recorded
+        else:
+            self._schedule(int(start_step))
+        _live.add(self)
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _model_device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        for b in self.model.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def _run_config(self, edges: Sequence[float]) -> dict[str, Any]:
+        cfg = self.config.to_dict()
+        cfg["hist_edges"] = list(edges) if self.spec.hist_edges else None
+        cfg["world_size"] = self.world_size
+        cfg["probe_hash"] = self._probe_hash
+        cfg["n_params"] = int(sum(p.numel() for p in self.model.parameters()))
+        cfg["site_modules"] = {f"{h.layer.index}:{h.site}": h.module_name for h in self.hooks}
+        cfg["stacks"] = sorted({la.stack for la in self.layers})
+        return cfg
+
+    # -- hooks -------------------------------------------------------------------------------
+    def _make_hook(self, acc: SlotAccumulator, kind: str) -> Callable[..., None]:
+        train_only = self.config.train_only
+
+        # No host sync in here: module.training is a Python bool; the rest are tensor ops.
+        if kind == "input":
+            def pre_hook(module: nn.Module, args: Any) -> None:
+                if train_only and not module.training and not self._in_probe:
+                    return
+                t = extract_tensor(args)
+                if t is not None and t.is_floating_point():
+                    acc.update(t)
+
+            return pre_hook
+
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if train_only and not module.training and not self._in_probe:
+                return
+            t = extract_tensor(output)
+            if t is not None and t.is_floating_point():
+                acc.update(t)
+
+        return hook
+
+    def _attach(self) -> None:
+        if self._handles or self._closed:
+            return
+        for h, acc in zip(self.hooks, self._accs):
+            fn = self._make_hook(acc, h.kind)
+            if h.kind == "input":
+                self._handles.append(h.module.register_forward_pre_hook(fn))
+            else:
+                self._handles.append(h.module.register_forward_hook(fn))
+
+    def _detach(self) -> None:
+        handles, self._handles = self._handles, []
+        for hd in handles:
+            hd.remove()
+
+    @property
+    def attached(self) -> bool:
+        """Whether hooks are on the model now (they are only on steps that record)."""
+        return bool(self._handles)
+
+    def _schedule(self, next_step: int) -> None:
+        listen = self._probe is None and (self.config.window == "all" or next_step % self.config.every == 0)
+        if listen:
+            self._attach()
+        else:
+            self._detach()
+
+    # -- the training loop's calls -------------------------------------------------------------
+    def step(self, step: int | None = None) -> bool:
+        """Mark the end of optimizer step ``step`` (default: the previous step + 1).
+
+        Returns whether this step was recorded.
+        """
+        if self._closed:
+            raise ConfigError(f"Recorder for run {self.run!r} is closed; create a new one to record more.")
+        if step is None:
+            step = 1 if self._last_step is None else self._last_step + 1
+        step = int(step)
+        if step < 0:
+            raise ConfigError(f"step={step}; steps are optimizer updates counted from 0 or 1.")
+        record = step % self.config.every == 0
+        if record:
+            if self._probe is not None:
+                self._run_probe()
+            self._record(step)
+        if record or self.config.window == "step":
+            for a in self._accs:
+                a.reset()
+        self._last_step = step
+        self._schedule(step + 1)
+        return record
+
+    def record_probe(self, step: int, probe: Probe | None = None) -> None:
+        """Record ``step`` now from one eval-mode, no-grad forward on ``probe`` (or the recorder's probe)."""
+        p = _to_device(probe, self._device) if probe is not None else self._probe
+        if p is None:
+            raise ConfigError("record_probe needs a probe batch: pass probe= here or to Recorder(probe=...).")
+        for a in self._accs:
+            a.reset()
+        self._run_probe(p)
+        self._record(int(step))
+        for a in self._accs:
+            a.reset()
+        self._last_step = int(step)
+
+    def _run_probe(self, probe: Probe | None = None) -> None:
+        probe = self._probe if probe is None else probe
+        for a in self._accs:
+            a.reset()  # a probe step measures the probe alone
+        was_attached = self.attached
+        self._attach()
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        self._in_probe = True
+        try:
+            with torch.no_grad():
+                run_forward(self.model, probe)
+        finally:
+            self._in_probe = False
+            for m, mode in modes:
+                m.training = mode
+            if not was_attached:
+                self._detach()
+
+    def _reduce_device(self) -> torch.device:
+        if self._backend == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        if self.world_size > 1:
+            return torch.device("cpu")
+        return self._device
+
+    def _record(self, step: int) -> None:
+        dev = self._reduce_device()
+        ws = collect(self._accs, self.spec, dev)
+        if self.world_size > 1:
+            ws = reduce_across_ranks(ws, self.spec, self._group)
+        self._pending.append((step, ws))
+        self.n_recorded += 1
+        if len(self._pending) >= self.config.flush_every or time.monotonic() - self._last_flush >= self.config.flush_secs:
+            self.flush()
+
+    # -- host side ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Copy pending statistics to the host (one transfer) and write them, a transaction per step."""
+        pending, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        if not pending or self.rank != 0:
+            return
+        records = self._to_records(pending)
+        if self.store is not None:
+            self.store.write_steps(self.run, records)
+        else:
+            self.history.extend(records)
+
+    def _to_records(self, pending: list[tuple[int, WindowState]]) -> list[StepRecord]:
+        # Pack everything into one flat tensor: one device -> host copy for the whole flush.
+        parts: list[torch.Tensor] = []
+        layout: list[tuple[int, int, list[int], bool, bool]] = []
+        for _, ws in pending:
+            sizes = [0 if u is None else u.numel() for u in ws.units]
+            parts.append(ws.states.reshape(-1).to(torch.float64))
+            for u in ws.units:
+                if u is not None:
+                    parts.append(u.reshape(-1).to(torch.float64))
+            if ws.hist is not None:
+                parts.append(ws.hist.reshape(-1))
+            if ws.fn is not None:
+                parts.append(ws.fn.reshape(-1))
+            layout.append((ws.states.shape[0], 0, sizes, ws.hist is not None, ws.fn is not None))
+        flat = torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()  # host sync here, once per flush
+        records = []
+        off = 0
+        n_layers = len(self.layers)
+        nb = len(self.spec.hist_edges) + 1
+        nf = len(self.spec.fn_metrics)
+        for (step, _), (S, _, sizes, has_hist, has_fn) in zip(pending, layout):
+            states = flat[off: off + S * N_STATE].reshape(S, N_STATE)
+            off += S * N_STATE
+            units: list[np.ndarray | None] = []
+            for n in sizes:
+                units.append(flat[off: off + n] if n else None)
+                off += n
+            hist = None
+            if has_hist:
+                hist = flat[off: off + S * nb].reshape(S, nb)
+                off += S * nb
+            fn = None
+            if has_fn:
+                fn = flat[off: off + S * nf * 2].reshape(S, nf, 2)
+                off += S * nf * 2
+            derived = derive_values(states, units, fn, self.spec)
+            values: dict[tuple[str, str], list[float]] = {}
+            hists: dict[str, np.ndarray] = {}
+            for i, h in enumerate(self.hooks):
+                for name, arr in derived.items():
+                    values.setdefault((name, h.site), [float("nan")] * n_layers)[h.layer.index - 1] = float(arr[i])
+                if hist is not None:
+                    hists.setdefault(h.site, np.zeros((n_layers, nb)))[h.layer.index - 1] = hist[i]
+            records.append(StepRecord(step, values, hists or None, source=self.source))
+        return records
+
+    def close(self) -> None:
+        """Flush what is pending, remove the hooks, close the store. Safe to call twice."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._detach()
+            if self._owns_store and self.store is not None:
+                self.store.close()
+            _live.discard(self)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- checkpointing the recorder with the training state -------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a training checkpoint needs to continue this run after a restart."""
+        return {"run": self.run, "last_step": self._last_step, "config": self.config.to_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("run") not in (None, self.run):
+            raise ConfigError(
+                f"checkpointed recorder state is for run {state.get('run')!r}, not {self.run!r}; "
+                "create the Recorder with that run name to continue it."
+            )
+        self._last_step = state.get("last_step")
+        if self._last_step is not None:
+            self._schedule(int(self._last_step) + 1)
+
+    def __repr__(self) -> str:
+        return (f"Recorder(run={self.run!r}, layers={len(self.layers)}, sites={list(self.config.sites)}, "
+                f"metrics={list(self.config.metrics)}, every={self.config.every})")
+
+
+# Recorders still open at interpreter exit are flushed, so a script that forgets close() keeps its data.
+_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_recorders() -> None:
+    for rec in list(_live):
+        try:
+            rec.close()
+        except Exception:  # noqa: BLE001 - exiting anyway; never mask the real exit status
+            pass

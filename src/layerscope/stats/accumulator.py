@@ -1,0 +1,246 @@
+"""Per-(layer, site) accumulators: ``update`` in the hook (device only), ``state`` at record time.
+
+Like a torchmetrics ``Metric``: the state is declared once with how it merges (moments by the
+Chan/Pébay merge, unit maxima by max, histogram counts by sum, function metrics by their
+``reduce``), ``update`` only accumulates on the device, and :func:`reduce_across_ranks` is a
+collective that every rank calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .functional import (
+    N_RAW,
+    N_STATE,
+    batch_hist,
+    batch_raw,
+    batch_units_max,
+    empty_state,
+    merge_states,
+    raw_to_state,
+)
+from .registry import Metric
+
+# Raw vectors kept before they are folded into one (bounds memory for long windows).
+_COMPACT_AT = 64
+
+
+@dataclass
+class StatSpec:
+    """What every accumulator of a recorder computes (the union of the metrics' needs)."""
+
+    metrics: list[Metric]
+    eps: float = 1e-6
+    hist_edges: Sequence[float] = ()
+    groups: frozenset[str] = field(init=False)
+    fn_metrics: list[Metric] = field(init=False)
+
+    def __post_init__(self) -> None:
+        g: set[str] = set()
+        for m in self.metrics:
+            g |= set(m.needs)
+        self.groups = frozenset(g)
+        self.fn_metrics = [m for m in self.metrics if m.fn is not None]
+
+
+class SlotAccumulator:
+    """Statistics of one (layer, site) over the forwards of a record window."""
+
+    def __init__(self, spec: StatSpec) -> None:
+        self.spec = spec
+        self._edges_t: torch.Tensor | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        self._raws: list[torch.Tensor] = []
+        self._state: torch.Tensor | None = None  # folded raws
+        self.units: torch.Tensor | None = None  # (U,) float32 max|x| per unit
+        self.hist: torch.Tensor | None = None  # (B,) float64
+        self.fn_acc: torch.Tensor | None = None  # (F, 2): value accumulator, weight
+        self.n_updates = 0  # host-side count of forwards seen (no tensor involved)
+
+    # -- in the hook: no host sync below this line ------------------------------------------------
+    def update(self, x: torch.Tensor) -> None:
+        spec = self.spec
+        self._raws.append(batch_raw(x, spec.groups, spec.eps))
+        if len(self._raws) >= _COMPACT_AT:
+            self._compact()
+        if "units" in spec.groups:
+            u = batch_units_max(x)
+            if self.units is None or self.units.shape != u.shape:
+                # A module whose width changes between calls: keep the widest (documented).
+                self.units = u if self.units is None or u.numel() >= self.units.numel() else self.units
+            else:
+                self.units = torch.maximum(self.units, u)
+        if "hist" in spec.groups:
+            if self._edges_t is None or self._edges_t.device != x.device:
+                self._edges_t = torch.tensor(list(spec.hist_edges), dtype=torch.float32, device=x.device)
+            h = batch_hist(x, self._edges_t)
+            self.hist = h if self.hist is None else self.hist + h
+        if spec.fn_metrics:
+            vals = []
+            w = float(x.numel())
+            for m in spec.fn_metrics:
+                v = m.fn(x.detach()).to(torch.float64).reshape(())  # type: ignore[misc]
+                vals.append(torch.stack([v * w, torch.full_like(v, w)]) if m.reduce == "mean"
+                            else torch.stack([v, torch.ones_like(v)]))
+            cur = torch.stack(vals)
+            if self.fn_acc is None:
+                self.fn_acc = cur
+            else:
+                self.fn_acc = _fold_fn(self.spec.fn_metrics, torch.stack([self.fn_acc, cur]))
+        self.n_updates += 1
+
+    def _compact(self) -> None:
+        states = raw_to_state(torch.stack(self._raws))
+        if self._state is not None:
+            states = torch.cat([self._state[None], states])
+        self._state = merge_states(states)
+        self._raws = []
+
+    # -- at record time ------------------------------------------------------------------------
+    def state(self, device: torch.device | None = None) -> torch.Tensor:
+        """The merged state of everything since the last reset (``empty_state`` when nothing ran)."""
+        if self._raws:
+            self._compact()
+        if self._state is None:
+            return empty_state(device)
+        return self._state
+
+
+def _fold_fn(fn_metrics: Sequence[Metric], stacked: torch.Tensor) -> torch.Tensor:
+    """Fold function-metric accumulators ``(k, F, 2)`` along dim 0 by each metric's reduce."""
+    out = []
+    for i, m in enumerate(fn_metrics):
+        col = stacked[:, i]  # (k, 2)
+        if m.reduce in ("mean", "sum"):
+            out.append(col.sum(0))
+        elif m.reduce == "max":
+            out.append(torch.stack([col[:, 0].amax(), col[:, 1].sum()]))
+        else:
+            out.append(torch.stack([col[:, 0].amin(), col[:, 1].sum()]))
+    return torch.stack(out)
+
+
+@dataclass
+class WindowState:
+    """All slots' statistics of one record window, merged (and reduced across ranks)."""
+
+    states: torch.Tensor  # (S, N_STATE) float64
+    units: list[torch.Tensor | None]  # per slot
+    hist: torch.Tensor | None  # (S, B) float64
+    fn: torch.Tensor | None  # (S, F, 2) float64
+
+
+def collect(accs: Sequence[SlotAccumulator], spec: StatSpec, device: torch.device | None) -> WindowState:
+    states = torch.stack([a.state(device).to(device) for a in accs]) if accs else torch.zeros(0, N_STATE)
+    hist = None
+    if "hist" in spec.groups:
+        nb = len(spec.hist_edges) + 1
+        hist = torch.stack([
+            a.hist.to(device) if a.hist is not None else torch.zeros(nb, dtype=torch.float64, device=device)
+            for a in accs
+        ])
+    fn = None
+    if spec.fn_metrics:
+        neutral = _fn_neutral(spec.fn_metrics, device)
+        fn = torch.stack([a.fn_acc.to(device) if a.fn_acc is not None else neutral for a in accs])
+    units = [a.units.to(device) if a.units is not None else None for a in accs]
+    return WindowState(states, units, hist, fn)
+
+
+def _fn_neutral(fn_metrics: Sequence[Metric], device: torch.device | None) -> torch.Tensor:
+    rows = []
+    for m in fn_metrics:
+        v = 0.0 if m.reduce in ("mean", "sum") else (-math.inf if m.reduce == "max" else math.inf)
+        rows.append([v, 0.0])
+    return torch.tensor(rows, dtype=torch.float64, device=device)
+
+
+def reduce_across_ranks(ws: WindowState, spec: StatSpec, group: object | None = None) -> WindowState:
+    """Merge the window states of all ranks. A collective: every rank must call it, in step.
+
+    Two ``all_gather`` calls: the per-slot unit counts (so that ranks agree on the layout), then
+    one flat float64 vector per rank holding every slot's state, unit maxima, histogram and
+    function-metric accumulators. Every rank ends with the same merged result.
+    """
+    import torch.distributed as dist
+
+    world = dist.get_world_size(group)
+    if world == 1:
+        return ws
+    dev = ws.states.device
+    S = ws.states.shape[0]
+    sizes = torch.tensor([0 if u is None else u.numel() for u in ws.units], dtype=torch.int64, device=dev)
+    all_sizes = [torch.empty_like(sizes) for _ in range(world)]
+    dist.all_gather(all_sizes, sizes, group=group)
+    usize = torch.stack(all_sizes).amax(0).tolist()  # host sync: once per record step, outside hooks
+    parts = [ws.states.reshape(-1)]
+    for u, n in zip(ws.units, usize):
+        buf = torch.zeros(n, dtype=torch.float64, device=dev)
+        if u is not None and u.numel():
+            buf[: u.numel()] = u.to(torch.float64)
+        parts.append(buf)
+    if ws.hist is not None:
+        parts.append(ws.hist.reshape(-1))
+    if ws.fn is not None:
+        parts.append(ws.fn.reshape(-1))
+    flat = torch.cat(parts)
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat, group=group)
+    g = torch.stack(gathered)  # (world, total)
+    off = S * N_STATE
+    states = merge_states(g[:, :off].reshape(world, S, N_STATE))
+    units: list[torch.Tensor | None] = []
+    for n in usize:
+        units.append(g[:, off: off + n].amax(0).to(torch.float32) if n else None)
+        off += n
+    hist = None
+    if ws.hist is not None:
+        nb = ws.hist.shape[1]
+        hist = g[:, off: off + S * nb].reshape(world, S, nb).sum(0)
+        off += S * nb
+    fn = None
+    if ws.fn is not None:
+        F = ws.fn.shape[1]
+        chunk = g[:, off: off + S * F * 2].reshape(world, S, F, 2)
+        fn = torch.stack([_fold_fn(spec.fn_metrics, chunk[:, s]) for s in range(S)])
+    return WindowState(states, units, hist, fn)
+
+
+def derive_values(
+    states: np.ndarray,
+    units: Sequence[np.ndarray | None],
+    fn: np.ndarray | None,
+    spec: StatSpec,
+) -> dict[str, np.ndarray]:
+    """Metric name -> values (one per slot) from host copies of a window's statistics."""
+    from .functional import Stats
+
+    s = Stats(states, units=units, eps=spec.eps)
+    out: dict[str, np.ndarray] = {}
+    fi = 0
+    for m in spec.metrics:
+        if not m.scalar:
+            continue
+        if m.from_stats is not None:
+            out[m.name] = np.asarray(m.from_stats(s), dtype=np.float64).reshape(-1)
+        else:
+            assert fn is not None
+            val, w = fn[:, fi, 0], fn[:, fi, 1]
+            with np.errstate(all="ignore"):
+                if m.reduce == "mean":
+                    out[m.name] = np.where(w > 0, val / w, np.nan)
+                else:
+                    out[m.name] = np.where(w > 0, val, np.nan)
+            fi += 1
+    return out
+
+
+__all__ = ["StatSpec", "SlotAccumulator", "WindowState", "collect", "reduce_across_ranks", "derive_values", "N_RAW"]

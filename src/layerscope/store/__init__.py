@@ -1,0 +1,6 @@
+"""The run store (SQLite), its reader, and the Heatmap matrix every renderer reads."""
+
+from .heatmap import Heatmap
+from .sqlite import SCHEMA_VERSION, LayerInfo, RunInfo, StepRecord, Store, load
+
+__all__ = ["Heatmap", "Store", "StepRecord", "LayerInfo", "RunInfo", "load", "SCHEMA_VERSION"]
