@@ -1,0 +1,59 @@
+"""Shared fixtures. Tests are layered by folder: unit, integration, distributed, gpu, browser, reliability."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+_LAYER_MARKS = {"integration": "integration", "distributed": "distributed", "gpu": "gpu",
+                "browser": "browser", "reliability": "reliability"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for folder, mark in _LAYER_MARKS.items():
+            if folder in parts:
+                item.add_marker(getattr(pytest.mark, mark))
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # 2-core CI: keep tests from fighting each other's threads
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "runs.db"
+
+
+@pytest.fixture
+def tiny_model():
+    """A 4-layer TinyGPT, small enough for unit tests."""
+    from layerscope.testing import tiny_gpt
+
+    return tiny_gpt(n_layer=4, n_embd=32, n_head=2, block_size=16)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m layerscope ARGS`` as a subprocess; returns the completed process."""
+    e = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+    e.pop("LAYERSCOPE_DEBUG", None)
+    if env:
+        e.update(env)
+    return subprocess.run([sys.executable, "-m", "layerscope", *args], capture_output=True, text=True,
+                          env=e, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
