@@ -58,21 +58,34 @@ def choose_scale(values: np.ndarray, requested: str, log_ratio: float) -> str:
 
 
 def noise_sigma(a: np.ndarray) -> float:
-    """Robust cell-to-cell noise of ``a`` (S, L): from second differences along the steps (along
-    the layers when there are fewer than 3 steps), which a linear trend does not inflate.
-
-    Returns 0 when there are not enough cells to tell.
+    """Robust cell-to-cell noise of ``a`` (S, L), from second differences (which a linear trend does
+    not inflate) along the steps and along the layers; the smaller of the two, since noise shows in
+    both directions while structure (an oscillation over steps shared by all layers, the edge of a
+    band of layers) usually shows in one. Returns 0 when there are not enough cells to tell.
     """
-    if a.shape[0] >= 3:
-        d2 = a[2:] - 2 * a[1:-1] + a[:-2]
-    elif a.shape[1] >= 3:
-        d2 = a[:, 2:] - 2 * a[:, 1:-1] + a[:, :-2]
-    else:
-        return 0.0
-    d2 = d2[np.isfinite(d2)]
-    if d2.size == 0:
-        return 0.0
-    return float(_MAD_TO_SIGMA * np.median(np.abs(d2)) / math.sqrt(6.0))
+    est = []
+    for d2 in (
+        a[2:] - 2 * a[1:-1] + a[:-2] if a.shape[0] >= 3 else None,
+        a[:, 2:] - 2 * a[:, 1:-1] + a[:, :-2] if a.shape[1] >= 3 else None,
+    ):
+        if d2 is None:
+            continue
+        d2 = d2[np.isfinite(d2)]
+        if d2.size:
+            est.append(float(_MAD_TO_SIGMA * np.median(np.abs(d2)) / math.sqrt(6.0)))
+    return min(est) if est else 0.0
+
+
+def trend_points(n: int, max_points: int) -> np.ndarray:
+    """Indices of at most ``max_points`` evenly spaced points of a series of ``n`` (ends included),
+    on which a (smoothed) trend is judged, so that a long series' leftover wiggles do not add up.
+
+    >>> trend_points(5, 50).tolist(), trend_points(101, 5).tolist()
+    ([0, 1, 2, 3, 4], [0, 25, 50, 75, 100])
+    """
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.int64))
 
 
 def _neighbour_planes(a: np.ndarray) -> list[np.ndarray]:
@@ -90,11 +103,13 @@ def _neighbour_planes(a: np.ndarray) -> list[np.ndarray]:
 
 
 def isolated_cells(a: np.ndarray, margin: float) -> np.ndarray:
-    """Cells that stand out from their neighbourhood by more than ``margin``: above all but one of
-    their (finite) 8 neighbours by ``margin`` (or below all but one), "all but one" so that a pair of
-    cells is still found; when a cell has 2-4 finite neighbours (map edges, 1-D maps) it must beat
-    all of them; with fewer than 2 it is never flagged. The corner or edge of a block is not
-    isolated (it has at least 2 neighbours in the block)."""
+    """Cells that stand out from their neighbourhood by more than ``margin``.
+
+    A cell with all 8 neighbours must be above all but one of them by ``margin`` (or below all but
+    one), so that a pair of cells is still found while a one-cell-wide stripe (2 partners) or the
+    corner of a block (3) is not. A cell on the map's edge or beside a gap (2-7 finite neighbours)
+    must beat all of them, since there a stripe has only one partner. With fewer than 2 finite
+    neighbours a cell is never flagged."""
     if a.size == 0 or not np.isfinite(margin) or margin <= 0:
         return np.zeros(a.shape, dtype=bool)
     neg = np.full(a.shape, -np.inf)
@@ -110,8 +125,8 @@ def isolated_cells(a: np.ndarray, margin: float) -> np.ndarray:
         x_lo = np.where(fin, nb, np.inf)
         lo2 = np.minimum(lo2, np.maximum(lo1, x_lo))
         lo1 = np.minimum(lo1, x_lo)
-    ref_hi = np.where(count >= 5, hi2, hi1)
-    ref_lo = np.where(count >= 5, lo2, lo1)
+    ref_hi = np.where(count == 8, hi2, hi1)
+    ref_lo = np.where(count == 8, lo2, lo1)
     with np.errstate(invalid="ignore"):
         out = ((a - ref_hi > margin) | (ref_lo - a > margin)) & (count >= 2) & np.isfinite(a)
     return out

@@ -4,7 +4,8 @@ All fractions are of the map's *range* ``R = max - min`` on the analysis scale (
 the values span decades), computed over the finite cells that are not outliers. So the same matrix
 times 1000, or shifted by a constant, gets the same report. ``sigma`` is the cell-to-cell noise,
 estimated robustly from second differences along the steps (1.4826 * median |d2| / sqrt(6)); it only
-ever *raises* a threshold, so smooth data is judged by the fractions alone.
+ever *raises* a threshold, so smooth data is judged by the fractions alone. (Along the layers
+instead, when that is smaller: noise shows in both directions, structure usually in one.)
 
 =========================  =======  ===================================================================
 name                       default  meaning
@@ -14,15 +15,16 @@ name                       default  meaning
 ``level_low``              1/3      a layer whose median (over steps) is below this is ``low``
 ``level_high``             2/3      ... above this is ``high``; otherwise ``mid``
 ``flat``                   0.10     a layer whose smoothed values span less than this is ``flat``
-``flat_noise_k``           4        ... or span less than this many sigma of the smoothed series
+``flat_noise_k``           6        ... or span less than this many sigma of the smoothed series
 ``leg``                    0.05     a rise or a fall counts (for rise_then_fall / fall_then_rise) when it
                                     moves at least this much ...
-``leg_noise_k``            3        ... and at least this many sigma of the smoothed series
+``leg_noise_k``            4        ... and at least this many sigma of the smoothed series
 ``irregular_path``         2.0      ``irregular`` when the smoothed series travels more than this many
                                     times the shortest path through its first value, extremes and last
                                     value (it wiggles), or has both an inner peak and an inner trough
 ``smooth_frac``            1/20     trends are judged on a centred moving average over this fraction of
-                                    the steps (odd window, 1 = none below 40 steps)
+                                    the steps (odd window, 1 = none below 40 steps) ...
+``trend_points``           50       ... taken at this many evenly spaced steps at most
 ``plateau_tol``            0.10     a rising layer plateaus from the first step where it is within this
                                     fraction of its rise below its peak ...
 ``plateau_max_decline``    0.25     ... never falls more than this fraction of its rise below the peak
@@ -40,8 +42,8 @@ name                       default  meaning
 ``jump_min_layers``        2        ... in the same direction in at least this many layers (or in all
                                     layers when fewer have values)
 ``outlier``                0.20     ``outlier``: a cell beyond all but one of its 8 neighbours (all of
-                                    them when it has fewer than 5) by this fraction of the range of all
-                                    finite cells ...
+                                    them on an edge or beside a gap) by this fraction of the range of
+                                    the finite cells ...
 ``outlier_noise_k``        6        ... and by this many sigma; repeated until none is found (<= 3 passes)
 ``noise_share``            0.5      the map is described as having no structure above noise when
                                     sigma^2 is at least this share of the variance of its cells
@@ -74,11 +76,12 @@ class Thresholds:
     level_low: float = 1 / 3
     level_high: float = 2 / 3
     flat: float = 0.10
-    flat_noise_k: float = 4.0
+    flat_noise_k: float = 6.0
     leg: float = 0.05
-    leg_noise_k: float = 3.0
+    leg_noise_k: float = 4.0
     irregular_path: float = 2.0
     smooth_frac: float = 1 / 20
+    trend_points: int = 50
     plateau_tol: float = 0.10
     plateau_max_decline: float = 0.25
     plateau_min_tail: float = 0.25

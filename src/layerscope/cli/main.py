@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "runs": "layerscope.cli.runs:runs",
     "plot": "layerscope.cli.plot:plot",
     "export": "layerscope.cli.export:export",
+    "report": "layerscope.cli.report:report",
 }
 
 

@@ -52,6 +52,8 @@ def check_output_path(path: str | os.PathLike[str], formats: tuple[str, ...] = F
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists():
         raise StoreError(f"folder {str(parent)!r} for {str(path)!r} does not exist; create it or choose another path.")
+    if not parent.is_dir():
+        raise StoreError(f"{str(parent)!r} is a file, not a folder; choose another output path for {str(path)!r}.")
     if not os.access(parent, os.W_OK):
         raise StoreError(f"folder {str(parent)!r} is not writable; choose another output path.")
     if p.exists() and p.is_dir():

@@ -71,6 +71,10 @@ def batch_raw(
     flat = x.reshape(-1)
     n = flat.numel()
     dev = flat.device
+    if n == 0:  # an empty activation (n is a Python int: no sync): the neutral raw vector
+        raw = torch.zeros(N_RAW, dtype=torch.float64, device=dev)
+        raw[R_MIN], raw[R_MAX] = math.inf, -math.inf
+        return raw
     xz = torch.nan_to_num(flat, nan=0.0, posinf=0.0, neginf=0.0)  # non-finite -> 0
     nonfinite = torch.count_nonzero(flat - flat)  # x - x is NaN exactly where x is not finite
     nf = n - nonfinite
@@ -123,6 +127,8 @@ def batch_units_max(x: torch.Tensor) -> torch.Tensor:
         x = x.float()
     if x.dim() == 0:
         x = x.reshape(1)
+    if x.numel() == 0:  # no data: every unit's maximum so far is 0 (shape only, no sync)
+        return torch.zeros(x.shape[-1], dtype=torch.float32, device=x.device)
     a = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).abs()
     return a.reshape(-1, a.shape[-1]).amax(dim=0).to(torch.float32)
 
