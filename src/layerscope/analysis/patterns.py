@@ -25,7 +25,8 @@ def round_sig(x: float | None, digits: int) -> float | None:
     """
     if x is None or not math.isfinite(x):
         return None
-    return float(f"{x:.{digits}g}")
+    r = float(f"{x:.{digits}g}")
+    return r if math.isfinite(r) else float(x)  # 1.795e308 would round up to inf; it prints the same
 
 
 def significant_digits(lo: float, hi: float, minimum: int = 3, maximum: int = 10) -> int:

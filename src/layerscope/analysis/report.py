@@ -196,7 +196,9 @@ def report(heatmap: Heatmap, *, scale: str = "auto", thresholds: Thresholds | No
     t = thresholds or DEFAULT
     if scale not in ("auto", "linear", "log"):
         raise ConfigError(f"scale {scale!r} is not one of auto, linear, log; pass one of those.")
-    return Report(_Analysis(heatmap, scale, t).run())
+    # Extreme inputs (1e308, 5e-324) overflow a ratio or two; those come out as None, not as warnings.
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        return Report(_Analysis(heatmap, scale, t).run())
 
 
 class _Analysis:
@@ -215,9 +217,13 @@ class _Analysis:
                 "use scale='linear' (--scale linear)."
             )
         self.scale = P.choose_scale(self.v, scale, t.log_ratio)
+        # Linear values are analysed in units of the largest magnitude, so that nothing overflows
+        # (a range of +-1e308 would); every number quoted is converted back with inv().
+        big = float(np.abs(self.v[fin]).max()) if fin.any() else 0.0
+        self.unit = big if self.scale == "linear" and big > 0 else 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
             a = np.where(fin, self.v, np.nan)
-            self.a = np.log10(a) if self.scale == "log" else a  # analysis scale
+            self.a = np.log10(a) if self.scale == "log" else a / self.unit  # analysis scale
         self.sigma = P.noise_sigma(self.a)
         self.outliers = P.find_outliers(self.a, t.outlier, t.outlier_noise_k, self.sigma) if self.a.size else np.zeros(self.v.shape, bool)
         self.c = np.where(self.outliers, np.nan, self.a)
@@ -251,7 +257,7 @@ class _Analysis:
     # -- helpers ------------------------------------------------------------------------------
     def inv(self, x: float) -> float:
         """Analysis scale -> recorded units."""
-        return float(10.0**x) if self.scale == "log" else float(x)
+        return float(10.0**x) if self.scale == "log" else float(x) * self.unit
 
     def at_frac(self, frac: float) -> float:
         """The recorded value at ``frac`` of the way up the map's range."""
@@ -300,7 +306,7 @@ class _Analysis:
             "step_gap_min": min(gaps) if gaps else None,
             "step_gap_max": max(gaps) if gaps else None,
             "noise": {
-                "sigma": P.round_sig(self.sigma, 3),
+                "sigma": P.round_sig(self.sigma * self.unit, 3),  # recorded units (decades on a log scale)
                 "share_pct": f.pct(100 * self.noise_share),
                 "structured": bool(self.structured),
                 "smoothing_window": self.window,
