@@ -27,14 +27,28 @@ T = np.linspace(0.0, 1.0, S)[:, None]  # (S, 1) training progress
 D = np.linspace(0.0, 1.0, L)[None, :]  # (1, L) depth
 
 TRENDS = {"flat", "rising", "falling", "rise_then_fall", "fall_then_rise", "irregular"}
-KINDS = {"consistently_low", "consistently_high", "depth_gradient", "step_trend", "hotspot", "saturation",
-         "sudden_change", "missing_values", "outlier"}
+KINDS = {
+    "consistently_low",
+    "consistently_high",
+    "depth_gradient",
+    "step_trend",
+    "hotspot",
+    "saturation",
+    "sudden_change",
+    "missing_values",
+    "outlier",
+}
 
 
 def heatmap(v: np.ndarray, steps: list[int] | None = None, metric: str = "rms") -> Heatmap:
     v = np.asarray(v, dtype=float)
-    return Heatmap(v, steps=steps or [100 * (i + 1) for i in range(v.shape[0])],
-                   layers=list(range(1, v.shape[1] + 1)), metric=metric, run="test")
+    return Heatmap(
+        v,
+        steps=steps or [100 * (i + 1) for i in range(v.shape[0])],
+        layers=list(range(1, v.shape[1] + 1)),
+        metric=metric,
+        run="test",
+    )
 
 
 def analyse(v: np.ndarray, **kw: Any) -> dict[str, Any]:
@@ -143,14 +157,33 @@ def test_json_contract(name: str) -> None:
     v = PATTERNS[name]()
     d = analyse(v)
     json.loads(json.dumps(d, allow_nan=False))  # strict JSON: no NaN/inf anywhere
-    for key in ("metric", "site", "run", "layers", "steps", "value_min", "value_max", "layers_detail",
-                "observations"):
+    for key in (
+        "metric",
+        "site",
+        "run",
+        "layers",
+        "steps",
+        "value_min",
+        "value_max",
+        "layers_detail",
+        "observations",
+    ):
         assert key in d
     assert d["layers"] == list(range(1, v.shape[1] + 1))
     assert len(d["steps"]) == v.shape[0]
     assert len(d["layers_detail"]) == v.shape[1]  # one entry per layer, always
     for x in d["layers_detail"]:
-        assert set(x) >= {"layer", "trend", "level", "first", "last", "min", "max", "peak_step", "plateau_from"}
+        assert set(x) >= {
+            "layer",
+            "trend",
+            "level",
+            "first",
+            "last",
+            "min",
+            "max",
+            "peak_step",
+            "plateau_from",
+        }
         assert x["trend"] in TRENDS | {None} and x["level"] in {"low", "mid", "high", None}
         if x["trend"] is not None:
             assert x["min"] <= x["first"] <= x["max"] and x["min"] <= x["last"] <= x["max"]
@@ -187,7 +220,9 @@ def test_flat_map_with_tiny_noise_claims_no_structure() -> None:
     d = analyse(0.5 + 1e-6 * rng.standard_normal((S, L)))
     assert set(trends(d)) == {"flat"}
     assert d["noise"]["structured"] is False
-    assert not {"hotspot", "depth_gradient", "step_trend", "saturation"} & {o["kind"] for o in d["observations"]}
+    assert not {"hotspot", "depth_gradient", "step_trend", "saturation"} & {
+        o["kind"] for o in d["observations"]
+    }
 
 
 def test_growing_with_depth_and_steps() -> None:
@@ -221,7 +256,9 @@ def test_reference_like_map() -> None:
     assert [x["peak_step"] for x in d["layers_detail"][8:]] == [240_000] * 4
     assert [x["plateau_from"] for x in d["layers_detail"][8:]] == [210_000] * 4
     sat = one(d, "saturation")
-    assert sat["layers"] == [9, 10, 11, 12] and sat["steps"] == [210_000] and sat["facts"]["declining"] is True
+    assert (
+        sat["layers"] == [9, 10, 11, 12] and sat["steps"] == [210_000] and sat["facts"]["declining"] is True
+    )
     assert one(d, "consistently_low")["layers"] == [1, 2, 3, 4]
     assert one(d, "depth_gradient")["direction"] == "increasing"
     assert one(d, "step_trend")["direction"] == "increasing"
@@ -243,7 +280,11 @@ def test_hot_band_in_the_middle_has_no_depth_gradient() -> None:
 def test_phase_change_is_a_sudden_change() -> None:
     d = analyse(phase_change())
     (jump,) = obs(d, "sudden_change")
-    assert jump["direction"] == "increasing" and jump["steps"] == [STEPS[6]] and jump["layers"] == list(range(1, 13))
+    assert (
+        jump["direction"] == "increasing"
+        and jump["steps"] == [STEPS[6]]
+        and jump["layers"] == list(range(1, 13))
+    )
     (event,) = jump["facts"]["events"]
     assert event["step_before"] == STEPS[5] and 0.5 < event["change_min"] <= event["change_max"] < 0.7
     assert not obs(d, "saturation")  # the level after a jump is the jump, not a saturation
@@ -336,8 +377,9 @@ def test_report_is_scale_and_shift_invariant(a: float, b: float) -> None:
     base = analyse(reference_like())
     moved = analyse(a * reference_like() + b)
     assert trends(moved) == trends(base) and levels(moved) == levels(base)
-    assert [(o["kind"], o["layers"], o["steps"], o["direction"]) for o in moved["observations"]] == \
-        [(o["kind"], o["layers"], o["steps"], o["direction"]) for o in base["observations"]]
+    assert [(o["kind"], o["layers"], o["steps"], o["direction"]) for o in moved["observations"]] == [
+        (o["kind"], o["layers"], o["steps"], o["direction"]) for o in base["observations"]
+    ]
 
 
 def test_thresholds_are_configurable() -> None:
@@ -347,8 +389,9 @@ def test_thresholds_are_configurable() -> None:
     assert loose["thresholds"]["hotspot"] == 0.5
 
 
-@pytest.mark.parametrize("name", ["one_step", "one_layer", "one_cell", "all_nan", "no_steps", "no_layers",
-                                  "constant"])
+@pytest.mark.parametrize(
+    "name", ["one_step", "one_layer", "one_cell", "all_nan", "no_steps", "no_layers", "constant"]
+)
 def test_degenerate_maps_are_described(name: str) -> None:
     rep = report(heatmap(PATTERNS[name]()))
     md = rep.to_markdown()
@@ -356,7 +399,12 @@ def test_degenerate_maps_are_described(name: str) -> None:
     if name in ("no_steps", "no_layers"):
         assert "empty" in md
     else:
-        for section in ("## Components/Axes", "## Detailed analysis", "## Key observations", "## Interpretation"):
+        for section in (
+            "## Components/Axes",
+            "## Detailed analysis",
+            "## Key observations",
+            "## Interpretation",
+        ):
             assert section in md
     if name == "one_step":
         assert "single recorded step" in md and not obs(rep.to_dict(), "step_trend")
@@ -471,8 +519,13 @@ def test_any_matrix_gets_a_strict_report_whose_numbers_are_in_the_json(v: np.nda
 def test_markdown_sections_and_bands() -> None:
     md = report(heatmap(reference_like(), steps=STEPS)).to_markdown()
     heads = [ln for ln in md.splitlines() if ln.startswith("## ")]
-    assert heads == ["## Overview", "## Components/Axes", "## Detailed analysis", "## Key observations",
-                     "## Interpretation"]
+    assert heads == [
+        "## Overview",
+        "## Components/Axes",
+        "## Detailed analysis",
+        "## Key observations",
+        "## Interpretation",
+    ]
     assert "- **Layers 1–4** (flat, low): between 0.0002 and 0.00085 throughout" in md
     assert "- **Layers 9–12** (rise then fall, high)" in md
     assert "every 30k" in md and "30k–300k" in md
@@ -484,8 +537,10 @@ def test_interpretation_is_hedged_and_tied_to_observations() -> None:
         refs = [i["observation"] for i in d["interpretation"] if i["observation"] is not None]
         assert refs and all(1 <= r <= len(d["observations"]) for r in refs)
         for item in d["interpretation"]:
-            assert re.search(r"\b(may|might|consistent with|suggest|could|less certain|not evidence|does not)\b",
-                             item["text"]), item["text"]
+            assert re.search(
+                r"\b(may|might|need not|consistent with|suggest|could|less certain|not evidence|does not)\b",
+                item["text"],
+            ), item["text"]
 
 
 def test_report_is_exported_lazily_from_the_package() -> None:

@@ -13,16 +13,21 @@ over all finite cells (what a colour scale shows).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import os
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .._format import format_step, format_value
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError
 from ..store.heatmap import Heatmap
 from . import patterns as P
 from .thresholds import DEFAULT, Thresholds
@@ -72,6 +77,20 @@ class Report:
     def to_json(self, indent: int | None = 2) -> str:
         """The report as strict JSON text (no NaN)."""
         return json.dumps(self.data, indent=indent, allow_nan=False)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the report to ``path``: JSON when it ends in ``.json``, else Markdown. The file is
+        written beside its destination and renamed into place, so it is never half-written.
+
+        >>> import tempfile, os, numpy as np
+        >>> from layerscope.store.heatmap import Heatmap
+        >>> rep = report(Heatmap(np.eye(3), steps=[1, 2, 3], layers=[1, 2, 3]))
+        >>> rep.save(os.path.join(tempfile.mkdtemp(), "report.md")).name
+        'report.md'
+        """
+        p = Path(path)
+        text = self.to_json() + "\n" if p.suffix.lower() == ".json" else self.to_markdown()
+        return write_text_atomic(p, text)
 
     @property
     def observations(self) -> list[dict[str, Any]]:
@@ -159,6 +178,28 @@ class _Fmt:
         return format_step(lo) if lo == hi else f"{format_step(lo)}–{format_step(hi)}"
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it and a rename.
+
+    Raises NotFoundError when ``path`` is a folder or its folder does not exist.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise NotFoundError(f"{str(p)!r} is a folder; pass a file name such as {str(p / 'report.md')!r}.")
+    if not p.parent.exists():
+        raise NotFoundError(f"folder {str(p.parent)!r} for {str(p)!r} does not exist; create it first.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return p
+
+
 def format_percent(x: float) -> str:
     """How the report quotes a stored percentage (already rounded to 2 significant digits).
 
@@ -213,8 +254,8 @@ class _Analysis:
         fin = np.isfinite(self.v)
         if scale == "log" and fin.any() and float(self.v[fin].min()) <= 0:
             raise ConfigError(
-                f"a log scale needs positive values, but the smallest value is {float(self.v[fin].min())!r}; "
-                "use scale='linear' (--scale linear)."
+                "a log scale needs positive values, but the smallest value is "
+                f"{float(self.v[fin].min())!r}; use scale='linear' (--scale linear)."
             )
         self.scale = P.choose_scale(self.v, scale, t.log_ratio)
         # Linear values are analysed in units of the largest magnitude, so that nothing overflows
@@ -225,7 +266,11 @@ class _Analysis:
             a = np.where(fin, self.v, np.nan)
             self.a = np.log10(a) if self.scale == "log" else a / self.unit  # analysis scale
         self.sigma = P.noise_sigma(self.a)
-        self.outliers = P.find_outliers(self.a, t.outlier, t.outlier_noise_k, self.sigma) if self.a.size else np.zeros(self.v.shape, bool)
+        self.outliers = (
+            P.find_outliers(self.a, t.outlier, t.outlier_noise_k, self.sigma)
+            if self.a.size
+            else np.zeros(self.v.shape, bool)
+        )
         self.c = np.where(self.outliers, np.nan, self.a)
         self.cfin = np.isfinite(self.c)
         self.raw = np.where(self.cfin, self.v, np.nan)  # clean values, recorded units
@@ -265,7 +310,9 @@ class _Analysis:
 
     def cell_list(self, mask: np.ndarray) -> tuple[list[list[int]], bool]:
         ii, jj = np.nonzero(mask)  # row-major: step, then layer
-        cells = [[self.steps[i], self.layers[j]] for i, j in zip(ii[: self.t.max_cells], jj[: self.t.max_cells])]
+        cells = [
+            [self.steps[i], self.layers[j]] for i, j in zip(ii[: self.t.max_cells], jj[: self.t.max_cells])
+        ]
         return cells, len(ii) > self.t.max_cells
 
     # -- main ---------------------------------------------------------------------------------
@@ -330,8 +377,18 @@ class _Analysis:
         base: dict[str, Any] = {"layer": self.layers[j], "name": self.hm.layer_names[j]}
         if idx.size == 0:
             base.update(
-                trend=None, level=None, first=None, last=None, min=None, max=None, peak_step=None,
-                plateau_from=None, first_step=None, last_step=None, min_step=None, n_values=0,
+                trend=None,
+                level=None,
+                first=None,
+                last=None,
+                min=None,
+                max=None,
+                peak_step=None,
+                plateau_from=None,
+                first_step=None,
+                last_step=None,
+                min_step=None,
+                n_values=0,
             )
             base["_nfirst"] = base["_nlast"] = base["_nmax"] = None
             return base
@@ -347,7 +404,10 @@ class _Analysis:
         plateau = None
         if trend in ("rising", "rise_then_fall", "falling", "fall_then_rise"):
             k = P.plateau_start(
-                y, t.plateau_tol, t.plateau_max_decline, t.plateau_min_tail,
+                y,
+                t.plateau_tol,
+                t.plateau_max_decline,
+                t.plateau_min_tail,
                 rising=trend in ("rising", "rise_then_fall"),
             )
             plateau = self.steps[pts[k]] if k is not None else None
@@ -382,10 +442,18 @@ class _Analysis:
         if self.R > 0:
             sudden = self.obs_sudden(details)
             # a layer that jumps up and then stays is described by the jump, not as saturating
-            jumped = {(lay, e["step"]) for o in sudden if o["direction"] == "increasing"
-                      for e in o["facts"]["events"] for lay in e["layers"]}
-            for o in (self.obs_consistent(details, low=True), self.obs_consistent(details, low=False),
-                      self.obs_saturation(details, jumped)):
+            jumped = {
+                (lay, e["step"])
+                for o in sudden
+                if o["direction"] == "increasing"
+                for e in o["facts"]["events"]
+                for lay in e["layers"]
+            }
+            for o in (
+                self.obs_consistent(details, low=True),
+                self.obs_consistent(details, low=False),
+                self.obs_saturation(details, jumped),
+            ):
                 if o:
                     out.append(o)
             out.extend(sudden)
@@ -395,10 +463,24 @@ class _Analysis:
         return out
 
     @staticmethod
-    def _obs(kind: str, layers: list[int], steps: list[int], direction: str | None,
-             cells: list[list[int]], text: str, facts: dict[str, Any]) -> dict[str, Any]:
-        return {"kind": kind, "layers": layers, "steps": steps, "direction": direction, "cells": cells,
-                "text": text, "facts": facts}
+    def _obs(
+        kind: str,
+        layers: list[int],
+        steps: list[int],
+        direction: str | None,
+        cells: list[list[int]],
+        text: str,
+        facts: dict[str, Any],
+    ) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "layers": layers,
+            "steps": steps,
+            "direction": direction,
+            "cells": cells,
+            "text": text,
+            "facts": facts,
+        }
 
     def obs_depth_gradient(self, details: list[dict[str, Any]]) -> dict[str, Any] | None:
         t, f = self.t, self.f
@@ -415,16 +497,20 @@ class _Analysis:
         steps = [self.steps[i] for i in rows]
         raw_med = P.nanmedian_axis(self.raw[:, cols[[0, -1]]], axis=0)
         a, b = self.layers[cols[0]], self.layers[cols[-1]]
-        facts = {
-            "from_layer": a, "to_layer": b, "from_value": f.r(float(raw_med[0])), "to_value": f.r(float(raw_med[1])),
-            "drawdown_pct": f.pct(100 * t.monotone_tol), "n_steps_holding": len(steps),
+        facts: dict[str, Any] = {
+            "from_layer": a,
+            "to_layer": b,
+            "from_value": f.r(float(raw_med[0])),
+            "to_value": f.r(float(raw_med[1])),
+            "drawdown_pct": f.pct(100 * t.monotone_tol),
+            "n_steps_holding": len(steps),
             "n_steps": int(self.cfin.any(axis=1).sum()),
         }
         verb = "increase" if direction == "increasing" else "decrease"
         move = "rises" if direction == "increasing" else "falls"
         text = (
-            f"Values {verb} with depth: the median over steps {move} from {f.v(facts['from_value'])} at layer {a} "
-            f"to {f.v(facts['to_value'])} at layer {b}, never moving back by more than "
+            f"Values {verb} with depth: the median over steps {move} from {f.v(facts['from_value'])} "
+            f"at layer {a} to {f.v(facts['to_value'])} at layer {b}, never moving back by more than "
             f"{f.p(facts['drawdown_pct'])} of the range between layers."
         )
         if steps:
@@ -432,8 +518,8 @@ class _Analysis:
                 text += f" Step by step, the profile {move} this way at every recorded step."
             else:
                 text += (
-                    f" Step by step, the profile {move} this way at {len(steps)} of {facts['n_steps']} steps "
-                    f"({f.steps_text(steps)})."
+                    f" Step by step, the profile {move} this way at {len(steps)} of {facts['n_steps']} "
+                    f"steps ({f.steps_text(steps)})."
                 )
         else:
             text += " No single step shows the whole profile this cleanly."
@@ -451,29 +537,39 @@ class _Analysis:
             return None
         sign = 1.0 if direction == "increasing" else -1.0
         follow = [
-            x["layer"] for x in details
+            x["layer"]
+            for x in details
             if x["_nfirst"] is not None and sign * (x["_nlast"] - x["_nfirst"]) >= t.gradient
         ]
         raw_med = P.nanmedian_axis(self.raw[rows[[0, -1]]], axis=1)
         s0, s1 = self.steps[rows[0]], self.steps[rows[-1]]
         n_with = sum(1 for x in details if x["_nfirst"] is not None)
-        facts = {
-            "from_step": s0, "to_step": s1, "from_value": f.r(float(raw_med[0])), "to_value": f.r(float(raw_med[1])),
-            "n_layers_following": len(follow), "n_layers": n_with, "change_pct": f.pct(100 * t.gradient),
+        facts: dict[str, Any] = {
+            "from_step": s0,
+            "to_step": s1,
+            "from_value": f.r(float(raw_med[0])),
+            "to_value": f.r(float(raw_med[1])),
+            "n_layers_following": len(follow),
+            "n_layers": n_with,
+            "change_pct": f.pct(100 * t.gradient),
         }
         verb, word = ("increase", "higher") if direction == "increasing" else ("decrease", "lower")
         move = "rises" if direction == "increasing" else "falls"
         text = (
-            f"Values {verb} over training: the median across layers {move} from {f.v(facts['from_value'])} at "
-            f"{format_step(s0)} to {f.v(facts['to_value'])} at {format_step(s1)}"
+            f"Values {verb} over training: the median across layers {move} from "
+            f"{f.v(facts['from_value'])} at {format_step(s0)} to {f.v(facts['to_value'])} at "
+            f"{format_step(s1)}"
         )
         if follow and len(follow) == n_with and n_with > 1:
-            text += f"; all {n_with} layers end at least {f.p(facts['change_pct'])} of the range {word} than they start."
+            text += (
+                f"; all {n_with} layers end at least {f.p(facts['change_pct'])} of the range {word} "
+                "than they start."
+            )
         elif follow:
             text += (
                 f"; {len(follow)} of {n_with} {'layer' if n_with == 1 else 'layers'} "
-                f"({f.layers_text(follow, word=False)}) end at least "
-                f"{f.p(facts['change_pct'])} of the range {word} than they start."
+                f"({f.layers_text(follow, word=False)}) end at least {f.p(facts['change_pct'])} of the "
+                f"range {word} than they start."
             )
         else:
             text += "; no single layer changes that much from its first to its last step."
@@ -490,16 +586,22 @@ class _Analysis:
         steps = sorted({self.steps[i] for i in ii})
         flat = np.where(self.cfin, self.c, -np.inf)
         i_max, j_max = np.unravel_index(int(np.argmax(flat)), flat.shape)
-        facts = {
-            "threshold": f.r(self.at_frac(t.hotspot)), "top_pct": f.pct(100 * (1 - t.hotspot)),
-            "n_cells": int(hot.sum()), "cells_pct": f.pct(100 * hot.sum() / max(1, self.cfin.sum())),
-            "max": f.r(float(self.v[i_max, j_max])), "max_step": self.steps[i_max], "max_layer": self.layers[j_max],
+        facts: dict[str, Any] = {
+            "threshold": f.r(self.at_frac(t.hotspot)),
+            "top_pct": f.pct(100 * (1 - t.hotspot)),
+            "n_cells": int(hot.sum()),
+            "cells_pct": f.pct(100 * hot.sum() / max(1, self.cfin.sum())),
+            "max": f.r(float(self.v[i_max, j_max])),
+            "max_step": self.steps[i_max],
+            "max_layer": self.layers[j_max],
         }
         text = (
-            f"The highest values (at or above {f.v(facts['threshold'])}, the top {f.p(facts['top_pct'])} of the range) "
-            f"are in {f.layers_text(layers)} at {'step' if len(steps) == 1 else 'steps'} {f.steps_text(steps)} "
-            f"({facts['n_cells']} cells, {f.p(facts['cells_pct'])} of those with a value); the maximum, "
-            f"{f.v(facts['max'])}, is at layer {facts['max_layer']}, step {format_step(facts['max_step'])}."
+            f"The highest values (at or above {f.v(facts['threshold'])}, the top "
+            f"{f.p(facts['top_pct'])} of the range) are in {f.layers_text(layers)} at "
+            f"{'step' if len(steps) == 1 else 'steps'} {f.steps_text(steps)} ({facts['n_cells']} "
+            f"cells, {f.p(facts['cells_pct'])} of those with a value); the maximum, "
+            f"{f.v(facts['max'])}, is at layer {facts['max_layer']}, step "
+            f"{format_step(facts['max_step'])}."
         )
         return self._obs("hotspot", layers, steps, None, [], text, facts)
 
@@ -520,7 +622,8 @@ class _Analysis:
         facts: dict[str, Any] = {
             "bound": f.r(self.at_frac(frac)),
             "pct": f.pct(100 * (frac if low else 1 - frac)),
-            "min": f.r(float(np.nanmin(vals))), "max": f.r(float(np.nanmax(vals))),
+            "min": f.r(float(np.nanmin(vals))),
+            "max": f.r(float(np.nanmax(vals))),
         }
         # how much these layers still move on their own scale (the shared colour scale hides it)
         best = None
@@ -531,8 +634,12 @@ class _Analysis:
                 if best is None or fac > best[0]:
                     best = (fac, j, float(col.min()), float(col.max()))
         if best is not None:
-            facts.update(own_factor=f.r(best[0]), own_layer=self.layers[best[1]],
-                         own_min=f.r(best[2]), own_max=f.r(best[3]))
+            facts.update(
+                own_factor=f.r(best[0]),
+                own_layer=self.layers[best[1]],
+                own_min=f.r(best[2]),
+                own_max=f.r(best[3]),
+            )
         where = "bottom" if low else "top"
         cmp = "at or below" if low else "at or above"
         text = (
@@ -540,15 +647,25 @@ class _Analysis:
             f"{f.p(facts['pct'])} of the range ({cmp} {f.v(facts['bound'])}) at every recorded step, "
             f"with values between {f.between(facts['min'], facts['max'])}."
         )
-        return self._obs("consistently_low" if low else "consistently_high", layers,
-                         sorted({self.steps[i] for i in np.flatnonzero(self.cfin[:, cols].any(axis=1))}),
-                         None, [], text, facts)
+        return self._obs(
+            "consistently_low" if low else "consistently_high",
+            layers,
+            sorted({self.steps[i] for i in np.flatnonzero(self.cfin[:, cols].any(axis=1))}),
+            None,
+            [],
+            text,
+            facts,
+        )
 
-    def obs_saturation(self, details: list[dict[str, Any]], jumped: set[tuple[int, int]]) -> dict[str, Any] | None:
+    def obs_saturation(
+        self, details: list[dict[str, Any]], jumped: set[tuple[int, int]]
+    ) -> dict[str, Any] | None:
         t, f = self.t, self.f
         sat = [
-            x for x in details
-            if x["plateau_from"] is not None and x["trend"] in ("rising", "rise_then_fall")
+            x
+            for x in details
+            if x["plateau_from"] is not None
+            and x["trend"] in ("rising", "rise_then_fall")
             and (x["layer"], x["plateau_from"]) not in jumped
         ]
         if not sat:
@@ -556,9 +673,12 @@ class _Analysis:
         layers = [x["layer"] for x in sat]
         steps = sorted({x["plateau_from"] for x in sat})
         declines = [max(0.0, x["max"] - x["last"]) for x in sat]
-        facts = {
-            "tol_pct": f.pct(100 * t.plateau_tol), "from_min": steps[0], "from_max": steps[-1],
-            "peak_min": min(x["max"] for x in sat), "peak_max": max(x["max"] for x in sat),
+        facts: dict[str, Any] = {
+            "tol_pct": f.pct(100 * t.plateau_tol),
+            "from_min": steps[0],
+            "from_max": steps[-1],
+            "peak_min": min(x["max"] for x in sat),
+            "peak_max": max(x["max"] for x in sat),
             "decline_max": f.r(max(declines)),
             "decline_pct_max": f.pct(100 * t.plateau_max_decline),
         }
@@ -566,13 +686,14 @@ class _Analysis:
         text = (
             f"{_cap(f.layers_text(layers))} {'levels' if one else 'level'} off: from "
             f"{f.step_range(steps[0], steps[-1])} on, {'it stays' if one else 'each stays'} within "
-            f"{f.p(facts['tol_pct'])} of {'its' if one else 'its own'} rise below {'its' if one else 'its'} peak "
+            f"{f.p(facts['tol_pct'])} of its rise below its peak "
             f"({f.vrange(facts['peak_min'], facts['peak_max'])})"
         )
         declining = max(x["_nmax"] - x["_nlast"] for x in sat) >= self.leg_thr
         facts["declining"] = bool(declining)
         if declining:
-            text += f", then declines slightly: the last value is up to {f.v(facts['decline_max'])} below the peak."
+            drop = f.v(facts["decline_max"])
+            text += f", then declines slightly: the last value is up to {drop} below the peak."
         elif facts["decline_max"]:
             text += f", ending within {f.v(facts['decline_max'])} of it."
         else:
@@ -592,16 +713,22 @@ class _Analysis:
             evs = [e for e in events if e[1] == direction]
             if not evs:
                 continue
-            facts_events = []
+            facts_events: list[dict[str, Any]] = []
             all_layers: set[int] = set()
             for i, _, cols, _ in evs:
                 ch = self.v[i, cols] - self.v[i - 1, cols]
                 lay = [self.layers[j] for j in cols]
                 all_layers.update(lay)
-                facts_events.append({
-                    "step_before": self.steps[i - 1], "step": self.steps[i], "layers": lay, "n_layers": len(lay),
-                    "change_min": f.r(float(np.min(np.abs(ch)))), "change_max": f.r(float(np.max(np.abs(ch)))),
-                })
+                facts_events.append(
+                    {
+                        "step_before": self.steps[i - 1],
+                        "step": self.steps[i],
+                        "layers": lay,
+                        "n_layers": len(lay),
+                        "change_min": f.r(float(np.min(np.abs(ch)))),
+                        "change_max": f.r(float(np.max(np.abs(ch)))),
+                    }
+                )
             ranked = sorted(facts_events, key=lambda e: (-e["n_layers"], e["step"]))[:_LIST_EVENTS]
             ranked.sort(key=lambda e: e["step"])
             word = "up" if direction == "increasing" else "down"
@@ -610,16 +737,31 @@ class _Analysis:
                 f"{f.layers_text(e['layers'])} (by {f.vrange(e['change_min'], e['change_max'])})"
                 for e in ranked
             ]
-            facts = {"n_events": len(evs), "events": facts_events, "jump_pct": f.pct(100 * t.jump)}
+            facts: dict[str, Any] = {
+                "n_events": len(evs),
+                "events": facts_events,
+                "jump_pct": f.pct(100 * t.jump),
+            }
+            where = "" if n_with == 1 else " in several layers at once"
+            times = "" if len(evs) == 1 else f", at {len(evs)} points"
             text = (
-                f"Values jump {word} by at least {f.p(facts['jump_pct'])} of the range between consecutive steps "
-                f"in several layers at once{'' if len(evs) == 1 else f', at {len(evs)} points'}: "
+                f"Values jump {word} by at least {f.p(facts['jump_pct'])} of the range between "
+                f"consecutive steps{where}{times}: "
                 + "; ".join(parts)
                 + ("; …" if len(evs) > len(ranked) else "")
                 + "."
             )
-            out.append(self._obs("sudden_change", sorted(all_layers), [e["step"] for e in facts_events],
-                                 direction, [], text, facts))
+            out.append(
+                self._obs(
+                    "sudden_change",
+                    sorted(all_layers),
+                    [e["step"] for e in facts_events],
+                    direction,
+                    [],
+                    text,
+                    facts,
+                )
+            )
         return out
 
     def obs_outliers(self) -> dict[str, Any] | None:
@@ -630,17 +772,24 @@ class _Analysis:
         ii, jj = np.nonzero(self.outliers)
         values = [f.r(float(self.v[i, j])) for i, j in zip(ii[: t.max_cells], jj[: t.max_cells])]
         n = int(self.outliers.sum())
-        facts = {"n_cells": n, "values": values, "margin_pct": f.pct(100 * t.outlier), "truncated": truncated}
+        facts: dict[str, Any] = {
+            "n_cells": n,
+            "values": values,
+            "margin_pct": f.pct(100 * t.outlier),
+            "truncated": truncated,
+        }
         listed = ", ".join(
             f"layer {c[1]} at {format_step(c[0])} ({f.v(val)})" for c, val in zip(cells[:_LIST_CELLS], values)
         )
         text = (
-            f"{n} isolated {'cell stands' if n == 1 else 'cells stand'} out from {'its' if n == 1 else 'their'} "
-            f"neighbours by at least {f.p(facts['margin_pct'])} of the range: {listed}"
-            f"{', …' if n > _LIST_CELLS else ''}. Levels, trends and per-layer values leave "
-            f"{'it' if n == 1 else 'them'} out."
+            f"{n} isolated {'cell stands' if n == 1 else 'cells stand'} out from "
+            f"{'its' if n == 1 else 'their'} neighbours by at least {f.p(facts['margin_pct'])} of the "
+            f"range: {listed}{', …' if n > _LIST_CELLS else ''}. Levels, trends and per-layer values "
+            f"leave {'it' if n == 1 else 'them'} out."
         )
-        return self._obs("outlier", sorted({c[1] for c in cells}), sorted({c[0] for c in cells}), None, cells, text, facts)
+        return self._obs(
+            "outlier", sorted({c[1] for c in cells}), sorted({c[0] for c in cells}), None, cells, text, facts
+        )
 
     def obs_infinite(self) -> dict[str, Any] | None:
         inf = np.isinf(self.v)
@@ -649,17 +798,27 @@ class _Analysis:
         cells, truncated = self.cell_list(inf)
         n = int(inf.sum())
         n_pos = int(np.isposinf(self.v).sum())
-        facts = {"n_cells": n, "n_pos": n_pos, "n_neg": n - n_pos, "truncated": truncated, "infinite": True}
+        facts: dict[str, Any] = {
+            "n_cells": n,
+            "n_pos": n_pos,
+            "n_neg": n - n_pos,
+            "truncated": truncated,
+            "infinite": True,
+        }
         ii, jj = np.nonzero(inf)
         listed = ", ".join(
-            f"layer {self.layers[j]} at {format_step(self.steps[i])} ({'+inf' if self.v[i, j] > 0 else '-inf'})"
+            f"layer {self.layers[j]} at {format_step(self.steps[i])} "
+            f"({'+inf' if self.v[i, j] > 0 else '-inf'})"
             for i, j in list(zip(ii, jj))[:_LIST_CELLS]
         )
         text = (
-            f"{n} {'cell holds an infinite value' if n == 1 else 'cells hold infinite values'}: {listed}"
-            f"{', …' if n > _LIST_CELLS else ''}. They are left out of every range, level and trend."
+            f"{n} {'cell holds an infinite value' if n == 1 else 'cells hold infinite values'}: "
+            f"{listed}{', …' if n > _LIST_CELLS else ''}. They are left out of every range, level and "
+            "trend."
         )
-        return self._obs("outlier", sorted({c[1] for c in cells}), sorted({c[0] for c in cells}), None, cells, text, facts)
+        return self._obs(
+            "outlier", sorted({c[1] for c in cells}), sorted({c[0] for c in cells}), None, cells, text, facts
+        )
 
     def obs_missing(self) -> dict[str, Any] | None:
         miss = np.isnan(self.v)
@@ -676,13 +835,20 @@ class _Analysis:
         if full_steps:
             rest[miss.all(axis=1), :] = False
         n_rest = int(rest.sum())
-        facts = {
-            "n_cells": n, "n_total": self.S * self.L, "pct": f.pct(100 * n / (self.S * self.L)),
-            "full_layers": full_layers, "full_steps": full_steps, "n_scattered": n_rest, "truncated": truncated,
+        facts: dict[str, Any] = {
+            "n_cells": n,
+            "n_total": self.S * self.L,
+            "pct": f.pct(100 * n / (self.S * self.L)),
+            "full_layers": full_layers,
+            "full_steps": full_steps,
+            "n_scattered": n_rest,
+            "truncated": truncated,
         }
         parts = []
         if full_layers:
-            parts.append(f"{f.layers_text(full_layers)} {'has' if len(full_layers) == 1 else 'have'} no value at all")
+            parts.append(
+                f"{f.layers_text(full_layers)} {'has' if len(full_layers) == 1 else 'have'} no value at all"
+            )
         if full_steps:
             parts.append(
                 f"{'step' if len(full_steps) == 1 else 'steps'} {f.steps_text(full_steps)} "
@@ -690,13 +856,16 @@ class _Analysis:
             )
         if n_rest:
             ri, rj = np.nonzero(rest)
-            eg = ", ".join(f"layer {self.layers[j]} at {format_step(self.steps[i])}" for i, j in list(zip(ri, rj))[:3])
+            eg = ", ".join(
+                f"layer {self.layers[j]} at {format_step(self.steps[i])}" for i, j in list(zip(ri, rj))[:3]
+            )
             parts.append(
                 f"{'the other ' if parts else ''}{n_rest} {'is' if n_rest == 1 else 'are'} scattered "
                 f"({eg}{', …' if n_rest > 3 else ''})"
             )
         text = (
-            f"{n} of {facts['n_total']} cells ({f.p(facts['pct'])}) have no value: " + "; ".join(parts)
+            f"{n} of {facts['n_total']} cells ({f.p(facts['pct'])}) have no value: "
+            + "; ".join(parts)
             + ". They are not filled in; every statement above uses recorded values only."
         )
         layers = sorted({c[1] for c in cells})
@@ -709,7 +878,11 @@ class _Analysis:
         keys = [(x["trend"], x["level"], x["plateau_from"] is not None) for x in details]
         groups: list[list[int]] = []
         # on a map dominated by noise, differences between layers' series are noise too
-        tols = (t.band_tol, 2 * t.band_tol, 4 * t.band_tol, math.inf) if self.structured or self.R == 0 else (math.inf,)
+        tols = (
+            (t.band_tol, 2 * t.band_tol, 4 * t.band_tol, math.inf)
+            if self.structured or self.R == 0
+            else (math.inf,)
+        )
         for tol in tols:
             groups = P.group_bands(keys, self.y, tol)
             if len(groups) <= t.max_bands:
@@ -741,9 +914,16 @@ class _Analysis:
             return [min(vals), max(vals)]
 
         b.update(
-            min=min(x["min"] for x in with_vals), max=max(x["max"] for x in with_vals),
-            first=span("first"), last=span("last"), first_step=span("first_step"), last_step=span("last_step"),
-            peak=span("max"), peak_step=span("peak_step"), low=span("min"), low_step=span("min_step"),
+            min=min(x["min"] for x in with_vals),
+            max=max(x["max"] for x in with_vals),
+            first=span("first"),
+            last=span("last"),
+            first_step=span("first_step"),
+            last_step=span("last_step"),
+            peak=span("max"),
+            peak_step=span("peak_step"),
+            low=span("min"),
+            low_step=span("min_step"),
         )
         plats = [x["plateau_from"] for x in with_vals if x["plateau_from"] is not None]
         b["plateau_from"] = [min(plats), max(plats)] if plats else None
@@ -765,7 +945,9 @@ class _Analysis:
             return f"{f.vrange(*rng_v)} at {f.step_range(*rng_s)}"
 
         if b["trend"] == "mixed":
-            counts = ", ".join(f"{k} {w}" for w, k in sorted(b["trend_counts"].items(), key=lambda kv: -kv[1]))
+            counts = ", ".join(
+                f"{k} {w}" for w, k in sorted(b["trend_counts"].items(), key=lambda kv: -kv[1])
+            )
             return (
                 f"{name} (mixed: {counts}): values between {f.between(b['min'], b['max'])}; highest "
                 f"{at(b['peak'], b['peak_step'])}."
@@ -824,26 +1006,42 @@ class _Analysis:
         elif dg:
             parts.append(f"values {'increase' if dg['direction'] == 'increasing' else 'decrease'} with depth")
         elif st:
-            parts.append(f"values {'increase' if st['direction'] == 'increasing' else 'decrease'} over training")
+            parts.append(
+                f"values {'increase' if st['direction'] == 'increasing' else 'decrease'} over training"
+            )
         if "hotspot" in kinds:
             h = kinds["hotspot"]
-            parts.append(f"the highest values are in {f.layers_text(h['layers'])} at {f.steps_text(h['steps'])}")
+            parts.append(
+                f"the highest values are in {f.layers_text(h['layers'])} at {f.steps_text(h['steps'])}"
+            )
         if "consistently_low" in kinds:
-            parts.append(f"{f.layers_text(kinds['consistently_low']['layers'])} stay low throughout")
+            lays = kinds["consistently_low"]["layers"]
+            parts.append(f"{f.layers_text(lays)} {'stays' if len(lays) == 1 else 'stay'} low throughout")
         if "saturation" in kinds:
-            s = kinds["saturation"]
-            parts.append(f"{f.layers_text(s['layers'])} level off from {f.step_range(s['steps'][0], s['steps'][-1])}")
+            sat = kinds["saturation"]
+            when = f.step_range(sat["steps"][0], sat["steps"][-1])
+            verb = "levels" if len(sat["layers"]) == 1 else "level"
+            parts.append(f"{f.layers_text(sat['layers'])} {verb} off from {when}")
         if "sudden_change" in kinds:
-            parts.append("values jump between consecutive steps at " + ", ".join(
-                format_step(s) for o in obs if o["kind"] == "sudden_change" for s in o["steps"][:_LIST_EVENTS]
-            ))
+            parts.append(
+                "values jump between consecutive steps at "
+                + ", ".join(
+                    format_step(s)
+                    for o in obs
+                    if o["kind"] == "sudden_change"
+                    for s in o["steps"][:_LIST_EVENTS]
+                )
+            )
         if not self.structured:
             parts.append("most of the variation is cell-to-cell noise")
         if not parts:
             return "No pattern stands out at the thresholds used."
         return _cap("; ".join(parts)) + "."
 
-    def interpretation(self, obs: list[dict[str, Any]], details: list[dict[str, Any]], d: dict[str, Any]) -> list[dict[str, Any]]:
+    def interpretation(
+        self, obs: list[dict[str, Any]], details: list[dict[str, Any]], d: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Hedged readings, each resting on one observation (1-based index) or on a map-wide fact."""
         f = self.f
         m = f"`{self.hm.metric}`"
         out: list[dict[str, Any]] = []
@@ -855,87 +1053,147 @@ class _Analysis:
             add(None, "There are no values to interpret.")
             return out
         if self.R == 0:
-            add(None, f"A constant {m} gives nothing to interpret; check that the statistic was recorded as intended.")
+            add(
+                None,
+                f"A constant {m} gives nothing to interpret; it may be worth checking that it was recorded.",
+            )
             return out
         if not self.structured:
-            add(None, (
-                f"Cell-to-cell noise accounts for about {f.p(d['noise']['share_pct'])} of the variance, so the map may "
-                "not show real structure at this resolution; recording more steps, or a less noisy statistic, may help."
-            ))
+            share = f.p(d["noise"]["share_pct"])
+            add(
+                None,
+                (
+                    f"Cell-to-cell noise accounts for about {share} of the variance, so the map may "
+                    "not show real structure at this resolution; more steps, or a less noisy "
+                    "statistic, may help."
+                ),
+            )
         if self.S == 1:
             add(None, "With a single recorded step, nothing can be said about change over training.")
         for i, o in enumerate(obs):
             k, fa = o["kind"], o["facts"]
             lays = f.layers_text(o["layers"])
-            if k == "depth_gradient":
-                deeper = "deeper" if o["direction"] == "increasing" else "shallower"
-                add(i, (
-                    f"{m} growing toward {deeper} layers (from {f.v(fa['from_value'])} to {f.v(fa['to_value'])} in median) "
-                    f"is consistent with the {deeper} layers carrying larger {m}; a gradient in one statistic "
-                    "does not by itself say which layers matter more for the model's output."
-                ))
+            if k == "depth_gradient" and o["direction"] == "increasing":
+                text = (
+                    f"The rise of {m} with depth (median {f.v(fa['from_value'])} at layer "
+                    f"{fa['from_layer']}, {f.v(fa['to_value'])} at layer {fa['to_layer']}) "
+                )
+                if self.hm.site == "output":
+                    text += "is consistent with each block adding to a residual stream that grows with depth"
+                else:
+                    text += f"may indicate that deeper layers carry larger {m}"
+                add(i, text + "; it does not by itself say which layers matter more for the model's output.")
+            elif k == "depth_gradient":
+                add(
+                    i,
+                    (
+                        f"The fall of {m} with depth (median {f.v(fa['from_value'])} at layer "
+                        f"{fa['from_layer']}, {f.v(fa['to_value'])} at layer {fa['to_layer']}) may "
+                        "indicate that the shallower layers dominate this statistic; it does not by "
+                        "itself say which layers matter more."
+                    ),
+                )
             elif k == "step_trend":
                 verb = "grows" if o["direction"] == "increasing" else "shrinks"
-                add(i, (
-                    f"Since {m} {verb} over training in {fa['n_layers_following']} of {fa['n_layers']} layers, the "
-                    "network's internal scale may still be changing as it learns; comparing with the loss and the "
-                    "learning-rate schedule would show whether the change tracks learning."
-                ))
+                add(
+                    i,
+                    (
+                        f"Since {m} {verb} over training in {fa['n_layers_following']} of "
+                        f"{fa['n_layers']} layers, the network's internal scale may still be changing "
+                        "as it learns; comparing with the loss and the learning-rate schedule would "
+                        "show whether the change tracks learning."
+                    ),
+                )
             elif k == "hotspot":
-                add(i, (
-                    f"The largest {m} values sit in {lays} at {f.steps_text(o['steps'])}; if {m} measures activation "
-                    "scale, these cells are where instability (overflow, outlier features) would show first, "
-                    "and may deserve a closer look with a max-abs or kurtosis statistic."
-                ))
+                add(
+                    i,
+                    (
+                        f"The largest {m} values sit in {lays} at {f.steps_text(o['steps'])}; if {m} "
+                        "measures activation scale, these layers and steps may be the first to "
+                        "inspect for instability (overflow, outlier features), for example with a "
+                        "max-abs or kurtosis statistic."
+                    ),
+                )
             elif k == "consistently_low":
-                txt = (
-                    f"{_cap(lays)} stay near the bottom of the shared colour scale; this may mean their {m} is small "
-                    "relative to other layers rather than that they are inactive"
+                text = (
+                    f"{_cap(lays)} staying near the bottom of the shared colour scale need not mean they are "
+                    "inactive"
                 )
                 if fa.get("own_factor") is not None and fa["own_factor"] >= 2:
-                    txt += (
-                        f": on their own scale they still vary by a factor of up to {f.v(fa['own_factor'])} "
-                        f"(layer {fa['own_layer']}: {f.vrange(fa['own_min'], fa['own_max'])}), which a per-layer "
-                        + ("" if self.scale == "log" else "or log ")
-                        + "colour scale would show"
+                    other = "a per-layer" if self.scale == "log" else "a per-layer or log"
+                    text += (
+                        ": on their own scale they still vary by a factor of up to "
+                        f"{f.v(fa['own_factor'])} (layer {fa['own_layer']}: "
+                        f"{f.vrange(fa['own_min'], fa['own_max'])}), which {other} colour scale would "
+                        "show"
                     )
-                add(i, txt + ".")
+                else:
+                    text += f"; their {m} may simply be small next to the other layers'"
+                add(i, text + ".")
             elif k == "consistently_high":
-                add(i, (
-                    f"{_cap(lays)} hold high {m} from the first recorded step on, so their level is not something the "
-                    "recorded part of training produced; it may come from initialisation or from earlier training."
-                ))
+                add(
+                    i,
+                    (
+                        f"{_cap(lays)} hold high {m} from the first recorded step on, so their level "
+                        "may come from initialisation or from training before the first recorded step "
+                        "rather than from the recorded part of training."
+                    ),
+                )
             elif k == "saturation":
-                add(i, (
-                    f"{_cap(lays)} levelling off from {f.step_range(fa['from_min'], fa['from_max'])} is consistent with "
-                    f"their {m} having converged, or with a learning-rate decay around then; a plateau in one "
-                    "statistic is not evidence that the loss has converged."
-                ))
+                when = f.step_range(fa["from_min"], fa["from_max"])
+                add(
+                    i,
+                    (
+                        f"{_cap(lays)} levelling off from {when} is consistent with their {m} having "
+                        "converged, or with a learning-rate decay around then; a plateau in one "
+                        "statistic is not evidence that the loss has converged."
+                    ),
+                )
             elif k == "sudden_change":
                 ev = sorted(fa["events"], key=lambda e: (-e["n_layers"], e["step"]))[0]
-                add(i, (
-                    f"A jump in {ev['n_layers']} layers at once between {format_step(ev['step_before'])} and "
-                    f"{format_step(ev['step'])} is more consistent with a change in the training setup at that point "
-                    "(learning-rate schedule, data, a resumed checkpoint, precision) than with gradual learning; "
-                    "checking what changed there may explain it."
-                ))
+                who = f" in {ev['n_layers']} layers at once" if ev["n_layers"] > 1 else ""
+                add(
+                    i,
+                    (
+                        f"A jump{who} between {format_step(ev['step_before'])} and {format_step(ev['step'])} "
+                        "is more consistent with a change in the training setup at that point (learning-rate "
+                        "schedule, data, a resumed checkpoint, precision) than with gradual learning; "
+                        "checking what changed there may explain it."
+                    ),
+                )
             elif k == "outlier" and fa.get("infinite"):
-                add(i, (
-                    "Infinite values may indicate an overflow (for example in reduced precision) at those steps; "
-                    "they are not part of any trend above."
-                ))
+                add(
+                    i,
+                    (
+                        "Infinite values may indicate an overflow (for example in reduced precision) "
+                        "at those steps; they are not part of any trend above."
+                    ),
+                )
             elif k == "outlier":
-                add(i, (
-                    "Isolated extreme cells may be logging or numerical glitches rather than dynamics, since their "
-                    "neighbours do not share them; they were set aside before judging levels and trends."
-                ))
+                add(
+                    i,
+                    (
+                        "Isolated extreme cells may be logging or numerical glitches rather than "
+                        "dynamics, since their neighbours do not share them; they were set aside "
+                        "before judging levels and trends."
+                    ),
+                )
             elif k == "missing_values":
-                add(i, (
-                    f"With {fa['n_cells']} of {fa['n_total']} cells missing, statements about the layers or steps "
-                    "with gaps rest on fewer values and are less certain."
-                ))
+                add(
+                    i,
+                    (
+                        f"With {fa['n_cells']} of {fa['n_total']} cells missing, statements about the "
+                        "layers or steps with gaps rest on fewer values and are less certain."
+                    ),
+                )
         if not out:
-            add(None, "No pattern stood out at the thresholds used, so there is nothing to interpret beyond the per-layer description.")
+            add(
+                None,
+                (
+                    "No pattern stood out at the thresholds used, so there is nothing to interpret "
+                    "beyond the per-layer description."
+                ),
+            )
         return out
 
 
@@ -952,8 +1210,8 @@ def _render_markdown(d: dict[str, Any]) -> str:
     lines += ["## Overview", ""]
     if d["n_steps"] == 0 or d["n_layers"] == 0:
         lines += [
-            f"The heatmap of {m} (site `{d['site']}`, {src}) is empty: {d['n_steps']} steps x {d['n_layers']} "
-            "layers. There is nothing to analyse.",
+            f"The heatmap of {m} (site `{d['site']}`, {src}) is empty: {d['n_steps']} steps x "
+            f"{d['n_layers']} layers. There is nothing to analyse.",
             "",
         ]
         return "\n".join(lines)
@@ -970,7 +1228,7 @@ def _render_markdown(d: dict[str, Any]) -> str:
         ov += f" Every finite cell holds {f.v(d['value_min'])}."
     else:
         ov += f" Values range from {f.v(d['value_min'])} to {f.v(d['value_max'])}"
-        ov += f" ({d['scale']} scale)."
+        ov += " (judged on a log scale)." if d["scale"] == "log" else "."
     lines += [ov, "", d["summary"], ""]
 
     lines += ["## Components/Axes", ""]
@@ -979,29 +1237,42 @@ def _render_markdown(d: dict[str, Any]) -> str:
         xl = f"- **X axis, Layer:** 1 layer, number {layers[0]}"
     else:
         xl = (
-            f"- **X axis, Layer:** {d['n_layers']} layers, numbered by depth {f.layers_text(layers, word=False)} "
-            "(lower numbers are nearer the input)"
+            f"- **X axis, Layer:** {d['n_layers']} layers, numbered by depth "
+            f"{f.layers_text(layers, word=False)} (lower numbers are nearer the input)"
         )
     names = d["layer_names"]
     if names and [str(x) for x in layers] != list(names):
         xl += f"; names `{names[0]}`" + (f" … `{names[-1]}`" if len(names) > 1 else "")
     lines.append(xl + ".")
-    yl = f"- **Y axis, Steps:** {d['n_steps']} recorded {'step' if d['n_steps'] == 1 else 'steps'}, {step_span}"
+    yl = f"- **Y axis, Steps:** {d['n_steps']} recorded {'step' if d['n_steps'] == 1 else 'steps'}"
+    yl += f", {step_span}"
     if d["step_interval"] is not None:
         yl += f", every {format_step(d['step_interval'])}"
     elif d["step_gap_min"] is not None:
-        yl += f", at irregular intervals ({format_step(d['step_gap_min'])} to {format_step(d['step_gap_max'])} apart)"
+        gap_lo, gap_hi = format_step(d["step_gap_min"]), format_step(d["step_gap_max"])
+        yl += f", at irregular intervals ({gap_lo} to {gap_hi} apart)"
     lines.append(yl + ".")
     if d["value_min"] is not None and d["value_min"] == d["value_max"]:
         lines.append(f"- **Colour, {m}:** a single value, {f.v(d['value_min'])}.")
     elif d["value_min"] is not None:
-        cl = f"- **Colour, {m}:** {d['scale']} scale from {f.v(d['value_min'])} (lowest) to {f.v(d['value_max'])} (highest)"
-        if d["scale"] == "log" and d["value_factor"] is not None:
-            cl += f"; the values span a factor of {f.v(d['value_factor'])}, so levels and trends are judged on log10 of the values"
+        lo_hi = f"{f.v(d['value_min'])} (lowest) to {f.v(d['value_max'])} (highest)"
+        cl = f"- **Colour, {m}:** values from {lo_hi}"
+        if d["scale"] == "log":
+            span = (
+                f"span a factor of {f.v(d['value_factor'])}"
+                if d["value_factor"] is not None
+                else "span decades"
+            )
+            cl += (
+                f"; they {span}, so this report judges levels and trends on a log scale (log10 of the "
+                "values; `layerscope plot --log` draws the matching heatmap)"
+            )
+        else:
+            cl += ", judged on a linear scale"
         if d["n_outliers"]:
             cl += (
-                f"; without the outliers the range is {f.vrange(d['range_min'], d['range_max'])}, "
-                "and levels and trends are relative to that"
+                f"; without the outliers the range is {f.vrange(d['range_min'], d['range_max'])}, and "
+                "levels and trends are relative to that"
             )
         lines.append(cl + ".")
     cells = f"- **Cells:** {d['n_cells']} ({d['n_layers']} x {d['n_steps']})"
@@ -1034,7 +1305,11 @@ def _render_markdown(d: dict[str, Any]) -> str:
     else:
         lines.append("No observation passes the thresholds.")
     if d["value_min"] is not None and not d["noise"]["structured"] and d["value_min"] != d["value_max"]:
-        lines += ["", f"Cell-to-cell noise accounts for about {f.p(d['noise']['share_pct'])} of the variance of the map."]
+        lines += [
+            "",
+            f"Cell-to-cell noise accounts for about {f.p(d['noise']['share_pct'])} of the variance of "
+            "the map.",
+        ]
     lines.append("")
 
     lines += ["## Interpretation", ""]
@@ -1045,8 +1320,8 @@ def _render_markdown(d: dict[str, Any]) -> str:
         lines.append(f"- {text}")
     lines += [
         "",
-        "These readings are hypotheses suggested by the numbers above, not conclusions; each names the "
-        "observation it rests on.",
+        "These readings are hypotheses suggested by the numbers above, not conclusions; each names "
+        "the observation it rests on.",
         "",
     ]
     return "\n".join(lines)

@@ -19,7 +19,12 @@ COMMANDS: dict[str, str] = {
     "runs": "layerscope.cli.runs:runs",
     "plot": "layerscope.cli.plot:plot",
     "export": "layerscope.cli.export:export",
+    "layers": "layerscope.cli.layers:layers",
+    "sweep": "layerscope.cli.sweep:sweep",
     "report": "layerscope.cli.report:report",
+    "serve": "layerscope.cli.serve:serve",
+    "compare": "layerscope.cli.compare:compare",
+    "view": "layerscope.cli.view:view",
 }
 
 
@@ -69,6 +74,27 @@ def _debug() -> bool:
     return os.environ.get("LAYERSCOPE_DEBUG", "") not in ("", "0", "false", "no")
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _click_message(e: click.ClickException) -> str:
+    """Click's usage errors as one line: the problem, then where the usage is explained."""
+    msg = _one_line(e.format_message()).rstrip(".")
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None:
+        return f"{msg}; see '{ctx.command_path} --help'."
+    return f"{msg}."
+
+
+def _os_message(e: OSError) -> str:
+    """An operating-system error (disk full, permission, missing folder) that escaped a command."""
+    what = e.strerror or _one_line(str(e)) or type(e).__name__
+    where = f"{e.filename!s}: " if e.filename else ""
+    return (f"{where}{what}; check the path, its permissions and the free disk space, or choose another "
+            "path.")
+
+
 def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
     """Run the CLI; return/exit with 0 on success, 1 on a failure, 2 on a usage error."""
     from ..errors import LayerscopeError
@@ -80,10 +106,13 @@ def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
         return 0
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.format_message(), err=True)  # the help text, as click shows it
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         if _debug():
             raise
-        e.show()
+        click.echo(f"error: {_click_message(e)}", err=True)
         sys.exit(e.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)
@@ -97,6 +126,11 @@ def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
         click.echo("Interrupted; everything flushed so far is kept.", err=True)
         sys.exit(130)
     except BrokenPipeError:
+        sys.exit(1)
+    except OSError as e:  # the machine let us down (disk full, permissions): not a bug, one line
+        if _debug():
+            raise
+        click.echo(f"error: {_os_message(e)}", err=True)
         sys.exit(1)
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if _debug():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -12,8 +9,7 @@ import click
 from ._common import run_option, site_option, source_argument
 
 
-def _write_text(path: str, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half a file)."""
+def _check_destination(path: str) -> None:
     from ..errors import NotFoundError
 
     p = Path(path)
@@ -21,37 +17,51 @@ def _write_text(path: str, text: str) -> Path:
         raise NotFoundError(f"{path!r} is a folder; pass a file name such as {str(p / 'report.md')!r}.")
     if not p.parent.exists():
         raise NotFoundError(f"folder {str(p.parent)!r} for {path!r} does not exist; create it first.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
 
 
 @click.command("report")
 @source_argument
 @run_option
-@click.option("--metric", default=None, metavar="NAME",
-              help="Metric to read (rms, mean, std, max_abs, kurtosis, ...). Default: rms for a store; "
-                   "for a CSV, the only metric in it (or a label for a wide CSV).")
+@click.option(
+    "--metric",
+    default=None,
+    metavar="NAME",
+    help="Metric to read (rms, mean, std, max_abs, kurtosis, ...). Default: rms for a store; "
+    "for a CSV, the only metric in it (or a label for a wide CSV).",
+)
 @site_option
-@click.option("-o", "--output", default=None, metavar="FILE",
-              help="Write the Markdown report to FILE (default: print it).")
-@click.option("--json", "json_path", default=None, metavar="FILE",
-              help="Also write the JSON report (the contract other tools read) to FILE; '-' prints it instead "
-                   "of the Markdown.")
-@click.option("--scale", type=click.Choice(["auto", "linear", "log"]), default="auto", show_default=True,
-              help="Scale levels and trends are judged on; auto = log when the values span about three "
-                   "decades or more.")
-def report(source: str, run: str | None, metric: str | None, site: str | None, output: str | None,
-           json_path: str | None, scale: str) -> None:
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Write the Markdown report to FILE (default: print it).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    metavar="FILE",
+    help="Also write the JSON report (the contract other tools read) to FILE; '-' prints it instead "
+    "of the Markdown.",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["auto", "linear", "log"]),
+    default="auto",
+    show_default=True,
+    help="Scale levels and trends are judged on; auto = log when the values span about three "
+    "decades or more.",
+)
+def report(
+    source: str,
+    run: str | None,
+    metric: str | None,
+    site: str | None,
+    output: str | None,
+    json_path: str | None,
+    scale: str,
+) -> None:
     """Write up the layer x step heatmap of SOURCE (a run store or a CSV): overview, axes, a
     per-layer (or per-band) analysis, key observations and a hedged interpretation, every number
     computed from the matrix.
@@ -67,8 +77,12 @@ def report(source: str, run: str | None, metric: str | None, site: str | None, o
       layerscope report values.csv --json - | jq '.observations[].kind'
     """
     from ..analysis import report as analyse
+    from ..analysis.report import write_text_atomic
     from ..sources import open_heatmap
 
+    for dest in (output, None if json_path == "-" else json_path):  # fail before any work or any write
+        if dest:
+            _check_destination(dest)
     hm = open_heatmap(source, run=run, metric=metric, site=site)
     rep = analyse(hm, scale=scale)
     md = rep.to_markdown()
@@ -77,15 +91,15 @@ def report(source: str, run: str | None, metric: str | None, site: str | None, o
     if json_path == "-":
         click.echo(rep.to_json())
     elif json_path:
-        written.append(str(_write_text(json_path, rep.to_json() + "\n")))
+        written.append(str(write_text_atomic(json_path, rep.to_json() + "\n")))
     if output:
-        written.insert(0, str(_write_text(output, md)))
+        written.insert(0, str(write_text_atomic(output, md)))
     elif json_path != "-":
         click.echo(md, nl=False)
     if written:
         n_obs = len(rep.data["observations"])
         click.echo(
-            f"wrote {', '.join(written)} ({len(hm.steps)} steps x {len(hm.layers)} layers, {hm.metric}, "
-            f"{n_obs} observations)",
+            f"wrote {', '.join(written)} ({len(hm.steps)} steps x {len(hm.layers)} layers, "
+            f"{hm.metric}, {n_obs} observations)",
             err=stdout_used,
         )

@@ -81,10 +81,25 @@ def finite_values(arrays: Sequence[np.ndarray]) -> np.ndarray:
     return allv[np.isfinite(allv)]
 
 
-def is_signed(arrays: Sequence[np.ndarray]) -> bool:
-    """True when the finite values take both signs (mean, min, max of activations; differences)."""
+SIGNED_METRICS = frozenset({"mean", "min", "max", "diff", "delta"})  # may be either sign by definition
+SIGNED_SHARE = 0.1  # data counts as signed when the smaller side reaches 10% of the larger one
+
+
+def is_signed(arrays: Sequence[np.ndarray], metric: str | None = None) -> bool:
+    """True when values of both signs matter: the metric is signed by definition (mean, min, max)
+    and takes both signs, or either side reaches 10% of the other's largest magnitude (so a few
+    slightly negative cells of a positive metric do not switch the map to diverging).
+
+    >>> is_signed([np.array([-0.01, 1.0])]), is_signed([np.array([-0.5, 1.0])]), is_signed([np.array([-0.01, 1.0])], "mean")
+    (False, True, True)
+    """
     f = finite_values(arrays)
-    return bool(f.size and f.min() < 0 < f.max())
+    if not (f.size and f.min() < 0 < f.max()):
+        return False
+    if metric is not None and metric.lower() in SIGNED_METRICS:
+        return True
+    lo, hi = -float(f.min()), float(f.max())
+    return min(lo, hi) >= SIGNED_SHARE * max(lo, hi)
 
 
 def auto_linthresh(finite: np.ndarray) -> float:
@@ -96,11 +111,12 @@ def auto_linthresh(finite: np.ndarray) -> float:
     return float(max(np.percentile(a, 5), a.max() * 1e-6))
 
 
-def color_scale(arrays: Sequence[np.ndarray], opts: RenderOptions, what: str = "the values") -> ColorScale:
+def color_scale(arrays: Sequence[np.ndarray], opts: RenderOptions, what: str = "the values",
+                metric: str | None = None) -> ColorScale:
     """Choose the colour scale for ``arrays`` (one heatmap, or all panels sharing a scale).
 
-    Linear: from min(0, data) to the data max (the reference figure starts at 0); signed data, or
-    ``opts.center``, gets a diverging map symmetric about the centre. Log: from the smallest
+    Linear: from min(0, data) to the data max (the reference figure starts at 0); signed data
+    (:func:`is_signed`), or ``opts.center``, gets a diverging map symmetric about the centre. Log: from the smallest
     positive value. Symlog: symmetric about 0. ``opts.vmin``/``vmax`` override either end.
 
     >>> s = color_scale([np.array([[-2.0, 1.0]])], RenderOptions())
@@ -132,8 +148,7 @@ def color_scale(arrays: Sequence[np.ndarray], opts: RenderOptions, what: str = "
         center = 0.0 if lo < 0 < hi else None
         return ColorScale("symlog", lo, hi, cmap or (DIVERGING if center is not None else SEQUENTIAL),
                           center=center, linthresh=lt, extend=_extend(f, lo, hi))
-    signed = bool(f.size and f.min() < 0 < f.max())
-    if opts.center is not None or signed:
+    if opts.center is not None or is_signed([f], metric):
         c = opts.center if opts.center is not None else 0.0
         m = float(np.abs(f - c).max()) if f.size else 1.0
         m = m if m > 0 else 1.0
@@ -192,7 +207,7 @@ def _nice_strides(minimum: float) -> Any:
 def nice_ticks(lo: int, hi: int, max_ticks: int) -> list[int]:
     """At most ``max_ticks`` integer ticks: ``lo``, round multiples of a 1-2-2.5-5 stride, ``hi``.
 
-    Interior ticks closer than half a stride to an end are dropped so no two labels collide.
+    Interior ticks closer than 3/4 of a stride to an end are dropped so no two labels crowd.
 
     >>> nice_ticks(1, 96, 24)[:4], nice_ticks(1, 96, 24)[-2:]
     ([1, 5, 10, 15], [90, 96])
@@ -205,7 +220,7 @@ def nice_ticks(lo: int, hi: int, max_ticks: int) -> list[int]:
     max_ticks = max(2, int(max_ticks))
     for stride in _nice_strides((hi - lo) / max(1, max_ticks - 1)):
         first = math.ceil(lo / stride) * stride
-        interior = [t for t in range(first, hi + 1, stride) if t - lo >= stride / 2 and hi - t >= stride / 2]
+        interior = [t for t in range(first, hi + 1, stride) if t - lo >= 0.75 * stride and hi - t >= 0.75 * stride]
         ticks = [lo, *interior, hi]
         if len(ticks) <= max_ticks:
             return ticks

@@ -29,8 +29,9 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from ..errors import DataError, NotFoundError
 from .heatmap import Heatmap
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none"})
-_LAYER_RE = re.compile(r"^(?:layer|l)?[ _\-.]*([0-9]{1,9})$", re.IGNORECASE)
+_LAYER_RE = re.compile(r"^(?:(?:layer|l)[ _\-.]?)?([0-9]{1,9})$", re.IGNORECASE)
 _MAX_STEP = 2**63 - 1
 _SELECT = ("metric", "site", "run")
 _NAME_COLS = ("layer_name", "name")
@@ -72,13 +73,17 @@ class _Reader:
                 x = math.nan
             if not (math.isfinite(x) and x.is_integer()):
                 raise self.fail(
-                    line, f"step {_show(text)} is not a whole number; steps are optimizer-update counts such as 30000."
+                    line,
+                    f"step {_show(text)} is not a whole number; steps are optimizer-update counts "
+                    "such as 30000.",
                 ) from None
             v = int(x)
         if v < 0:
             raise self.fail(line, f"step {_show(text)} is negative; steps count optimizer updates from 0 up.")
         if v > _MAX_STEP:
-            raise self.fail(line, f"step {_show(text)} is too large (more than 2**63 - 1); check the step column.")
+            raise self.fail(
+                line, f"step {_show(text)} is too large (more than 2**63 - 1); check the step column."
+            )
         return v
 
     def value(self, text: str, line: int, column: str) -> float:
@@ -90,8 +95,8 @@ class _Reader:
         except ValueError:
             raise self.fail(
                 line,
-                f"value {_show(text)} in column {_show(column)} is not a number; write a number, or leave the "
-                "cell empty (or nan) where nothing was recorded.",
+                f"value {_show(text)} in column {_show(column)} is not a number; write a number, or "
+                "leave the cell empty (or nan) where nothing was recorded.",
             ) from None
 
     def layer(self, text: str, line: int | None, what: str) -> int:
@@ -111,9 +116,13 @@ class _Reader:
         except FileNotFoundError:
             raise NotFoundError(f"{self.where!r} does not exist; pass the path of a CSV file.") from None
         except IsADirectoryError:
-            raise NotFoundError(f"{self.where!r} is a folder; pass the path of a CSV file inside it.") from None
+            raise NotFoundError(
+                f"{self.where!r} is a folder; pass the path of a CSV file inside it."
+            ) from None
         except OSError as e:
-            raise DataError(f"{self.where}: cannot be read ({e.strerror or e}); check its permissions.") from None
+            raise DataError(
+                f"{self.where}: cannot be read ({e.strerror or e}); check its permissions."
+            ) from None
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
@@ -121,13 +130,14 @@ class _Reader:
                 f"{self.where}: byte {e.start} is not UTF-8 text; save the file as UTF-8 CSV."
             ) from None
         if "\x00" in text:
-            raise DataError(f"{self.where}: contains NUL bytes, so it is not a text CSV; export it as CSV text.")
-        first = next(
-            (ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), None
-        )
+            raise DataError(
+                f"{self.where}: contains NUL bytes, so it is not a text CSV; export it as CSV text."
+            )
+        first = next((ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), None)
         if first is None:
             raise DataError(
-                f"{self.where}: is empty; a heatmap CSV needs a header (step,1,2,... or step,layer,value) and rows."
+                f"{self.where}: is empty; a heatmap CSV needs a header (step,1,2,... or "
+                "step,layer,value) and rows."
             )
         delim = "\t" if "\t" in first else "," if "," in first else ";" if ";" in first else ","
         out: list[tuple[int, list[str]]] = []
@@ -137,13 +147,20 @@ class _Reader:
             for cells in reader:
                 line = start
                 start = reader.line_num + 1
-                if not cells or all(not c.strip() for c in cells):
-                    continue
-                if cells[0].lstrip().startswith("#"):
+                if not "".join(cells).strip():
+                    continue  # a blank line, or only delimiters
+                if cells[0][:1] in ("#", " ", "\t") and cells[0].lstrip().startswith("#"):
                     continue
                 out.append((line, cells))
         except csv.Error as e:
-            raise DataError(f"{self.where}: line {reader.line_num}: not valid CSV ({e}); fix the quoting.") from None
+            raise DataError(
+                f"{self.where}: line {reader.line_num}: not valid CSV ({e}); fix the quoting."
+            ) from None
+        if not out:
+            raise DataError(
+                f"{self.where}: has no cells, only delimiters; a heatmap CSV needs a header "
+                "(step,1,2,... or step,layer,value) and rows."
+            )
         return out
 
 
@@ -178,8 +195,8 @@ def read_csv(
         return _read_wide(r, rows, names, run=run, metric=metric, site=site)
     raise r.fail(
         header_line,
-        f"cannot tell the shape from the header {_show(','.join(names), 80)}: a wide CSV "
-        "starts with a 'step' column followed by one column per layer (step,1,2,...), a tidy CSV has columns "
+        f"cannot tell the shape from the header {_show(','.join(names), 80)}: a wide CSV starts with "
+        "a 'step' column followed by one column per layer (step,1,2,...), a tidy CSV has columns "
         "step,layer,value (optionally metric,site,run).",
     )
 
@@ -189,7 +206,12 @@ def _label(given: str | None, default: str) -> str:
 
 
 def _read_wide(
-    r: _Reader, rows: list[tuple[int, list[str]]], names: list[str], *, run: str | None, metric: str | None,
+    r: _Reader,
+    rows: list[tuple[int, list[str]]],
+    names: list[str],
+    *,
+    run: str | None,
+    metric: str | None,
     site: str | None,
 ) -> Heatmap:
     header_line = rows[0][0]
@@ -199,7 +221,9 @@ def _read_wide(
     while ncol > 1 and not names[ncol - 1]:
         ncol -= 1
     if ncol < 2:
-        raise r.fail(header_line, "the header has a 'step' column but no layer columns; add one column per layer.")
+        raise r.fail(
+            header_line, "the header has a 'step' column but no layer columns; add one column per layer."
+        )
     layer_cols = names[1:ncol]
     layers = [r.layer(h, header_line, f"column header {i + 2}") for i, h in enumerate(layer_cols)]
     seen: dict[int, int] = {}
@@ -207,8 +231,8 @@ def _read_wide(
         if lay in seen:
             raise r.fail(
                 header_line,
-                f"layer {lay} heads two columns ({_show(layer_cols[seen[lay]])} and {_show(layer_cols[i])}); "
-                "give each layer one column.",
+                f"layer {lay} heads two columns ({_show(layer_cols[seen[lay]])} and "
+                f"{_show(layer_cols[i])}); give each layer one column.",
             )
         seen[lay] = i
     if not data:
@@ -220,22 +244,22 @@ def _read_wide(
         if len(cells) < ncol:
             raise r.fail(
                 line,
-                f"has {len(cells)} cells but the header has {ncol}; every row needs a step and one cell per layer "
-                "(leave a cell empty where a value is missing).",
+                f"has {len(cells)} cells but the header has {ncol}; every row needs a step and one "
+                "cell per layer (leave a cell empty where a value is missing).",
             )
         extra = [c for c in cells[ncol:] if c.strip()]
         if extra:
             raise r.fail(
                 line,
-                f"has {len(cells)} cells but the header has {ncol} (extra value {_show(extra[0])}); remove it or "
-                "add its layer to the header.",
+                f"has {len(cells)} cells but the header has {ncol} (extra value {_show(extra[0])}); "
+                "remove it or add its layer to the header.",
             )
         s = r.step(cells[0], line)
         if s in step_line:
             raise r.fail(
                 line,
-                f"step {s} appears twice (lines {step_line[s]} and {line}), so each of its (step, layer) cells is "
-                "duplicated; keep one row per step.",
+                f"step {s} appears twice (lines {step_line[s]} and {line}), so each of its (step, "
+                "layer) cells is duplicated; keep one row per step.",
             )
         step_line[s] = line
         steps.append(s)
@@ -264,39 +288,46 @@ def _read_wide(
 
 
 def _read_tidy(
-    r: _Reader, rows: list[tuple[int, list[str]]], names: list[str], lower: list[str], *, run: str | None,
-    metric: str | None, site: str | None,
+    r: _Reader,
+    rows: list[tuple[int, list[str]]],
+    names: list[str],
+    lower: list[str],
+    *,
+    run: str | None,
+    metric: str | None,
+    site: str | None,
 ) -> Heatmap:
     header_line = rows[0][0]
     dup = sorted({c for c in lower if c and lower.count(c) > 1})
     if dup:
         raise r.fail(header_line, f"column {_show(dup[0])} appears twice in the header; keep one.")
     col = {c: lower.index(c) for c in lower if c}
-    i_step, i_layer, i_value = col["step"], col["layer"], col["value"]
     i_sel = {k: col[k] for k in _SELECT if k in col}
     i_name = next((col[c] for c in _NAME_COLS if c in col), None)
     needed = max(col.values()) + 1
     data = rows[1:]
     if not data:
         raise r.fail(None, "has a header but no data rows; add one row per (step, layer) cell.")
-    records: list[tuple[int, list[str]]] = []
-    for line, cells in data:
-        if len(cells) < needed:
-            raise r.fail(
-                line,
-                f"has {len(cells)} cells but the header has {len(names)}; every row needs "
-                + ", ".join(names[: needed])
-                + ".",
-            )
-        records.append((line, cells))
+    short = next(((ln, c) for ln, c in data if len(c) < needed), None)
+    if short is not None:
+        raise r.fail(
+            short[0],
+            f"has {len(short[1])} cells but the header has {len(names)}; every row needs "
+            + ", ".join(names[:needed])
+            + ".",
+        )
+    # Column-wise from here: a 1M-row file is parsed in a few seconds, each distinct step or layer
+    # label once.
+    keep = list(range(len(data)))
     given = {"metric": metric, "site": site, "run": run}
     labels: dict[str, str] = {}
     for key, idx in i_sel.items():
-        distinct = list(dict.fromkeys(cells[idx].strip() for _, cells in records))
+        texts = [data[k][1][idx].strip() for k in keep]
+        distinct = list(dict.fromkeys(texts))
         want = given[key]
         if want is not None:
-            records = [(ln, c) for ln, c in records if c[idx].strip() == want]
-            if not records:
+            keep = [k for k, t in zip(keep, texts) if t == want]
+            if not keep:
                 raise NotFoundError(
                     f"{r.where}: no rows with {key} {want!r}; {key}s there: {', '.join(distinct)}. "
                     f"Pass --{key} {distinct[0]}."
@@ -304,51 +335,58 @@ def _read_tidy(
             labels[key] = want
         elif len(distinct) > 1:
             raise NotFoundError(
-                f"{r.where}: holds several {key}s ({', '.join(distinct)}); choose one with --{key} "
-                f"(or {key}=...), e.g. --{key} {distinct[0]}."
+                f"{r.where}: holds several {key}s ({', '.join(distinct)}); choose one with --{key} (or "
+                f"{key}=...), e.g. --{key} {distinct[0]}."
             )
         else:
             labels[key] = distinct[0]
-    cell_line: dict[tuple[int, int], int] = {}
-    steps: list[int] = []
-    lays: list[int] = []
-    vals: list[float] = []
-    layer_label: dict[int, str] = {}
-    for line, cells in records:
-        s = r.step(cells[i_step], line)
-        lay = r.layer(cells[i_layer], line, "layer")
-        v = r.value(cells[i_value], line, names[i_value])
-        key2 = (s, lay)
-        if key2 in cell_line:
-            raise r.fail(
-                line,
-                f"step {s}, layer {lay} appears twice (lines {cell_line[key2]} and {line}); keep one value per "
-                "(step, layer), or select one metric/site/run if the file mixes them.",
-            )
-        cell_line[key2] = line
-        steps.append(s)
-        lays.append(lay)
-        vals.append(v)
-        if lay not in layer_label:
-            layer_label[lay] = cells[i_name].strip() if i_name is not None else cells[i_layer].strip()
-    uniq_steps = sorted(set(steps))
-    uniq_layers = sorted(set(lays))
-    shift = 1 if uniq_layers[0] == 0 else 0
-    si = {s: i for i, s in enumerate(uniq_steps)}
-    li = {x: j for j, x in enumerate(uniq_layers)}
+    lines = [data[k][0] for k in keep]
+    cells = [data[k][1] for k in keep]
+
+    def parse_column(i: int, parse: Any) -> np.ndarray:
+        texts = [c[i] for c in cells]
+        first_at = {t: n for n, t in reversed(list(enumerate(texts)))}  # each label's first row
+        out = {t: parse(t, lines[n]) for t, n in first_at.items()}
+        return np.fromiter((out[t] for t in texts), dtype=np.int64, count=len(texts))
+
+    steps = parse_column(col["step"], r.step)
+    lays = parse_column(col["layer"], lambda t, ln: r.layer(t, ln, "layer"))
+    vtexts = [c[col["value"]] for c in cells]
+    try:  # fast path: every cell is a number numpy reads as Python would
+        vals = np.asarray(vtexts, dtype=np.float64)
+    except ValueError:
+        vals = np.fromiter(
+            (r.value(t, ln, names[col["value"]]) for t, ln in zip(vtexts, lines)),
+            dtype=np.float64,
+            count=len(vtexts),
+        )
+    uniq_steps, row_idx = np.unique(steps, return_inverse=True)
+    uniq_layers, first_of_layer, col_idx = np.unique(lays, return_index=True, return_inverse=True)
+    flat = row_idx.astype(np.int64) * len(uniq_layers) + col_idx
+    order = np.argsort(flat, kind="stable")
+    same = flat[order][1:] == flat[order][:-1]
+    if same.any():
+        second, first = order[1:][same], order[:-1][same]
+        k = int(np.argmin(second))  # the earliest repeated cell, and where it first appeared
+        a, b = int(first[k]), int(second[k])
+        raise r.fail(
+            lines[b],
+            f"step {int(steps[b])}, layer {int(lays[b])} appears twice (lines {lines[a]} and {lines[b]}); "
+            "keep one value per (step, layer), or select one metric/site/run if the file mixes them.",
+        )
     values = np.full((len(uniq_steps), len(uniq_layers)), np.nan)
-    rows_idx = np.fromiter((si[s] for s in steps), dtype=np.int64, count=len(steps))
-    cols_idx = np.fromiter((li[x] for x in lays), dtype=np.int64, count=len(lays))
-    values[rows_idx, cols_idx] = np.asarray(vals, dtype=np.float64)
-    names_out = [layer_label[x] for x in uniq_layers]
-    final_layers = [x + shift for x in uniq_layers]
+    values[row_idx, col_idx] = vals
+    label_col = i_name if i_name is not None else col["layer"]
+    names_out = [cells[int(n)][label_col].strip() for n in first_of_layer]
+    shift = 1 if int(uniq_layers[0]) == 0 else 0
+    final_layers = [int(x) + shift for x in uniq_layers]
     keep_names = shift or any(n != str(x) for n, x in zip(names_out, final_layers))
     meta: dict[str, Any] = {"path": r.where, "shape": "tidy"}
     if shift:
         meta["layer_shift"] = 1
     return Heatmap(
         values,
-        steps=uniq_steps,
+        steps=[int(s) for s in uniq_steps],
         layers=final_layers,
         layer_names=names_out if keep_names else [],
         metric=labels.get("metric", _label(metric, "value")),

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -120,11 +121,18 @@ class StepRecord:
 
 
 def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` starts like an SQLite file (an empty file counts: SQLite makes it one)."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)
-    except OSError:
+    except IsADirectoryError:
         return False
+    except OSError as e:
+        # Not "not a store": the user must hear that the file cannot be read, and why.
+        raise StoreError(
+            f"store {str(path)!r} cannot be read ({e.strerror or e}); check its permissions or point at "
+            "another file."
+        ) from None
     return head == b"SQLite format 3\x00" or head == b""
 
 
@@ -135,14 +143,18 @@ def _translate(e: sqlite3.Error, path: Path, doing: str) -> StoreError:
         hint = "another process holds a write lock for too long; retry, or record into another store file"
     elif "readonly" in low or "read-only" in low:
         hint = "the file or its folder is read-only; make it writable or choose another --store path"
-    elif "disk" in low and ("full" in low or "i/o" in low) or "full" in low:
+    elif "full" in low:
         hint = "the disk is full; free space and resume: everything committed before is kept"
+    elif "i/o" in low:
+        hint = ("the disk could not be written (full, over a quota or failing); free space and resume: "
+                "everything committed before is kept")
     elif "not a database" in low or "malformed" in low or "corrupt" in low:
         hint = "the file is not a layerscope store or is damaged; point at another file"
     elif "unable to open" in low:
         hint = "check that the folder exists and is writable"
     else:
         hint = "see the SQLite message above"
+    msg = " ".join(msg.split())  # one line, whatever SQLite said
     return StoreError(f"store {str(path)!r}: {doing} failed ({msg}); {hint}.")
 
 
@@ -184,16 +196,33 @@ class Store:
         self._run_ids: dict[str, int] = {}
 
     # -- connection ---------------------------------------------------------------------------
+    def _open(self, immutable: bool = False) -> sqlite3.Connection:
+        if self.readonly:
+            flags = "mode=ro&immutable=1" if immutable else "mode=ro"
+            uri = f"file:{quote(self.path.resolve().as_posix())}?{flags}"
+            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+
     def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
         try:
-            if self.readonly:
-                uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                       check_same_thread=False)
-            else:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                       check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            try:
+                conn = self._open()
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+                # Inspect before changing anything: a foreign or newer file is refused untouched.
+                create = self._check_schema(conn)
+            except sqlite3.OperationalError:
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                if not self._can_open_immutable():
+                    raise
+                # A WAL store in a folder we cannot write: SQLite cannot create the -shm file a
+                # reader needs. With no -wal file there is nothing outside the main file, and nobody
+                # can be writing it from here, so read it as an immutable file.
+                conn = self._open(immutable=True)
+                create = self._check_schema(conn)
             if not self.readonly:
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":  # e.g. a network file system without shared memory
@@ -202,12 +231,27 @@ class Store:
                 # last transactions but never corrupts the file.
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
-            self._check_schema(conn)
+                if create:
+                    self._create_schema(conn)
         except sqlite3.Error as e:
+            if conn is not None:
+                conn.close()
             raise _translate(e, self.path, "opening") from e
+        except BaseException:
+            if conn is not None:
+                conn.close()  # never leave a handle (and its -wal/-shm files) on a refused file
+            raise
         return conn
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
+    def _can_open_immutable(self) -> bool:
+        if not self.readonly or Path(f"{self.path}-wal").exists():
+            return False
+        parent = self.path.resolve().parent
+        return not os.access(parent, os.W_OK)
+
+    def _check_schema(self, conn: sqlite3.Connection) -> bool:
+        """Refuse a file that is not a layerscope store of a version we read; True if it is empty
+        (a new store, whose schema the caller creates). Reads only."""
         has_meta = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
         ).fetchone()
@@ -215,14 +259,20 @@ class Store:
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 raise StoreError(f"{str(self.path)!r} has no schema version; it was not written by layerscope.")
-            ver = int(row[0])
+            try:
+                ver = int(row[0])
+            except (TypeError, ValueError):
+                raise StoreError(
+                    f"store {str(self.path)!r} has schema version {row[0]!r}, which is not a number; "
+                    "it was not written by layerscope."
+                ) from None
             if ver > SCHEMA_VERSION:
                 raise StoreError(
                     f"store {str(self.path)!r} has schema version {ver}, newer than this layerscope "
                     f"({__version__}, schema {SCHEMA_VERSION}) can read; upgrade layerscope "
                     "(pip install -U layerscope)."
                 )
-            return
+            return False
         others = conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
         if others:
             raise StoreError(
@@ -231,8 +281,13 @@ class Store:
             )
         if self.readonly:
             raise StoreError(f"store {str(self.path)!r} is empty; record a run into it first.")
+        return True
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Checked again under the write lock: another process may have created it meanwhile.
             if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
@@ -241,7 +296,8 @@ class Store:
                 conn.execute("INSERT INTO meta VALUES ('created_by', ?)", (f"layerscope {__version__}",))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def close(self) -> None:

@@ -1,0 +1,71 @@
+"""Render timing: PNG and HTML of a 96-layer x 2000-step heatmap, measured in one process.
+
+Budget: the PNG in at most 2 s (the first, cold call included: it pays matplotlib's font and
+colormap setup). Each line gives wall time and this process's CPU time; rendering is single-threaded,
+so on a busy shared machine the CPU time is the figure to read (wall time then includes waiting for a
+core). The budget is checked on the CPU time. Exits non-zero if the PNG is over budget.
+
+    .venv/bin/python benchmarks/bench_render.py            # writes into a temporary folder
+    .venv/bin/python benchmarks/bench_render.py --out /tmp/bench --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PNG_BUDGET_S = 2.0
+
+
+def matrix(n_steps: int = 2000, n_layers: int = 96, seed: int = 0):
+    """A realistic map: grows with depth and training, noise, a NaN patch, a short +inf burst."""
+    from layerscope.store.heatmap import Heatmap
+
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.05, 1.0, n_steps)[:, None]
+    d = np.linspace(0.2, 1.0, n_layers)[None, :]
+    v = 0.008 * t * d * (1 + 0.05 * rng.standard_normal((n_steps, n_layers)))
+    v[300:340, 10:14] = np.nan
+    v[1500:1504, 80] = np.inf
+    return Heatmap(v, steps=[100 * (i + 1) for i in range(n_steps)], layers=range(1, n_layers + 1),
+                   layer_names=[f"model.layers.{i}" for i in range(n_layers)], metric="rms", run="bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None, help="folder for the outputs (default: a temporary one)")
+    ap.add_argument("--repeat", type=int, default=2, help="timed calls per format (the first is cold)")
+    args = ap.parse_args(argv)
+    out = Path(args.out or tempfile.mkdtemp(prefix="layerscope-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.perf_counter()
+    import layerscope
+
+    hm = matrix()
+    print(f"import + matrix ({hm.shape[0]} steps x {hm.shape[1]} layers): {time.perf_counter() - t0:.2f} s")
+    def timed(label: str, name: str, **kw: object) -> float:
+        w, c = time.perf_counter(), time.process_time()
+        p = layerscope.plot(hm, out / name, **kw)
+        wall, cpu = time.perf_counter() - w, time.process_time() - c
+        print(f"{label}: wall {wall:.2f} s, cpu {cpu:.2f} s  ({os.path.getsize(p) / 1e6:.1f} MB)")
+        return cpu
+
+    png = [timed(f"png   call {k + 1}", "bench.png") for k in range(args.repeat)]
+    html = [timed(f"html  call {k + 1}", "bench.html") for k in range(args.repeat)]
+    timed("lines png   ", "bench_lines.png", kind="lines")
+    worst = max(png)
+    verdict = "ok" if worst <= PNG_BUDGET_S else "OVER BUDGET"
+    print(f"png worst cpu {worst:.2f} s (budget {PNG_BUDGET_S:.1f} s): {verdict}; html worst cpu {max(html):.2f} s; "
+          f"outputs in {out}")
+    return 0 if worst <= PNG_BUDGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""Does a dashboard watching the store slow down the process recording into it?
+
+A writer records into a store for ``--seconds`` per measurement, alternately with and without a
+dashboard watching the same store, in interleaved rounds (off/on, on/off, ...), and the write
+throughput (steps per second) of the two is compared. Writers (``--writer``):
+
+    recorder   the built-in 12-layer GPT training on CPU, every step recorded by a Recorder with
+               the default 4 metrics and flush_every=1 (each step is its own store transaction,
+               the worst case for a reader to get in the way of)
+    store      Store.write_step as fast as it goes (12 layers x 4 metrics a step): a stress test
+               of the store alone, far above any real training loop's rate
+
+"With the dashboard" is the real server (``layerscope serve``, its own process) answering a
+client in a third process that makes exactly the page's requests at the page's default interval:
+``/api/runs`` every poll, ``/api/heatmap?since_step=`` when the run grew (the whole matrix on the
+first poll of each round, as when the page is opened), ``/api/report`` at most every 10 s and at
+most 1/50 of the time (the page's throttle). "Without" is the same server left idle (no page open).
+The client checks it saw every step the writer committed, so the dashboard did its job.
+
+Target (issue 9): with/without >= 0.95.
+
+    python benchmarks/bench_serve.py              # ~1 min on 2 CPU cores
+    python benchmarks/bench_serve.py --quick      # ~20 s, rough
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from typing import Any, Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+TARGET = 0.95  # with / without
+DEFAULT_POLL_MS = 1500
+REPORT_EVERY_S = 10.0  # the page's REPORT_EVERY_MS
+REPORT_COST_FACTOR = 50  # the page's REPORT_COST_FACTOR
+METRIC, SITE = "rms", "output"
+
+
+# -- the dashboard's client: the page's requests, in a process of its own ----------------------------
+
+def page_client(url: str, poll_ms: int, active: Any, stop: Any, out: Any) -> None:
+    """Poll like app.js while ``active`` is set, following the newest run; put stats on ``out`` when
+    ``stop`` is set."""
+    stats: dict[str, Any] = {"runs": 0, "heatmap": 0, "report": 0, "errors": [], "latency": [],
+                             "rounds": []}
+
+    def get(path: str, **params: Any) -> Any:
+        q = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(f"{url}api/{path}{'?' + q if q else ''}", timeout=60) as r:
+            body = json.load(r)
+        stats["latency"].append(time.perf_counter() - t0)
+        stats[path] += 1
+        return body
+
+    while not stop.is_set():
+        if not active.wait(0.05):
+            continue
+        # The page (left open) sees a new run start, reads it whole, then follows it.
+        run: str | None = None
+        last: int | None = None
+        seen = 0
+        report_at, report_every = 0.0, REPORT_EVERY_S
+        grew = False
+        next_poll = time.monotonic()
+        while active.is_set() and not stop.is_set():
+            try:
+                listed = get("runs")["runs"]
+                if run is None and listed:
+                    run = listed[-1]["run"]
+                summary = next((r for r in listed if r["run"] == run), None)
+                if summary and summary["steps"] and summary["last_step"] != last:
+                    d = get("heatmap", run=run, metric=METRIC, site=SITE, since_step=last)
+                    seen += len(d["steps"])
+                    last = d["last_step"]
+                    grew = True
+                now = time.monotonic()
+                if grew and now - report_at >= report_every:
+                    t0 = time.perf_counter()
+                    get("report", run=run, metric=METRIC, site=SITE)
+                    report_every = max(REPORT_EVERY_S, REPORT_COST_FACTOR * (time.perf_counter() - t0))
+                    report_at, grew = now, False
+            except Exception as e:  # noqa: BLE001 - counted and printed, never hidden
+                stats["errors"].append(f"{type(e).__name__}: {e}")
+            next_poll += poll_ms / 1000
+            time.sleep(max(0.0, next_poll - time.monotonic()))
+        stats["rounds"].append({"run": run, "last_step": last, "rows": seen})
+    out.put(stats)
+
+
+def start_server(store: str, poll_ms: int) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "layerscope", "serve", store, "--port", "0",
+                             "--poll-ms", str(poll_ms)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    m = re.search(r"http://127\.0\.0\.1:\d+/", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"layerscope serve did not start: {line!r} {proc.communicate()[1]}")
+    return proc, m.group(0)
+
+
+# -- writers ------------------------------------------------------------------------------------------
+
+class RecorderWriter:
+    """A training loop recording every step with a Recorder (default 4 metrics, flush_every=1)."""
+
+    SIZES = {"recorder": dict(n_layer=4, n_embd=32, n_head=2, block_size=16, batch=2),
+             "training": dict(n_layer=12, n_embd=64, n_head=4, block_size=32, batch=8)}
+    LABELS = {"recorder": "Recorder on a 4-layer GPT (recording is most of the step)",
+              "training": "Recorder on the 12-layer GPT (a training loop)"}
+
+    def __init__(self, store: str, kind: str) -> None:
+        import torch
+
+        import layerscope
+        from layerscope.testing import tiny_gpt
+
+        size = dict(self.SIZES[kind])
+        batch = size.pop("batch")
+        torch.manual_seed(0)
+        self.layerscope = layerscope
+        self.store = store
+        self.label = self.LABELS[kind]
+        self.model = tiny_gpt(**size)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        self.x = torch.randint(0, 256, (batch, size["block_size"]))
+        self.rec: Any = None
+        self.n = 0
+        self.t_train = self.t_record = 0.0
+        self.new_run("warmup")
+
+    def new_run(self, run: str) -> None:
+        if self.rec is not None:
+            self.rec.close()
+        self.rec = self.layerscope.Recorder(self.model, self.store, run=run, flush_every=1)
+        self.n = 0
+
+    def step(self) -> None:
+        t0 = time.perf_counter()
+        _, loss = self.model(self.x, self.x)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.n += 1
+        t1 = time.perf_counter()
+        self.rec.step(self.n)  # collect, and flush the step to the store (flush_every=1)
+        t2 = time.perf_counter()
+        self.t_train += t1 - t0
+        self.t_record += t2 - t1
+
+    @property
+    def record_share(self) -> float:
+        return self.t_record / max(1e-12, self.t_train + self.t_record)
+
+    def close(self) -> None:
+        self.rec.close()
+
+
+class StoreWriter:
+    """Store.write_step as fast as it goes: 12 layers x 4 metrics a step, one transaction each."""
+
+    label = "Store.write_step alone, as fast as it goes (stress)"
+    record_share = 1.0
+
+    def __init__(self, store: str, kind: str) -> None:
+        import numpy as np
+
+        from layerscope.store import LayerInfo, StepRecord, Store
+
+        self.np, self.StepRecord, self.LayerInfo = np, StepRecord, LayerInfo
+        self.st = Store(store)
+        self.rng = np.random.default_rng(0)
+        self.new_run("warmup")
+
+    def new_run(self, run: str) -> None:
+        self.run = run
+        self.st.create_run(run, [self.LayerInfo(i + 1, f"h.{i}") for i in range(12)])
+        self.n = 0
+
+    def step(self) -> None:
+        self.n += 1
+        v = self.rng.random((4, 12)) + self.n * 1e-4
+        self.st.write_step(self.run, self.StepRecord(self.n, {
+            (m, SITE): v[k] for k, m in enumerate(("mean", "std", "rms", "max_abs"))}))
+
+    def close(self) -> None:
+        self.st.close()
+
+
+def throughput(step: Callable[[], None], seconds: float) -> float:
+    n, t0 = 0, time.perf_counter()
+    end = t0 + seconds
+    while True:
+        step()
+        n += 1
+        t = time.perf_counter()
+        if t >= end:
+            return n / (t - t0)
+
+
+def bench(kind: str, rounds: int, seconds: float, poll_ms: int) -> dict[str, Any]:
+    tmp = tempfile.mkdtemp(prefix="bench_serve_")
+    store = os.path.join(tmp, "runs.db")
+    writer: Any = StoreWriter(store, kind) if kind == "store" else RecorderWriter(store, kind)
+    for _ in range(20):  # warm up: the first steps allocate, and the first SQL compiles
+        writer.step()
+    server, url = start_server(store, poll_ms)
+    ctx = mp.get_context("spawn")
+    active, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    client = ctx.Process(target=page_client, args=(url, poll_ms, active, stop, out), daemon=True)
+    client.start()
+    try:
+        off: list[float] = []
+        on: list[float] = []
+        committed: list[tuple[str, int]] = []
+        for r in range(rounds):
+            for with_page in ((False, True) if r % 2 == 0 else (True, False)):
+                # Every window records a new run, so each measures the same thing: a run starting.
+                run = f"{kind}-{r}-{'on' if with_page else 'off'}"
+                writer.new_run(run)
+                writer.step()  # the run exists, with its first step
+                if with_page:
+                    active.set()
+                    time.sleep(0.1)  # the page finds the run and reads it
+                    on.append(throughput(writer.step, seconds))
+                    committed.append((run, writer.n))
+                    time.sleep(poll_ms / 1000 * 1.5)  # one more poll: the page catches up
+                    active.clear()
+                    time.sleep(poll_ms / 1000)  # the client finishes its round
+                else:
+                    off.append(throughput(writer.step, seconds))
+        stop.set()
+        stats = out.get(timeout=120)
+        client.join(timeout=10)
+    finally:
+        stop.set()
+        writer.close()
+        server.terminate()
+        server.communicate(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    ratios = [a / b for a, b in zip(on, off)]
+    lo, hi = C.bootstrap_ratio([[x] for x in on], [[x] for x in off], lambda xs: C.median(x[0] for x in xs))
+    lat = sorted(stats["latency"])
+    return {
+        "kind": kind, "label": writer.label, "record_share": writer.record_share, "off": off, "on": on, "ratio": C.median(on) / C.median(off),
+        "pair_ratio": C.median(ratios), "ci": (lo, hi), "stats": stats, "committed": committed,
+        "lat_median_ms": 1000 * statistics.median(lat) if lat else float("nan"),
+        "lat_max_ms": 1000 * lat[-1] if lat else float("nan"),
+    }
+
+
+def main() -> None:
+    p = C.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--writer", choices=["recorder", "training", "store", "all"], default="all")
+    p.add_argument("--rounds", type=int, default=None, help="off/on pairs (default 6; --quick 3)")
+    p.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 3; --quick 2)")
+    p.add_argument("--poll-ms", type=int, default=DEFAULT_POLL_MS, help="the page's poll interval (default: the page's)")
+    a = p.parse_args()
+    rounds = a.rounds or (3 if a.quick else 6)
+    seconds = a.seconds or (2.0 if a.quick else 3.0)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    C.header("bench_serve: write throughput with and without the dashboard watching the store")
+    print(f"{rounds} interleaved rounds of {seconds:g} s per variant; the page polls every {a.poll_ms} ms; "
+          f"target with/without >= {TARGET}")
+    print()
+    rows = []
+    for kind in (["recorder", "training", "store"] if a.writer == "all" else [a.writer]):
+        res = bench(kind, rounds, seconds, a.poll_ms)
+        s = res["stats"]
+        missed = [f"run {run}: page at step {rd['last_step']} of run {rd['run']}, writer at {n}"
+                  for rd, (run, n) in zip(s["rounds"], res["committed"]) if (rd["run"], rd["last_step"]) != (run, n)]
+        rows.append([res["label"], C.median(res["off"]), C.median(res["on"]), res["pair_ratio"],
+                     f"{res['ci'][0]:.3f}-{res['ci'][1]:.3f}", C.verdict(res["pair_ratio"], TARGET, lower_is_better=False)])
+        print(f"### {res['label']}")
+        print(f"recording and writing the store: {100 * res['record_share']:.0f}% of the writer's step time")
+        print("steps/s without: " + ", ".join(f"{x:.1f}" for x in res["off"]))
+        print("steps/s with:    " + ", ".join(f"{x:.1f}" for x in res["on"]))
+        print(f"dashboard: {s['runs']} /api/runs, {s['heatmap']} /api/heatmap ({sum(r['rows'] for r in s['rounds'])} "
+              f"rows), {s['report']} /api/report; latency median {res['lat_median_ms']:.1f} ms, max "
+              f"{res['lat_max_ms']:.0f} ms; {len(s['errors'])} errors")
+        for e in s["errors"][:5]:
+            print(f"  error: {e}")
+        print("the page saw every committed step" if not missed else "the page fell behind: " + "; ".join(missed))
+        print()
+    print(C.table(["writer", "steps/s without", "steps/s with", "with/without", "90% interval", "target >= 0.95"],
+                  rows, align="lrrrrl"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""``layerscope serve``: a local dashboard that draws the layer x step map while a run records.
+
+::
+
+    from layerscope.serve import Dashboard, create_app
+    app = create_app("runs.db")                  # a Flask app (WSGI); read-only on the store
+    Dashboard("runs.db", port=0).start().url     # or serve it from a background thread
+
+The page polls the JSON API for steps recorded since the last one it has and draws them with the
+plotly.js of the installed plotly package: nothing is fetched from the internet.
+"""
+
+from .app import DEFAULT_POLL_MS, create_app
+from .server import Dashboard, serve
+
+__all__ = ["create_app", "Dashboard", "serve", "DEFAULT_POLL_MS"]

@@ -1,0 +1,862 @@
+// layerscope dashboard: polls the JSON API and draws with the locally served plotly.js.
+//
+// Safety: every user string (run, layer, metric, site names, the report) reaches the DOM through
+// textContent / DOM nodes, never innerHTML. Strings handed to plotly (titles, hover, legend) go
+// through ptext(), because plotly renders a subset of HTML in them.
+'use strict';
+
+(() => {
+  const POLL_MS = Math.max(100, Number(document.body.dataset.pollMs) || 1500);
+  // While a run grows the report is re-read at most every REPORT_EVERY_MS, and never more often
+  // than REPORT_COST_FACTOR times its own reading time: the server then spends at most 1/50 of
+  // one core on reports, however long the run (a report reads the whole matrix).
+  const REPORT_EVERY_MS = 10000;
+  const REPORT_COST_FACTOR = 50;
+  const FULL_RELOAD_MS = 5000;   // throttle for re-reading a whole matrix after an out-of-order step
+
+  // Colour scales (matplotlib's magma and viridis, as plotly's python package lists them).
+  const MAGMA = ['#000004', '#180f3d', '#440f76', '#721f81', '#9e2f7f', '#cd4071', '#f1605d', '#fd9668', '#feca8d', '#fcfdbf'];
+  const VIRIDIS = ['#440154', '#482878', '#3e4989', '#31688e', '#26828e', '#1f9e89', '#35b779', '#6ece58', '#b5de2b', '#fde725'];
+  const DIVERGING = ['#2166ac', '#4393c3', '#92c5de', '#d1e5f0', '#f7f7f7', '#fddbc7', '#f4a582', '#d6604d', '#b2182b'];
+  const scale = (cols) => cols.map((c, i) => [i / (cols.length - 1), c]);
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---------------------------------------------------------------------------------------------
+  // Small helpers
+  // ---------------------------------------------------------------------------------------------
+
+  /** Text for plotly: it renders <b>, <br>, <a> ... in labels, and decodes &lt; back to "<". */
+  function ptext(s) {
+    return String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function fmtStep(s) {
+    if (s === null || s === undefined) return '–';
+    const a = Math.abs(s);
+    for (const [div, suf] of [[1e9, 'B'], [1e6, 'M'], [1e3, 'k']]) {
+      if (a >= div) {
+        const v = s / div;
+        return (Math.abs(v) < 100 ? v.toFixed(1).replace(/\.0$/, '') : v.toFixed(0)) + suf;
+      }
+    }
+    return String(s);
+  }
+
+  function fmtValue(v) {
+    if (v === null || v === undefined || Number.isNaN(v)) return 'no value';
+    if (v === Infinity) return 'inf';
+    if (v === -Infinity) return '-inf';
+    if (v === 0) return '0';
+    const a = Math.abs(v);
+    return (a >= 1e4 || a < 1e-3) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
+  }
+
+  function sampleScale(cols, t) {
+    const x = Math.min(1, Math.max(0, t)) * (cols.length - 1);
+    const i = Math.min(cols.length - 2, Math.floor(x));
+    const f = x - i;
+    const a = cols[i].match(/\w\w/g).map((h) => parseInt(h, 16));
+    const b = cols[i + 1].match(/\w\w/g).map((h) => parseInt(h, 16));
+    return `rgb(${a.map((v, k) => Math.round(v + (b[k] - v) * f)).join(',')})`;
+  }
+
+  function setOptions(select, values, selected) {
+    const key = JSON.stringify(values);
+    if (select.dataset.key !== key) {
+      select.replaceChildren(...values.map((v) => {
+        const o = el('option', null, v);
+        o.value = v;
+        return o;
+      }));
+      select.dataset.key = key;
+    }
+    if (selected !== null && selected !== undefined && values.includes(selected)) select.value = selected;
+  }
+
+  class ApiError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function api(path, params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params || {})) if (v !== null && v !== undefined) q.set(k, String(v));
+    const qs = q.toString();
+    let res;
+    try {
+      res = await fetch(`/api/${path}${qs ? `?${qs}` : ''}`, { cache: 'no-store', headers: { Accept: 'application/json' } });
+    } catch (e) {
+      throw new ApiError('cannot reach the layerscope server (was it stopped?)', 0);
+    }
+    let body = null;
+    try { body = await res.json(); } catch (e) { body = null; }
+    if (!res.ok) throw new ApiError(body && body.error ? body.error : `${res.status} ${res.statusText}`, res.status);
+    return body;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // State (mirrored in the URL hash so a reload or a shared link shows the same view)
+  // ---------------------------------------------------------------------------------------------
+
+  const S = {
+    store: '', status: 'connecting', runs: [], byName: new Map(), prevSteps: new Map(), grewAt: new Map(),
+    view: 'run', run: null, metric: null, site: null, log: false, focus: null,
+    info: null, // /api/run of the selected run
+    hm: null, // the selected matrix, grown in place by polling
+    seq: 0, // bumped on every selection change: answers to older requests are dropped
+    report: { at: 0, step: null, busy: false, key: '', timer: null, every: 10000 },
+    cmp: { a: null, b: null, metric: null, site: null, mode: 'diff', key: '', data: null, at: 0, stamp: '' },
+    infos: new Map(), // run -> {id, withSteps, info}
+    paused: false, timer: null, polling: false, lastOk: null, retryStamp: '',
+  };
+
+  function readHash() {
+    const h = new URLSearchParams(location.hash.slice(1));
+    S.view = h.get('view') === 'compare' ? 'compare' : 'run';
+    S.run = h.get('run');
+    S.metric = h.get('metric');
+    S.site = h.get('site');
+    S.log = h.get('log') === '1';
+    S.cmp.a = h.get('a');
+    S.cmp.b = h.get('b');
+    S.cmp.mode = h.get('mode') === 'ratio' ? 'ratio' : 'diff';
+  }
+
+  function writeHash() {
+    const h = new URLSearchParams();
+    h.set('view', S.view);
+    if (S.run) h.set('run', S.run);
+    if (S.metric) h.set('metric', S.metric);
+    if (S.site) h.set('site', S.site);
+    if (S.log) h.set('log', '1');
+    if (S.view === 'compare') {
+      if (S.cmp.a) h.set('a', S.cmp.a);
+      if (S.cmp.b) h.set('b', S.cmp.b);
+      if (S.cmp.mode !== 'diff') h.set('mode', S.cmp.mode);
+    }
+    history.replaceState(null, '', `#${h.toString()}`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Status line
+  // ---------------------------------------------------------------------------------------------
+
+  function setStatus(state, text) {
+    const box = $('status');
+    box.dataset.state = state;
+    $('status-text').textContent = text;
+  }
+
+  function showLiveStatus() {
+    if (S.paused) return setStatus('paused', 'paused');
+    const t = S.lastOk ? S.lastOk.toLocaleTimeString() : '–';
+    setStatus('live', `live · every ${(POLL_MS / 1000).toFixed(POLL_MS % 1000 ? 1 : 0)} s · checked ${t}`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Run list
+  // ---------------------------------------------------------------------------------------------
+
+  async function refreshRuns() {
+    const d = await api('runs');
+    S.store = d.store;
+    S.status = d.status;
+    const now = Date.now();
+    for (const r of d.runs) {
+      const prev = S.prevSteps.get(r.run);
+      if (prev && (prev.id !== r.id || r.steps > prev.steps)) S.grewAt.set(r.run, now);
+      S.prevSteps.set(r.run, { id: r.id, steps: r.steps });
+    }
+    S.runs = d.runs;
+    S.byName = new Map(d.runs.map((r) => [r.run, r]));
+    renderRunList();
+    renderEmpty();
+  }
+
+  function renderRunList() {
+    const list = $('run-list');
+    const now = Date.now();
+    const key = JSON.stringify([S.runs, S.run, S.view, S.cmp.a, S.cmp.b,
+      S.runs.map((r) => now - (S.grewAt.get(r.run) || 0) < 30000)]);
+    $('run-count').textContent = S.runs.length ? String(S.runs.length) : '';
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    const items = S.runs.map((r) => {
+      const li = el('li');
+      const b = el('button', 'run-item');
+      b.type = 'button';
+      b.dataset.run = r.run;
+      b.title = r.run;
+      const selected = S.view === 'compare' ? (r.run === S.cmp.a || r.run === S.cmp.b) : r.run === S.run;
+      if (selected) b.classList.add('selected');
+      if (S.view === 'compare' && r.run === S.cmp.a) b.append(el('span', 'badge badge-a', 'A'));
+      if (S.view === 'compare' && r.run === S.cmp.b) b.append(el('span', 'badge badge-b', 'B'));
+      const live = now - (S.grewAt.get(r.run) || 0) < 30000;
+      const name = el('span', 'run-name', r.run);
+      if (live) name.prepend(el('span', 'live-dot'));
+      b.append(name);
+      const range = r.steps ? `${fmtStep(r.first_step)}–${fmtStep(r.last_step)}` : 'no steps yet';
+      b.append(el('span', 'run-meta', `${r.steps} step${r.steps === 1 ? '' : 's'} · ${range} · ${r.layers} layers · ${r.source}`));
+      b.addEventListener('click', () => onRunClick(r.run));
+      li.append(b);
+      return li;
+    });
+    if (!items.length) items.push(el('li', 'muted run-none', 'none yet'));
+    list.replaceChildren(...items);
+  }
+
+  function renderEmpty() {
+    const none = S.runs.length === 0;
+    $('empty').hidden = !none;
+    $('view-run').hidden = none || S.view !== 'run';
+    $('view-compare').hidden = none || S.view !== 'compare';
+    if (!none) return;
+    const what = { missing: 'does not exist yet.', empty: 'has no runs yet.', ok: 'has no runs yet.' }[S.status] || 'has no runs yet.';
+    $('empty-title').textContent = S.status === 'missing' ? 'Waiting for the store' : 'Waiting for runs';
+    const p = $('empty-text');
+    p.replaceChildren('The store ', el('code', null, S.store), ` ${what}`);
+    $('empty-snippet').textContent = [
+      'import layerscope',
+      `with layerscope.Recorder(model, ${JSON.stringify(S.store)}, run="baseline") as rec:`,
+      '    for step in range(1, n_steps + 1):',
+      '        ...  # forward, backward, optimizer step',
+      '        rec.step(step)',
+    ].join('\n');
+  }
+
+  function onRunClick(name) {
+    if (S.view === 'compare') {
+      // In the compare view a click picks B (or A, when B already is this run).
+      if (name === S.cmp.b) S.cmp.a = name; else S.cmp.b = name;
+      if (S.cmp.a === S.cmp.b) S.cmp.a = S.runs.map((r) => r.run).find((n) => n !== name) || name;
+      selectCompare();
+      return;
+    }
+    if (name === S.run) return;
+    S.run = name;
+    S.focus = null;
+    selectRun();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The run view: pickers, heatmap, per-layer lines, report
+  // ---------------------------------------------------------------------------------------------
+
+  async function runInfo(name) {
+    const summary = S.byName.get(name);
+    const cached = S.infos.get(name);
+    const withSteps = summary ? summary.steps > 0 : false;
+    if (cached && summary && cached.id === summary.id && cached.withSteps === withSteps) return cached.info;
+    const info = await api('run', { run: name });
+    S.infos.set(name, { id: info.id, withSteps: info.steps > 0, info });
+    return info;
+  }
+
+  function pickPair(pairs, metric, site) {
+    const metrics = [...new Set(pairs.map((p) => p[0]))].sort();
+    let m = metric && metrics.includes(metric) ? metric : (metrics.includes('rms') ? 'rms' : metrics[0] || null);
+    const sites = [...new Set(pairs.filter((p) => p[0] === m).map((p) => p[1]))].sort();
+    const s = site && sites.includes(site) ? site : (sites.includes('output') ? 'output' : sites[0] || null);
+    return { metrics, sites, metric: m, site: s };
+  }
+
+  function showRunError(msg) {
+    const b = $('run-error');
+    b.hidden = !msg;
+    b.textContent = msg || '';
+  }
+
+  async function selectRun() {
+    const seq = ++S.seq;
+    S.hm = null;
+    clearTimeout(S.report.timer);
+    S.report = { at: 0, step: null, busy: false, key: '', timer: null, every: REPORT_EVERY_MS };
+    writeHash();
+    renderRunList();
+    const summary = S.byName.get(S.run);
+    $('run-title').textContent = S.run || '';
+    if (!summary) {
+      clearRunCharts();
+      showRunError(S.run ? `run ${S.run} is not in the store (any more).` : '');
+      return;
+    }
+    $('run-sub').textContent = [summary.model || null, `${summary.layers} layers`, summary.source,
+      summary.created ? `created ${summary.created.slice(0, 16).replace('T', ' ')}` : null].filter(Boolean).join(' · ');
+    let info;
+    try {
+      info = await runInfo(S.run);
+    } catch (e) {
+      if (seq === S.seq) showRunError(e.message);
+      return;
+    }
+    if (seq !== S.seq) return;
+    S.info = info;
+    const pick = pickPair(info.pairs, S.metric, S.site);
+    S.metric = pick.metric;
+    S.site = pick.site;
+    setOptions($('metric'), pick.metrics, S.metric);
+    setOptions($('site'), pick.sites, S.site);
+    writeHash();
+    if (!S.metric) {
+      clearRunCharts();
+      showRunError('');
+      setStepCount(0, null, null, 'waiting for the first recorded step…');
+      return;
+    }
+    await loadMatrix(seq);
+    if (seq === S.seq) loadReport(false);
+  }
+
+  function clearRunCharts() {
+    for (const id of ['heatmap', 'lines']) if (window.Plotly) Plotly.purge($(id));
+    delete $('heatmap').dataset.wired; // purge removed its event handlers
+    $('report').replaceChildren();
+    $('report-meta').textContent = '';
+    setStepCount(0, null, null);
+  }
+
+  function setStepCount(n, first, last, text) {
+    const e = $('step-count');
+    e.dataset.steps = String(n);
+    e.dataset.lastStep = last === null || last === undefined ? '' : String(last);
+    e.textContent = text || (n ? `${n} step${n === 1 ? '' : 's'} · ${fmtStep(first)} → ${fmtStep(last)}` : 'no steps');
+  }
+
+  /** Read the whole matrix of the selected run/metric/site. */
+  async function loadMatrix(seq) {
+    let d;
+    try {
+      d = await api('heatmap', { run: S.run, metric: S.metric, site: S.site });
+    } catch (e) {
+      if (seq !== S.seq) return;
+      clearRunCharts();
+      showRunError(e.message);
+      return;
+    }
+    if (seq !== S.seq) return;
+    showRunError('');
+    const summary = S.byName.get(S.run);
+    S.hm = {
+      key: `${S.run}\u0000${S.metric}\u0000${S.site}`, runId: summary ? summary.id : null,
+      layers: d.layers, names: d.layer_names, steps: [], values: [], inf: new Map(), fullAt: Date.now(),
+    };
+    appendRows(d);
+    drawRun();
+  }
+
+  function appendRows(d) {
+    const hm = S.hm;
+    const base = hm.steps.length;
+    for (let i = 0; i < d.steps.length; i += 1) {
+      hm.steps.push(d.steps[i]);
+      hm.values.push(d.values[i]);
+    }
+    for (const [i, j, sign] of d.inf) hm.inf.set(`${base + i},${j}`, sign);
+    if (d.layer_names.length !== hm.names.length) hm.names = d.layer_names;
+  }
+
+  /** Poll: fetch the rows recorded since the last step on the page (or all, after a restart). */
+  async function syncMatrix() {
+    const hm = S.hm;
+    const summary = S.byName.get(S.run);
+    if (!summary) {
+      if (S.run) {
+        S.hm = null;
+        clearRunCharts();
+        showRunError(`run ${S.run} is not in the store any more.`);
+      }
+      return;
+    }
+    if (!hm || !S.metric) {
+      // Nothing drawn yet (no step recorded, or the last read failed): try again once the run grows.
+      const stamp = `${summary.id}:${summary.steps}`;
+      if (summary.steps > 0 && S.retryStamp !== stamp) {
+        S.retryStamp = stamp;
+        await selectRun();
+      }
+      return;
+    }
+    const last = hm.steps.length ? hm.steps[hm.steps.length - 1] : null;
+    const restarted = summary.id !== hm.runId || summary.steps < hm.steps.length
+      || (last !== null && (summary.last_step === null || summary.last_step < last));
+    if (restarted) {
+      await loadMatrix(S.seq);
+      loadReport(true);
+      return;
+    }
+    if (summary.steps === hm.steps.length && summary.last_step === last) return; // nothing new
+    const seq = S.seq;
+    const d = await api('heatmap', { run: S.run, metric: S.metric, site: S.site, since_step: last });
+    if (seq !== S.seq || S.hm !== hm) return;
+    if (d.steps.length) {
+      appendRows(d);
+      drawRun();
+      loadReport(false);
+    }
+    // A step written out of order (a sweep, a resumed run) is not after `last`: read it all again.
+    if (summary.steps > hm.steps.length && Date.now() - hm.fullAt > FULL_RELOAD_MS) await loadMatrix(seq);
+  }
+
+  function plotValues(hm) {
+    // z for plotly: null where absent, +-inf drawn at the ends of the finite range, log10 if asked.
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const row of hm.values) {
+      for (const v of row) {
+        if (v === null) continue;
+        const x = S.log ? (v > 0 ? Math.log10(v) : null) : v;
+        if (x === null) continue;
+        if (x < lo) lo = x;
+        if (x > hi) hi = x;
+      }
+    }
+    const z = hm.values.map((row) => row.map((v) => (v === null ? null : (S.log ? (v > 0 ? Math.log10(v) : null) : v))));
+    for (const [k, sign] of hm.inf) {
+      const [i, j] = k.split(',').map(Number);
+      if (z[i] && Number.isFinite(lo)) z[i][j] = sign > 0 ? hi : (S.log ? null : lo);
+    }
+    return z;
+  }
+
+  function hoverNames(hm) {
+    // One shared row of (escaped) layer names; rows with an infinite cell get their own copy.
+    const row = hm.names.map((n) => ptext(n));
+    const text = hm.steps.map(() => row);
+    for (const [k, sign] of hm.inf) {
+      const [i, j] = k.split(',').map(Number);
+      if (text[i] === row) text[i] = row.slice();
+      text[i][j] = `${row[j]} · value ${sign > 0 ? '+inf' : '-inf'} (drawn at the end of the scale)`;
+    }
+    return text;
+  }
+
+  const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ['lasso2d', 'select2d'] };
+
+  function baseLayout(title) {
+    return {
+      title: { text: title, font: { size: 14 }, x: 0.01, xanchor: 'left' },
+      margin: { l: 64, r: 16, t: 40, b: 48 },
+      paper_bgcolor: 'rgba(0,0,0,0)',
+      plot_bgcolor: '#fbfbfd',
+      font: { family: 'system-ui, -apple-system, Segoe UI, Roboto, sans-serif', size: 12, color: '#23262f' },
+      hoverlabel: { bgcolor: '#1f2330', bordercolor: '#1f2330', font: { color: '#fff' } },
+    };
+  }
+
+  function drawRun() {
+    const hm = S.hm;
+    if (!hm || !window.Plotly) return;
+    const n = hm.steps.length;
+    setStepCount(n, hm.steps[0], hm.steps[n - 1]);
+    const label = S.log ? `log10 ${S.metric}` : S.metric;
+    const uirev = `${hm.key}\u0000${S.log}`;
+    const L = hm.layers.length;
+    const heat = {
+      type: 'heatmap', x: hm.layers, y: hm.steps.map(String), z: plotValues(hm), text: hoverNames(hm),
+      colorscale: scale(MAGMA), hoverongaps: false,
+      hovertemplate: `step %{y}<br>layer %{x} · %{text}<br>${ptext(label)} %{z:.4~g}<extra></extra>`,
+      colorbar: { title: { text: ptext(label), side: 'right' }, thickness: 12, outlinewidth: 0 },
+    };
+    const layout = {
+      ...baseLayout(`${ptext(S.metric)} at ${ptext(S.site)} · ${ptext(S.run)}`),
+      uirevision: uirev,
+      xaxis: { title: { text: 'layer (depth)' }, dtick: L <= 24 ? 1 : undefined, zeroline: false, showgrid: false },
+      yaxis: { title: { text: 'step' }, type: 'category', autorange: 'reversed', showgrid: false, nticks: 12 },
+    };
+    if (S.focus !== null) {
+      layout.shapes = [{ type: 'rect', xref: 'x', yref: 'paper', x0: S.focus - 0.5, x1: S.focus + 0.5, y0: 0, y1: 1,
+        line: { color: '#38bdf8', width: 2 }, fillcolor: 'rgba(0,0,0,0)' }];
+    }
+    const div = $('heatmap');
+    Plotly.react(div, [heat], layout, PLOT_CONFIG);
+    if (!div.dataset.wired) { // plotly adds .on() to the div on its first draw
+      div.dataset.wired = '1';
+      wireHeatmapEvents(div);
+    }
+    drawLines();
+  }
+
+  function drawLines() {
+    const hm = S.hm;
+    const L = hm.layers.length;
+    const few = hm.steps.length <= 40;
+    const traces = hm.layers.map((layer, j) => {
+      // Absent and infinite cells break the line (the heatmap and its hover show the infinities).
+      const y = hm.values.map((row) => {
+        const v = row[j];
+        return v === null || (S.log && v <= 0) ? null : v;
+      });
+      const focused = S.focus === null || S.focus === layer;
+      return {
+        type: 'scatter', mode: few ? 'lines+markers' : 'lines', x: hm.steps, y,
+        name: `${layer} ${ptext(hm.names[j])}`,
+        line: { color: sampleScale(VIRIDIS, L > 1 ? (0.92 * j) / (L - 1) : 0), width: S.focus === layer ? 3 : 1.6 },
+        marker: { size: 4 }, opacity: focused ? 1 : 0.18,
+        hovertemplate: `layer %{fullData.name}<br>step %{x}<br>${ptext(S.metric)} %{y:.4~g}<extra></extra>`,
+      };
+    });
+    const layout = {
+      ...baseLayout(`${ptext(S.metric)} per layer`),
+      uirevision: `${hm.key}\u0000${S.log}`,
+      showlegend: L <= 16,
+      legend: { font: { size: 10 }, itemclick: 'toggle', itemdoubleclick: 'toggleothers' },
+      xaxis: { title: { text: 'step' }, zeroline: false },
+      yaxis: { title: { text: ptext(S.metric) }, type: S.log ? 'log' : 'linear', zeroline: false },
+      hovermode: 'closest',
+    };
+    Plotly.react($('lines'), traces, layout, PLOT_CONFIG);
+    $('lines-caption').textContent = S.focus === null
+      ? 'One line per layer, coloured by depth (dark: first layers, light: last). Click a heatmap column to pick one out.'
+      : `Layer ${S.focus} (${hm.names[hm.layers.indexOf(S.focus)] || ''}) picked out; click it again to show all.`;
+  }
+
+  function wireHeatmapEvents(div) {
+    div.on('plotly_hover', (ev) => {
+      const p = ev.points && ev.points[0];
+      const hm = S.hm;
+      if (!p || !hm) return;
+      const i = p.pointNumber[0];
+      const j = p.pointNumber[1];
+      const sign = hm.inf.get(`${i},${j}`);
+      const v = sign ? (sign > 0 ? Infinity : -Infinity) : hm.values[i][j];
+      $('readout').textContent = `step ${hm.steps[i]} · layer ${hm.layers[j]} ${hm.names[j]} · ${S.metric} = ${fmtValue(v)}`;
+    });
+    div.on('plotly_click', (ev) => {
+      const p = ev.points && ev.points[0];
+      if (!p || !S.hm) return;
+      const layer = S.hm.layers[p.pointNumber[1]];
+      S.focus = S.focus === layer ? null : layer;
+      drawRun();
+    });
+  }
+
+  // -- report --------------------------------------------------------------------------------
+
+  function inlineMarkdown(parent, text) {
+    const re = /(`[^`]+`|\*\*.+?\*\*)/g;
+    let last = 0;
+    let m;
+    while ((m = re.exec(text)) !== null) {
+      if (m.index > last) parent.append(text.slice(last, m.index));
+      const t = m[0];
+      if (t[0] === '`') {
+        parent.append(el('code', null, t.slice(1, -1)));
+      } else {
+        const b = el('strong');
+        inlineMarkdown(b, t.slice(2, -2));
+        parent.append(b);
+      }
+      last = re.lastIndex;
+    }
+    if (last < text.length) parent.append(text.slice(last));
+  }
+
+  /** The report's Markdown as DOM nodes: headings, lists, paragraphs, `code`, **bold**; all text. */
+  function renderMarkdown(md, box) {
+    const out = [];
+    let list = null;
+    let para = null;
+    for (const raw of md.split('\n')) {
+      const line = raw.replace(/\s+$/, '');
+      let m;
+      if (!line.trim()) { list = null; para = null; continue; }
+      if ((m = /^(#{1,6})\s+(.*)$/.exec(line))) {
+        list = null; para = null;
+        const h = el(`h${Math.min(6, m[1].length + 2)}`);
+        inlineMarkdown(h, m[2]);
+        out.push(h);
+        continue;
+      }
+      const ul = /^\s*[-*]\s+(.*)$/.exec(line);
+      const ol = ul ? null : /^\s*\d+[.)]\s+(.*)$/.exec(line);
+      if (ul || ol) {
+        para = null;
+        const tag = ul ? 'UL' : 'OL';
+        if (!list || list.tagName !== tag) { list = el(tag.toLowerCase()); out.push(list); }
+        const li = el('li');
+        inlineMarkdown(li, (ul || ol)[1]);
+        list.append(li);
+        continue;
+      }
+      list = null;
+      if (!para) { para = el('p'); out.push(para); } else para.append(' ');
+      inlineMarkdown(para, line);
+    }
+    box.replaceChildren(...out);
+  }
+
+  async function loadReport(force) {
+    const hm = S.hm;
+    if (!hm || !hm.steps.length) return;
+    const r = S.report;
+    const last = hm.steps[hm.steps.length - 1];
+    const key = `${hm.key}`;
+    const fresh = r.key === key && r.step === last;
+    if (r.busy || (!force && fresh)) return;
+    const wait = r.key === key ? r.at + r.every - Date.now() : 0;
+    if (!force && wait > 0) {
+      // Throttled: come back when the interval is over, so the last steps of a run are covered too.
+      if (!r.timer) r.timer = setTimeout(() => { r.timer = null; if (S.report === r) loadReport(false); }, wait);
+      return;
+    }
+    r.busy = true;
+    const seq = S.seq;
+    $('report-meta').textContent = r.key === key ? `as of step ${fmtStep(r.step)} · updating…` : 'reading…';
+    try {
+      const t0 = performance.now();
+      const d = await api('report', { run: S.run, metric: S.metric, site: S.site });
+      r.every = Math.max(REPORT_EVERY_MS, REPORT_COST_FACTOR * (performance.now() - t0));
+      if (seq !== S.seq) return;
+      renderMarkdown(d.markdown, $('report'));
+      r.key = key;
+      r.step = d.last_step;
+      r.at = Date.now();
+      $('report-meta').textContent = `as of step ${fmtStep(d.last_step)} (${d.n_steps} step${d.n_steps === 1 ? '' : 's'}) · updates every ${Math.round(r.every / 1000)} s while the run grows`;
+    } catch (e) {
+      if (seq === S.seq) {
+        $('report').replaceChildren(el('p', 'muted', e.message));
+        $('report-meta').textContent = '';
+      }
+    } finally {
+      r.busy = false;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The compare view
+  // ---------------------------------------------------------------------------------------------
+
+  function showCmpError(msg) {
+    const b = $('cmp-error');
+    b.hidden = !msg;
+    b.textContent = msg || '';
+  }
+
+  async function selectCompare() {
+    const seq = ++S.seq;
+    const names = S.runs.map((r) => r.run);
+    if (!names.includes(S.cmp.a)) S.cmp.a = names.includes(S.run) ? S.run : names[0] || null;
+    if (!names.includes(S.cmp.b) || S.cmp.b === S.cmp.a) S.cmp.b = names.find((n) => n !== S.cmp.a) || S.cmp.a;
+    setOptions($('cmp-a'), names, S.cmp.a);
+    setOptions($('cmp-b'), names, S.cmp.b);
+    $('cmp-mode').value = S.cmp.mode;
+    writeHash();
+    renderRunList();
+    if (!S.cmp.a || !S.cmp.b) return;
+    let ia;
+    let ib;
+    try {
+      [ia, ib] = await Promise.all([runInfo(S.cmp.a), runInfo(S.cmp.b)]);
+    } catch (e) {
+      if (seq === S.seq) showCmpError(e.message);
+      return;
+    }
+    if (seq !== S.seq) return;
+    const inB = new Set(ib.pairs.map((p) => `${p[0]}\u0000${p[1]}`));
+    const common = ia.pairs.filter((p) => inB.has(`${p[0]}\u0000${p[1]}`));
+    const pick = pickPair(common, S.cmp.metric || S.metric, S.cmp.site || S.site);
+    S.cmp.metric = pick.metric;
+    S.cmp.site = pick.site;
+    setOptions($('cmp-metric'), pick.metrics, pick.metric);
+    setOptions($('cmp-site'), pick.sites, pick.site);
+    if (!pick.metric) {
+      purgeCompare();
+      showCmpError(S.cmp.a === S.cmp.b ? 'Pick two different runs.' : `runs ${S.cmp.a} and ${S.cmp.b} have no metric and site in common yet.`);
+      return;
+    }
+    await loadCompare(seq);
+  }
+
+  function purgeCompare() {
+    if (!window.Plotly) return;
+    for (const id of ['cmp-plot-a', 'cmp-plot-b', 'cmp-plot-diff']) Plotly.purge($(id));
+    $('cmp-notes').replaceChildren();
+    const c = $('cmp-count');
+    c.textContent = '';
+    c.dataset.steps = '0';
+  }
+
+  function compareStamp() {
+    const a = S.byName.get(S.cmp.a);
+    const b = S.byName.get(S.cmp.b);
+    return JSON.stringify([a && [a.id, a.steps, a.last_step], b && [b.id, b.steps, b.last_step]]);
+  }
+
+  async function loadCompare(seq) {
+    let d;
+    const stamp = compareStamp();
+    try {
+      d = await api('compare', { run_a: S.cmp.a, run_b: S.cmp.b, metric: S.cmp.metric, site: S.cmp.site });
+    } catch (e) {
+      if (seq === S.seq) { purgeCompare(); showCmpError(e.message); }
+      return;
+    }
+    if (seq !== S.seq) return;
+    showCmpError('');
+    S.cmp.data = d;
+    S.cmp.stamp = stamp;
+    S.cmp.at = Date.now();
+    drawCompare();
+  }
+
+  async function syncCompare() {
+    if (!S.cmp.data) return;
+    if (compareStamp() === S.cmp.stamp || Date.now() - S.cmp.at < Math.max(POLL_MS, 2000)) return;
+    await loadCompare(S.seq);
+  }
+
+  function drawCompare() {
+    const d = S.cmp.data;
+    if (!d || !window.Plotly) return;
+    const n = d.steps.length;
+    const c = $('cmp-count');
+    c.dataset.steps = String(n);
+    c.textContent = n ? `${n} common step${n === 1 ? '' : 's'} · ${fmtStep(d.steps[0])} → ${fmtStep(d.steps[n - 1])} · ${d.layers.length} layers`
+      : 'no common steps';
+    const notes = [...d.notes];
+    if (d.a_only_steps) notes.push(`${d.a_only_steps} step${d.a_only_steps === 1 ? '' : 's'} only in A (${d.run_a}) are left out.`);
+    if (d.b_only_steps) notes.push(`${d.b_only_steps} step${d.b_only_steps === 1 ? '' : 's'} only in B (${d.run_b}) are left out.`);
+    $('cmp-notes').replaceChildren(...notes.map((t) => el('li', null, t)));
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const m of [d.a, d.b]) for (const row of m) for (const v of row) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const ratio = S.cmp.mode === 'ratio';
+    const third = ratio
+      ? d.a.map((row, i) => row.map((v, j) => { const w = d.b[i][j]; return v > 0 && w > 0 ? Math.log2(v / w) : null; }))
+      : d.diff;
+    let amax = 0;
+    for (const row of third) for (const v of row) if (v !== null) amax = Math.max(amax, Math.abs(v));
+    const y = d.steps.map(String);
+    const namesA = d.layer_names_a.slice(0, d.layers.length).map(ptext);
+    const text = d.steps.map(() => namesA);
+    const m = ptext(d.metric);
+    const common = { type: 'heatmap', x: d.layers, y, text, hoverongaps: false };
+    const axes = {
+      xaxis: { title: { text: 'layer' }, dtick: d.layers.length <= 24 ? 1 : undefined, showgrid: false, zeroline: false },
+      yaxis: { title: { text: 'step' }, type: 'category', autorange: 'reversed', showgrid: false, nticks: 10 },
+    };
+    const uirev = `${d.run_a}\u0000${d.run_b}\u0000${d.metric}\u0000${d.site}`;
+    const bar = { thickness: 10, outlinewidth: 0 };
+    const rng = Number.isFinite(lo) ? { zmin: lo, zmax: hi } : {};
+    Plotly.react($('cmp-plot-a'), [{ ...common, z: d.a, colorscale: scale(MAGMA), ...rng, colorbar: bar,
+      hovertemplate: `A · step %{y}<br>layer %{x} · %{text}<br>${m} %{z:.4~g}<extra></extra>` }],
+    { ...baseLayout(`A: ${ptext(d.run_a)}`), ...axes, uirevision: uirev }, PLOT_CONFIG);
+    Plotly.react($('cmp-plot-b'), [{ ...common, z: d.b, colorscale: scale(MAGMA), ...rng, colorbar: bar,
+      hovertemplate: `B · step %{y}<br>layer %{x} · %{text}<br>${m} %{z:.4~g}<extra></extra>` }],
+    { ...baseLayout(`B: ${ptext(d.run_b)}`), ...axes, uirevision: uirev }, PLOT_CONFIG);
+    const label = ratio ? 'log₂(A / B)' : 'A − B';
+    Plotly.react($('cmp-plot-diff'), [{ ...common, z: third, colorscale: scale(DIVERGING), zmid: 0,
+      zmin: -(amax || 1), zmax: amax || 1, colorbar: bar,
+      hovertemplate: `step %{y}<br>layer %{x} · %{text}<br>${label} %{z:.4~g}<extra></extra>` }],
+    { ...baseLayout(`${label} · ${m} at ${ptext(d.site)}`), ...axes, uirevision: `${uirev}\u0000${S.cmp.mode}` }, PLOT_CONFIG);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Views, controls, polling
+  // ---------------------------------------------------------------------------------------------
+
+  function setView(view) {
+    S.view = view;
+    for (const t of document.querySelectorAll('.tab')) {
+      const on = t.dataset.view === view;
+      t.classList.toggle('active', on);
+      t.setAttribute('aria-selected', String(on));
+    }
+    renderEmpty();
+    if (!S.runs.length) { writeHash(); return; }
+    if (view === 'run') {
+      if (!S.run || !S.byName.has(S.run)) S.run = S.cmp.a || S.runs[0].run;
+      selectRun();
+    } else {
+      selectCompare();
+    }
+    // Plotly sizes to its container; a container that was hidden had no size.
+    requestAnimationFrame(() => {
+      if (!window.Plotly) return;
+      for (const e of document.querySelectorAll('.chart')) if (e.data) Plotly.Plots.resize(e);
+    });
+  }
+
+  function wireControls() {
+    for (const t of document.querySelectorAll('.tab')) t.addEventListener('click', () => setView(t.dataset.view));
+    $('metric').addEventListener('change', () => { S.metric = $('metric').value; S.site = null; S.focus = null; selectRun(); });
+    $('site').addEventListener('change', () => { S.site = $('site').value; selectRun(); });
+    $('log').addEventListener('change', () => { S.log = $('log').checked; writeHash(); drawRun(); });
+    $('report-refresh').addEventListener('click', () => loadReport(true));
+    $('cmp-a').addEventListener('change', () => { S.cmp.a = $('cmp-a').value; selectCompare(); });
+    $('cmp-b').addEventListener('change', () => { S.cmp.b = $('cmp-b').value; selectCompare(); });
+    $('cmp-metric').addEventListener('change', () => { S.cmp.metric = $('cmp-metric').value; S.cmp.site = null; selectCompare(); });
+    $('cmp-site').addEventListener('change', () => { S.cmp.site = $('cmp-site').value; selectCompare(); });
+    $('cmp-mode').addEventListener('change', () => { S.cmp.mode = $('cmp-mode').value; writeHash(); drawCompare(); });
+    $('pause').addEventListener('click', () => {
+      S.paused = !S.paused;
+      $('pause').textContent = S.paused ? 'Resume' : 'Pause';
+      $('pause').setAttribute('aria-pressed', String(S.paused));
+      if (S.paused) setStatus('paused', 'paused'); else pollNow();
+    });
+    document.addEventListener('visibilitychange', () => { if (!document.hidden) pollNow(); });
+    $('log').checked = S.log;
+  }
+
+  function schedule() {
+    clearTimeout(S.timer);
+    S.timer = setTimeout(poll, POLL_MS);
+  }
+
+  function pollNow() {
+    clearTimeout(S.timer);
+    poll();
+  }
+
+  async function poll() {
+    // A hidden tab or a paused page asks nothing of the server (and so of the store).
+    if (S.polling || S.paused || document.hidden) { if (!S.polling) schedule(); return; }
+    S.polling = true;
+    try {
+      const hadRuns = S.runs.length > 0;
+      await refreshRuns();
+      if (!hadRuns && S.runs.length) setView(S.view); // the first run appeared
+      else if (S.runs.length && S.view === 'run') await syncMatrix();
+      else if (S.runs.length) await syncCompare();
+      S.lastOk = new Date();
+      showLiveStatus();
+    } catch (e) {
+      setStatus('error', e.message);
+    } finally {
+      S.polling = false;
+      schedule();
+    }
+  }
+
+  async function start() {
+    readHash();
+    wireControls();
+    try {
+      await refreshRuns();
+      S.lastOk = new Date();
+      showLiveStatus();
+    } catch (e) {
+      setStatus('error', e.message);
+    }
+    if (S.runs.length) setView(S.view);
+    else {
+      for (const t of document.querySelectorAll('.tab')) t.classList.toggle('active', t.dataset.view === S.view);
+    }
+    schedule();
+  }
+
+  if (!window.Plotly) {
+    setStatus('error', 'plotly.js did not load from /vendor/plotly.min.js');
+  }
+  start();
+})();

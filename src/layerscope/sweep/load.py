@@ -1,0 +1,380 @@
+"""Safe checkpoint loading: a state dict with normalised keys, or one clear line saying why not.
+
+Nothing is unpickled beyond tensors and plain containers unless the caller trusts the files:
+safetensors files are read with ``safetensors``; torch pickles (``.pt``, ``.bin``, ``.ckpt``) with
+``torch.load(weights_only=True)``, whose unpickler refuses every global outside a short allow-list
+of tensor types, so a file built to run code when loaded is refused before anything runs.
+``trust=True`` (``--trust-checkpoints``) is the explicit opt-in to plain pickle.
+
+Every failure is a :class:`~layerscope.errors.CheckpointError` whose message starts with the
+file's name and ends with what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+import torch.nn as nn
+
+from ..capture import normalize_name, unwrap
+from ..errors import CheckpointError
+
+# Where training frameworks keep the model's state dict inside a checkpoint dict, in lookup order:
+# Lightning, nanoGPT, common scripts, DeepSpeed.
+STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "model_state", "module", "net", "weights")
+# Where they keep the step: Lightning, nanoGPT, common scripts.
+STEP_KEYS = ("global_step", "iter_num", "step", "iteration", "num_updates")
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_BLOCKED = re.compile(r"unsupported (?:GLOBAL|global)[: ]+([^\s,]+)", re.IGNORECASE)
+
+
+@dataclass
+class Loaded:
+    """A checkpoint's weights (keys normalised: no ``module.``/``_orig_mod.``) and the step stored in it."""
+
+    state_dict: dict[str, torch.Tensor]
+    step: int | None
+
+
+def _name(path: Path, name: str | None) -> str:
+    return name if name else path.name
+
+
+def _unsafe_msg(label: str, err: BaseException) -> str:
+    m = _BLOCKED.search(str(err))
+    what = f"the global {m.group(1).rstrip('.')}" if m else "an object that is not a tensor"
+    return (f"{label}: refused to load: its pickle asks for {what}, which could run code when loaded; "
+            "re-save it as safetensors or a plain state_dict, or pass --trust-checkpoints only if you "
+            "trust where it came from.")
+
+
+def _torch_load(path: Path, label: str, trust: bool) -> Any:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"{label}: cannot be read ({e.strerror or e}); check the file's permissions.") from None
+    if not head:
+        raise CheckpointError(f"{label}: the file is empty (an interrupted save?); delete it or save it again.")
+    mmap = head == _ZIP_MAGIC  # zip archives (torch >= 1.6) map their tensors instead of copying them
+    try:
+        with warnings.catch_warnings():
+            # weights_only's notice about pickle protocols is noise for a user watching a progress bar.
+            warnings.filterwarnings("ignore", message=r".*pickle protocol.*")
+            return torch.load(path, map_location="cpu", weights_only=not trust, mmap=mmap)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for one cause; classify the message
+        msg = str(e)
+        low = msg.lower()
+        if not trust and type(e).__name__ == "UnpicklingError" and "weights only load failed" in low:
+            if _BLOCKED.search(msg):
+                raise CheckpointError(_unsafe_msg(label, e)) from None
+            detail = msg.split("\n\n")[1].strip().splitlines()[0] if "\n\n" in msg else "not a torch pickle"
+            raise CheckpointError(f"{label}: not a readable torch checkpoint ({detail[:160]}); "
+                                  "it is corrupt or of another format: re-save it or remove it.") from None
+        if "central directory" in low or "failed reading" in low or "eof" in low or isinstance(e, EOFError):
+            raise CheckpointError(f"{label}: truncated or corrupt (the archive ends early: {msg.splitlines()[0][:120]}); "
+                                  "copy or save it again.") from None
+        first = msg.splitlines()[0][:160] if msg else type(e).__name__
+        raise CheckpointError(f"{label}: cannot be loaded ({type(e).__name__}: {first}); "
+                              "it is corrupt or not a torch checkpoint: re-save it or remove it.") from None
+
+
+def _safetensors_load(path: Path, label: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except SafetensorError as e:
+        msg = str(e)
+        if "incomplete" in msg or "not fully covered" in msg or "too small" in msg:
+            problem = f"truncated ({msg})"
+        else:
+            problem = f"not a valid safetensors file ({msg})"
+        raise CheckpointError(f"{label}: {problem}; copy or save it again.") from None
+    except OSError as e:
+        raise CheckpointError(f"{label}: cannot be read ({e.strerror or e}); check the file.") from None
+    except Exception as e:  # noqa: BLE001 - e.g. a dtype this torch lacks
+        raise CheckpointError(f"{label}: cannot be loaded ({type(e).__name__}: {e}); re-save it.") from None
+
+
+def read_weights_file(path: Path, label: str, trust: bool = False) -> Any:
+    """The raw object of one weights file: a dict of tensors (safetensors) or whatever the torch file holds."""
+    if path.name.endswith(".safetensors"):
+        return _safetensors_load(path, label)
+    return _torch_load(path, label, trust)
+
+
+def _read_index(index: Path, label: str, trust: bool) -> dict[str, torch.Tensor]:
+    try:
+        with open(index, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise CheckpointError(f"{label}: cannot read {index.name} ({e.strerror or e}); check the folder.") from None
+    except ValueError as e:
+        raise CheckpointError(f"{label}: {index.name} is not valid JSON ({e}); restore it from the original.") from None
+    wmap = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(wmap, dict) or not wmap or not all(isinstance(v, str) for v in wmap.values()):
+        raise CheckpointError(f"{label}: {index.name} has no weight_map of tensor name -> shard file; "
+                              "restore it from the original checkpoint.")
+    out: dict[str, torch.Tensor] = {}
+    for shard in dict.fromkeys(wmap.values()):
+        p = index.parent / shard
+        if Path(shard).name != shard or not p.is_file():
+            why = "names a file outside its folder" if Path(shard).name != shard else "is missing"
+            raise CheckpointError(f"{label}: shard {shard!r} listed in {index.name} {why}; "
+                                  "copy the complete checkpoint folder.")
+        part = read_weights_file(p, f"{label}/{shard}", trust)
+        sd = part if shard.endswith(".safetensors") else _find_state_dict(part, f"{label}/{shard}")[0]
+        out.update(sd)
+    missing = [k for k in wmap if k not in out]
+    if missing:
+        raise CheckpointError(f"{label}: {len(missing)} tensors listed in {index.name} are in none of its shards "
+                              f"(first: {missing[0]!r}); copy the complete checkpoint folder.")
+    return out
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _as_int_step(v: Any) -> int | None:
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_floating_point():
+        v = int(v.reshape(()).item())
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    return None
+
+
+def _find_state_dict(obj: Any, label: str) -> tuple[dict[str, torch.Tensor], int | None]:
+    """The model's tensors inside a loaded checkpoint object, and its step if it stores one."""
+    step = None
+    if isinstance(obj, Mapping):
+        for k in STEP_KEYS:
+            if k in obj:
+                step = _as_int_step(obj[k])
+                if step is not None:
+                    break
+    if isinstance(obj, Mapping) and obj and sum(isinstance(v, torch.Tensor) for v in obj.values()) >= len(obj) / 2:
+        # A bare state dict (a few non-tensor entries, such as '_extra_state' objects, are dropped).
+        return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}, step
+    if isinstance(obj, Mapping):
+        for k in STATE_DICT_KEYS:
+            inner = obj.get(k)
+            if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+                return {str(n): v for n, v in inner.items() if isinstance(v, torch.Tensor)}, step
+        keys = ", ".join(repr(k) for k in list(obj)[:8])
+        raise CheckpointError(f"{label}: holds a dict with keys {keys} but no model weights (looked for "
+                              f"{', '.join(STATE_DICT_KEYS)}); save model.state_dict() in it.")
+    if isinstance(obj, nn.Module):
+        return {k: v for k, v in obj.state_dict().items()}, step
+    raise CheckpointError(f"{label}: holds a {type(obj).__name__}, not a state dict; save model.state_dict().")
+
+
+def normalize_keys(sd: Mapping[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
+    """Strip wrapper prefixes (``module.``, ``_orig_mod.``, FSDP) from every key; a collision is an error."""
+    out: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    for k, v in sd.items():
+        n = normalize_name(k)
+        if n in out:
+            raise CheckpointError(f"{label}: keys {origin[n]!r} and {k!r} are the same weight once wrapper "
+                                  "prefixes are stripped; save the model's own state_dict (unwrapped).")
+        out[n] = v
+        origin[n] = k
+    return out
+
+
+def read_checkpoint(weights: Path, label: str | None = None, trust: bool = False) -> Loaded:
+    """Load one checkpoint's weights safely.
+
+    ``weights`` is a ``.safetensors`` file, a torch file (``.pt``/``.pth``/``.bin``/``.ckpt``,
+    a bare state dict or a Lightning/nanoGPT/... dict holding one), or a ``*.index.json`` of a
+    sharded checkpoint. ``label`` names the checkpoint in messages.
+    """
+    lab = _name(weights, label)
+    if weights.name.endswith(".index.json"):
+        return Loaded(normalize_keys(_read_index(weights, lab, trust), lab), None)
+    obj = read_weights_file(weights, lab, trust)
+    if weights.name.endswith(".safetensors"):
+        if not obj:
+            raise CheckpointError(f"{lab}: holds no tensors; save the model's weights in it.")
+        return Loaded(normalize_keys(obj, lab), None)
+    sd, step = _find_state_dict(obj, lab)
+    return Loaded(normalize_keys(sd, lab), step)
+
+
+def peek_step(path: Path, label: str | None = None, trust: bool = False) -> int | None:
+    """The step stored inside a torch checkpoint (Lightning ``global_step``, nanoGPT ``iter_num``), or None.
+
+    Zip-format files are memory-mapped, so only the pickle is read, not the tensors.
+    """
+    lab = _name(path, label)
+    obj = _torch_load(path, lab, trust)
+    if isinstance(obj, Mapping):
+        for k in STEP_KEYS:
+            if k in obj:
+                step = _as_int_step(obj[k])
+                if step is not None:
+                    return step
+    return None
+
+
+# -- fitting a state dict to the model -------------------------------------------------------------
+
+def _tied_groups(model: nn.Module) -> list[list[str]]:
+    """Names that share one tensor (tied embeddings): loading one of them loads all."""
+    by_id: dict[int, list[str]] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(p), []).append(n)
+    for n, b in model.named_buffers(remove_duplicate=False):
+        by_id.setdefault(id(b), []).append(n)
+    return [names for names in by_id.values() if len(names) > 1]
+
+
+def _ignore_patterns(model: nn.Module, attr: str) -> list[re.Pattern[str]]:
+    pats = getattr(model, attr, None) or []  # Hugging Face's declared harmless differences
+    out = []
+    for p in pats:
+        try:
+            out.append(re.compile(p))
+        except (re.error, TypeError):
+            continue
+    return out
+
+
+def _best_prefix(keys: Iterable[str], expected: set[str]) -> tuple[str, str]:
+    """The ("strip", p) or ("add", p) rewrite of checkpoint keys that matches the most model keys.
+
+    A LightningModule saves ``model.h.0...`` for a net held as ``self.model``; a base model saved
+    without its head (``h.0...``) fits a model that expects ``transformer.h.0...``.
+    """
+    keys = list(keys)
+    best = ("", "")
+    best_n = sum(k in expected for k in keys)
+    if best_n == len(keys):
+        return best  # every key is the model's already: the usual case, decided in one pass
+    cands: set[tuple[str, str]] = set()
+    for k in keys:
+        parts = k.split(".")
+        for j in (1, 2):
+            if len(parts) > j:
+                cands.add(("strip", ".".join(parts[:j]) + "."))
+    for e in expected:
+        parts = e.split(".")
+        for j in (1, 2):
+            if len(parts) > j:
+                cands.add(("add", ".".join(parts[:j]) + "."))
+    for how, p in sorted(cands):
+        if how == "strip":
+            n = sum(k.startswith(p) and k[len(p):] in expected for k in keys)
+        else:
+            n = sum(p + k in expected for k in keys)
+        if n > best_n:
+            best, best_n = (how, p), n
+    return best
+
+
+def fit_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
+    """Rename ``sd``'s keys to ``model``'s and check that every weight is there, with the right shape.
+
+    Missing weights that are tied to a present one (``lm_head.weight`` = ``wte.weight``) are fine;
+    anything else missing, left over, or of another shape is a CheckpointError naming the first
+    few keys: the checkpoint is not of this model.
+    """
+    target = unwrap(model)
+    own = target.state_dict()
+    by_norm = {normalize_name(k): k for k in own}
+    expected = set(by_norm)
+    how, p = _best_prefix(sd.keys(), expected)
+    renamed: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        if how == "strip":
+            if not k.startswith(p):
+                continue  # other parts of a training wrapper (a loss module, an EMA copy) are not the model
+            k = k[len(p):]
+        elif how == "add":
+            k = p + k
+        renamed[k] = v
+    ign_missing = _ignore_patterns(target, "_keys_to_ignore_on_load_missing")
+    ign_unexpected = _ignore_patterns(target, "_keys_to_ignore_on_load_unexpected")
+    present = set(renamed)
+    tied_ok: set[str] = set()
+    for group in _tied_groups(target):
+        norm = [normalize_name(n) for n in group]
+        if any(n in present for n in norm):
+            tied_ok.update(norm)
+    missing = sorted(k for k in expected - present - tied_ok if not any(r.search(k) for r in ign_missing))
+    unexpected = sorted(k for k in present - expected if not any(r.search(k) for r in ign_unexpected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} weights of {type(target).__name__} missing (first: {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} not in the model (first: {unexpected[0]!r})")
+        raise CheckpointError(f"{label}: does not fit the model: {'; '.join(parts)}; check that --model/--hf "
+                              "builds the architecture this checkpoint was saved from.")
+    out: dict[str, torch.Tensor] = {}
+    bad = []
+    for k, v in renamed.items():
+        if k not in expected:
+            continue
+        real = by_norm[k]
+        if tuple(own[real].shape) != tuple(v.shape):
+            bad.append(f"{k!r} is {tuple(v.shape)} in the file, {tuple(own[real].shape)} in the model")
+        out[real] = v
+    if bad:
+        raise CheckpointError(f"{label}: does not fit the model: {len(bad)} shape mismatches (first: {bad[0]}); "
+                              "check that --model/--hf builds the architecture this checkpoint was saved from.")
+    return out
+
+
+def apply_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str) -> None:
+    """Copy a checkpoint's weights into ``model`` (checked by :func:`fit_state_dict` first)."""
+    fitted = fit_state_dict(model, sd, label)
+    target = unwrap(model)
+    try:
+        target.load_state_dict(fitted, strict=False)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{label}: loading into the model failed ({first[-1].strip()[:160] if first else e}); "
+                              "check the checkpoint's dtypes and shapes.") from None
+
+
+FINGERPRINT_SAMPLES = 4096  # values read per tensor: enough that any training update shows
+_NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,
+                 torch.uint8, torch.bool, torch.complex64, torch.complex128}
+
+
+def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
+    """A cheap content hash of a state dict, to flag checkpoints with identical weights.
+
+    Per tensor: its name, dtype, shape and the exact bits of up to 4096 evenly spaced values
+    (about 1 ms for 150 tensors, whatever their size). An optimizer step changes essentially every
+    weight it touches, so two checkpoints with a step of training between them differ; a change
+    confined to unsampled values of every tensor would go unnoticed (the flag is a warning only).
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for k in sorted(sd):
+        t = sd[k]
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        flat = t.detach().reshape(-1)
+        if flat.numel():
+            sample = flat[:: max(1, flat.numel() // FINGERPRINT_SAMPLES)][:FINGERPRINT_SAMPLES].cpu()
+            if sample.dtype in _NUMPY_DTYPES:
+                h.update(sample.numpy().tobytes())  # numpy reads the strided view: one copy
+            else:  # bfloat16, float8 ...: numpy has no such type; hash the raw bytes
+                h.update(sample.contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+__all__ = ["Loaded", "apply_state_dict", "fingerprint", "fit_state_dict", "normalize_keys", "peek_step",
+           "read_checkpoint", "read_weights_file", "STATE_DICT_KEYS", "STEP_KEYS"]
