@@ -62,11 +62,13 @@ def interleave(
     variants: dict[str, Callable[[], object]],
     rounds: int,
     seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Call every variant once per round, in a new order each round; return seconds per call.
 
     The order is rotated and shuffled so that no variant always runs right after a heavy one
-    (allocator and cache state carry over between calls).
+    (allocator and cache state carry over between calls). ``clock=time.process_time`` measures
+    this process's CPU time: blind to other work on a shared machine (and to I/O waits).
     """
     names = list(variants)
     rng = random.Random(seed)
@@ -76,10 +78,31 @@ def interleave(
         if r >= len(names):
             rng.shuffle(order)
         for n in order:
-            t0 = time.perf_counter()
+            t0 = clock()
             variants[n]()
-            out[n].append(time.perf_counter() - t0)
+            out[n].append(clock() - t0)
     return out
+
+
+def interleave_cpu_wall(
+    variants: dict[str, Callable[[], object]],
+    rounds: int,
+    seed: int = 0,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """:func:`interleave` timing each call on both clocks: (process CPU seconds, wall seconds)."""
+    cpu: dict[str, list[float]] = {n: [] for n in variants}
+    wall: dict[str, list[float]] = {n: [] for n in variants}
+
+    def timed(name: str, fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            c0, w0 = time.process_time(), time.perf_counter()
+            fn()
+            cpu[name].append(time.process_time() - c0)
+            wall[name].append(time.perf_counter() - w0)
+        return run
+
+    interleave({n: timed(n, f) for n, f in variants.items()}, rounds, seed)
+    return cpu, wall
 
 
 def median(xs: Iterable[float]) -> float:

@@ -33,8 +33,14 @@ def matrix(n_steps: int = 2000, n_layers: int = 96, seed: int = 0):
     v = 0.008 * t * d * (1 + 0.05 * rng.standard_normal((n_steps, n_layers)))
     v[300:340, 10:14] = np.nan
     v[1500:1504, 80] = np.inf
-    return Heatmap(v, steps=[100 * (i + 1) for i in range(n_steps)], layers=range(1, n_layers + 1),
-                   layer_names=[f"model.layers.{i}" for i in range(n_layers)], metric="rms", run="bench")
+    return Heatmap(
+        v,
+        steps=[100 * (i + 1) for i in range(n_steps)],
+        layers=range(1, n_layers + 1),
+        layer_names=[f"model.layers.{i}" for i in range(n_layers)],
+        metric="rms",
+        run="bench",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     hm = matrix()
     print(f"import + matrix ({hm.shape[0]} steps x {hm.shape[1]} layers): {time.perf_counter() - t0:.2f} s")
+
     def timed(label: str, name: str, **kw: object) -> float:
         w, c = time.perf_counter(), time.process_time()
         p = layerscope.plot(hm, out / name, **kw)
@@ -62,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     timed("lines png   ", "bench_lines.png", kind="lines")
     worst = max(png)
     verdict = "ok" if worst <= PNG_BUDGET_S else "OVER BUDGET"
-    print(f"png worst cpu {worst:.2f} s (budget {PNG_BUDGET_S:.1f} s): {verdict}; html worst cpu {max(html):.2f} s; "
-          f"outputs in {out}")
+    print(
+        f"png worst cpu {worst:.2f} s (budget {PNG_BUDGET_S:.1f} s): {verdict}; "
+        f"html worst cpu {max(html):.2f} s; outputs in {out}"
+    )
     return 0 if worst <= PNG_BUDGET_S else 1
 
 

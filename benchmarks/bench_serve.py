@@ -1,26 +1,29 @@
 """Does a dashboard watching the store slow down the process recording into it?
 
-A writer records into a store for ``--seconds`` per measurement, alternately with and without a
-dashboard watching the same store, in interleaved rounds (off/on, on/off, ...), and the write
-throughput (steps per second) of the two is compared. Writers (``--writer``):
+A writer records into a store for ``--seconds`` per window, alternately with and without a
+dashboard following it, in interleaved rounds (off/on, on/off, ...; each window records a new run,
+so every window measures the same thing), and the write throughput (steps per second) of adjacent
+windows is compared. Writers (``--writer``):
 
-    recorder   the built-in 12-layer GPT training on CPU, every step recorded by a Recorder with
-               the default 4 metrics and flush_every=1 (each step is its own store transaction,
-               the worst case for a reader to get in the way of)
-    store      Store.write_step as fast as it goes (12 layers x 4 metrics a step): a stress test
-               of the store alone, far above any real training loop's rate
+    recorder   a Recorder on a 4-layer GPT doing forwards only, every step recorded with the
+               default 4 metrics and flush_every=1 (one store transaction per step): recording
+               and writing are a large share of each step, so a slower store would show
+    training   the same Recorder on the built-in 12-layer GPT's training loop
+    store      Store.write_step alone as fast as it goes (12 layers x 4 metrics a step): a stress
+               test, far above any training loop's rate
 
-"With the dashboard" is the real server (``layerscope serve``, its own process) answering a
-client in a third process that makes exactly the page's requests at the page's default interval:
-``/api/runs`` every poll, ``/api/heatmap?since_step=`` when the run grew (the whole matrix on the
-first poll of each round, as when the page is opened), ``/api/report`` at most every 10 s and at
-most 1/50 of the time (the page's throttle). "Without" is the same server left idle (no page open).
-The client checks it saw every step the writer committed, so the dashboard did its job.
+"With the dashboard" is the real server (``layerscope serve``, its own process) answering a client
+in a third process that makes the page's requests at the page's default interval: ``/api/runs``
+every poll, ``/api/heatmap?since_step=`` when the run grew (the whole run on its first poll),
+``/api/report`` at most every 10 s and at most 1/50 of the time (the page's throttle). "Without"
+is the same server with no page open. The client checks that it saw every step the writer
+committed, and the server's CPU time is read from /proc: that figure does not depend on how
+busy the machine is, while the throughput ratio does (run it on a quiet machine).
 
 Target (issue 9): with/without >= 0.95.
 
-    python benchmarks/bench_serve.py              # ~1 min on 2 CPU cores
-    python benchmarks/bench_serve.py --quick      # ~20 s, rough
+    python benchmarks/bench_serve.py              # ~4 min on 2 CPU cores
+    python benchmarks/bench_serve.py --quick      # ~1 min, rough
 """
 
 from __future__ import annotations
@@ -51,9 +54,9 @@ METRIC, SITE = "rms", "output"
 
 # -- the dashboard's client: the page's requests, in a process of its own ----------------------------
 
-def page_client(url: str, poll_ms: int, active: Any, stop: Any, out: Any) -> None:
-    """Poll like app.js while ``active`` is set, following the newest run; put stats on ``out`` when
-    ``stop`` is set."""
+def page_client(url: str, poll_ms: int, active: Any, idle: Any, seen: Any, stop: Any, out: Any) -> None:
+    """Poll like app.js while ``active`` is set, following the newest run; ``seen`` is the last step
+    it has; ``idle`` is set between rounds. Puts its stats on ``out`` when ``stop`` is set."""
     stats: dict[str, Any] = {"runs": 0, "heatmap": 0, "report": 0, "errors": [], "latency": [],
                              "rounds": []}
 
@@ -66,13 +69,15 @@ def page_client(url: str, poll_ms: int, active: Any, stop: Any, out: Any) -> Non
         stats[path] += 1
         return body
 
+    idle.set()
     while not stop.is_set():
-        if not active.wait(0.05):
+        if not active.wait(0.02):
             continue
+        idle.clear()
         # The page (left open) sees a new run start, reads it whole, then follows it.
         run: str | None = None
         last: int | None = None
-        seen = 0
+        rows = 0
         report_at, report_every = 0.0, REPORT_EVERY_S
         grew = False
         next_poll = time.monotonic()
@@ -84,8 +89,9 @@ def page_client(url: str, poll_ms: int, active: Any, stop: Any, out: Any) -> Non
                 summary = next((r for r in listed if r["run"] == run), None)
                 if summary and summary["steps"] and summary["last_step"] != last:
                     d = get("heatmap", run=run, metric=METRIC, site=SITE, since_step=last)
-                    seen += len(d["steps"])
+                    rows += len(d["steps"])
                     last = d["last_step"]
+                    seen.value = last
                     grew = True
                 now = time.monotonic()
                 if grew and now - report_at >= report_every:
@@ -96,9 +102,31 @@ def page_client(url: str, poll_ms: int, active: Any, stop: Any, out: Any) -> Non
             except Exception as e:  # noqa: BLE001 - counted and printed, never hidden
                 stats["errors"].append(f"{type(e).__name__}: {e}")
             next_poll += poll_ms / 1000
-            time.sleep(max(0.0, next_poll - time.monotonic()))
-        stats["rounds"].append({"run": run, "last_step": last, "rows": seen})
+            while active.is_set() and time.monotonic() < next_poll:
+                time.sleep(0.01)
+        stats["rounds"].append({"run": run, "last_step": last, "rows": rows})
+        seen.value = -1
+        idle.set()
     out.put(stats)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc; NaN elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def start_server(store: str, poll_ms: int) -> tuple[subprocess.Popen[str], str]:
@@ -121,8 +149,8 @@ class RecorderWriter:
 
     SIZES = {"recorder": dict(n_layer=4, n_embd=32, n_head=2, block_size=16, batch=2),
              "training": dict(n_layer=12, n_embd=64, n_head=4, block_size=32, batch=8)}
-    LABELS = {"recorder": "Recorder on a 4-layer GPT (recording is most of the step)",
-              "training": "Recorder on the 12-layer GPT (a training loop)"}
+    LABELS = {"recorder": "Recorder, 4-layer GPT, forward only (recording-bound)",
+              "training": "Recorder, 12-layer GPT training loop"}
 
     def __init__(self, store: str, kind: str) -> None:
         import torch
@@ -137,6 +165,8 @@ class RecorderWriter:
         self.store = store
         self.label = self.LABELS[kind]
         self.model = tiny_gpt(**size)
+        self.train = kind == "training"  # else: forwards only, so that recording dominates the step
+        self.no_grad = torch.no_grad
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
         self.x = torch.randint(0, 256, (batch, size["block_size"]))
         self.rec: Any = None
@@ -152,10 +182,14 @@ class RecorderWriter:
 
     def step(self) -> None:
         t0 = time.perf_counter()
-        _, loss = self.model(self.x, self.x)
-        loss.backward()
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+        if self.train:
+            _, loss = self.model(self.x, self.x)
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+        else:
+            with self.no_grad():
+                self.model(self.x)  # train mode: the Recorder's hooks record it
         self.n += 1
         t1 = time.perf_counter()
         self.rec.step(self.n)  # collect, and flush the step to the store (flush_every=1)
@@ -202,6 +236,14 @@ class StoreWriter:
         self.st.close()
 
 
+def wal_mib(store: str) -> float:
+    """Size of the store's write-ahead log: readers that hold snapshots keep it from being reset."""
+    try:
+        return os.path.getsize(store + "-wal") / 2**20
+    except OSError:
+        return 0.0
+
+
 def throughput(step: Callable[[], None], seconds: float) -> float:
     n, t0 = 0, time.perf_counter()
     end = t0 + seconds
@@ -221,29 +263,37 @@ def bench(kind: str, rounds: int, seconds: float, poll_ms: int) -> dict[str, Any
         writer.step()
     server, url = start_server(store, poll_ms)
     ctx = mp.get_context("spawn")
-    active, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    client = ctx.Process(target=page_client, args=(url, poll_ms, active, stop, out), daemon=True)
+    active, idle, stop, out = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
+    seen = ctx.Value("q", -1)
+    client = ctx.Process(target=page_client, args=(url, poll_ms, active, idle, seen, stop, out), daemon=True)
     client.start()
+    off: list[float] = []
+    on: list[float] = []
+    committed: list[tuple[str, int]] = []
+    wal: dict[str, list[float]] = {"off": [], "on": []}
+    cpu = {"off": 0.0, "on": 0.0, "off_s": 0.0, "on_s": 0.0}
     try:
-        off: list[float] = []
-        on: list[float] = []
-        committed: list[tuple[str, int]] = []
+        idle.wait(60)
         for r in range(rounds):
             for with_page in ((False, True) if r % 2 == 0 else (True, False)):
                 # Every window records a new run, so each measures the same thing: a run starting.
                 run = f"{kind}-{r}-{'on' if with_page else 'off'}"
                 writer.new_run(run)
                 writer.step()  # the run exists, with its first step
+                key = "on" if with_page else "off"
                 if with_page:
                     active.set()
-                    time.sleep(0.1)  # the page finds the run and reads it
-                    on.append(throughput(writer.step, seconds))
+                    wait_for(lambda: seen.value >= 1, 10)  # the page found the run and read it
+                c0, t0 = cpu_seconds(server.pid), time.perf_counter()
+                (on if with_page else off).append(throughput(writer.step, seconds))
+                cpu[key] += cpu_seconds(server.pid) - c0
+                cpu[key + "_s"] += time.perf_counter() - t0
+                wal[key].append(wal_mib(store))
+                if with_page:
                     committed.append((run, writer.n))
-                    time.sleep(poll_ms / 1000 * 1.5)  # one more poll: the page catches up
+                    wait_for(lambda: seen.value == writer.n, 3 * poll_ms / 1000 + 5)  # the page catches up
                     active.clear()
-                    time.sleep(poll_ms / 1000)  # the client finishes its round
-                else:
-                    off.append(throughput(writer.step, seconds))
+                    idle.wait(60)
         stop.set()
         stats = out.get(timeout=120)
         client.join(timeout=10)
@@ -257,8 +307,9 @@ def bench(kind: str, rounds: int, seconds: float, poll_ms: int) -> dict[str, Any
     lo, hi = C.bootstrap_ratio([[x] for x in on], [[x] for x in off], lambda xs: C.median(x[0] for x in xs))
     lat = sorted(stats["latency"])
     return {
-        "kind": kind, "label": writer.label, "record_share": writer.record_share, "off": off, "on": on, "ratio": C.median(on) / C.median(off),
-        "pair_ratio": C.median(ratios), "ci": (lo, hi), "stats": stats, "committed": committed,
+        "kind": kind, "label": writer.label, "record_share": writer.record_share, "off": off, "on": on,
+        "pair_ratio": C.median(ratios), "ci": (lo, hi), "stats": stats, "committed": committed, "wal": wal,
+        "server_cpu_on": cpu["on"] / max(cpu["on_s"], 1e-9), "server_cpu_off": cpu["off"] / max(cpu["off_s"], 1e-9),
         "lat_median_ms": 1000 * statistics.median(lat) if lat else float("nan"),
         "lat_max_ms": 1000 * lat[-1] if lat else float("nan"),
     }
@@ -267,12 +318,12 @@ def bench(kind: str, rounds: int, seconds: float, poll_ms: int) -> dict[str, Any
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--writer", choices=["recorder", "training", "store", "all"], default="all")
-    p.add_argument("--rounds", type=int, default=None, help="off/on pairs (default 6; --quick 3)")
-    p.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 3; --quick 2)")
+    p.add_argument("--rounds", type=int, default=None, help="off/on pairs (default 10; --quick 4)")
+    p.add_argument("--seconds", type=float, default=None, help="seconds per window (default 2; --quick 1.5)")
     p.add_argument("--poll-ms", type=int, default=DEFAULT_POLL_MS, help="the page's poll interval (default: the page's)")
     a = p.parse_args()
-    rounds = a.rounds or (3 if a.quick else 6)
-    seconds = a.seconds or (2.0 if a.quick else 3.0)
+    rounds = a.rounds or (4 if a.quick else 10)
+    seconds = a.seconds or (1.5 if a.quick else 2.0)
     import torch
 
     torch.set_num_threads(a.threads)
@@ -287,7 +338,8 @@ def main() -> None:
         missed = [f"run {run}: page at step {rd['last_step']} of run {rd['run']}, writer at {n}"
                   for rd, (run, n) in zip(s["rounds"], res["committed"]) if (rd["run"], rd["last_step"]) != (run, n)]
         rows.append([res["label"], C.median(res["off"]), C.median(res["on"]), res["pair_ratio"],
-                     f"{res['ci'][0]:.3f}-{res['ci'][1]:.3f}", C.verdict(res["pair_ratio"], TARGET, lower_is_better=False)])
+                     f"{res['ci'][0]:.3f}-{res['ci'][1]:.3f}", f"{1000 * res['server_cpu_on']:.1f}",
+                     C.verdict(res["pair_ratio"], TARGET, lower_is_better=False)])
         print(f"### {res['label']}")
         print(f"recording and writing the store: {100 * res['record_share']:.0f}% of the writer's step time")
         print("steps/s without: " + ", ".join(f"{x:.1f}" for x in res["off"]))
@@ -298,9 +350,13 @@ def main() -> None:
         for e in s["errors"][:5]:
             print(f"  error: {e}")
         print("the page saw every committed step" if not missed else "the page fell behind: " + "; ".join(missed))
+        print(f"server CPU: {1000 * res['server_cpu_on']:.1f} ms per second while the page follows the run, "
+              f"{1000 * res['server_cpu_off']:.1f} ms/s with no page open")
+        print(f"WAL at the end of a window: without {max(res['wal']['off']):.1f} MiB, with "
+              f"{max(res['wal']['on']):.1f} MiB (largest)")
         print()
-    print(C.table(["writer", "steps/s without", "steps/s with", "with/without", "90% interval", "target >= 0.95"],
-                  rows, align="lrrrrl"))
+    print(C.table(["writer", "steps/s without", "steps/s with", "with/without (median of pairs)", "90% interval",
+                   "server CPU ms/s", "target >= 0.95"], rows, align="lrrrrrl"))
 
 
 if __name__ == "__main__":

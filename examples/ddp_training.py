@@ -27,7 +27,8 @@ def worker(rank: int, world: int) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl", rank=rank, world_size=world)
     device = torch.device("cuda", rank % torch.cuda.device_count()) if torch.cuda.is_available() else "cpu"
-    model = torch.nn.parallel.DistributedDataParallel(tiny_gpt(n_layer=4, n_embd=32, block_size=32).to(device))
+    model = tiny_gpt(n_layer=4, n_embd=32, block_size=32).to(device)
+    model = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     corpus = Corpus(n_chars=100_000)
     with layerscope.Recorder(model, OUT / "runs.db", run="ddp", every=5, metrics=("rms", "max_abs")) as rec:
@@ -41,7 +42,8 @@ def worker(rank: int, world: int) -> None:
     dist.barrier()
     if rank == 0:
         hm = layerscope.load(OUT / "runs.db", run="ddp", metric="rms")
-        print(f"rank 0 wrote steps {hm.steps[0]}..{hm.steps[-1]} for {world} ranks; last row {hm.values[-1].round(3)}")
+        print(f"rank 0 wrote steps {hm.steps[0]}..{hm.steps[-1]} for {world} ranks; "
+              f"last row {hm.values[-1].round(3)}")
     dist.destroy_process_group()
 
 

@@ -40,7 +40,8 @@ class TinyLM(L.LightningModule):
 
 
 def loader() -> DataLoader:
-    xs, ys = zip(*(Corpus(n_chars=100_000).batch(1, SEQ, step=i) for i in range(2000)))
+    corpus = Corpus(n_chars=100_000)
+    xs, ys = zip(*(corpus.batch(1, SEQ, step=i) for i in range(2000)))
     return DataLoader(TensorDataset(torch.cat(xs), torch.cat(ys)), batch_size=8)
 
 
@@ -65,7 +66,8 @@ def main() -> None:
     with layerscope.store.Store(OUT / "runs.db", readonly=True) as st:
         run = st.run_names()[-1]
         print(f"run {run!r}: steps {st.steps(run)}")
-    print("heatmap:", layerscope.plot(layerscope.load(OUT / "runs.db", run=run, metric="rms"), OUT / "rms.png"))
+    hm = layerscope.load(OUT / "runs.db", run=run, metric="rms")
+    print("heatmap:", layerscope.plot(hm, OUT / "rms.png"))
 
 
 if __name__ == "__main__":

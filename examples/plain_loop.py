@@ -39,7 +39,6 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     db = OUT / "runs.db"
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     corpus = Corpus(n_chars=100_000)
     model = TinyGPT(GPTConfig(n_layer=6, n_embd=48, n_head=4, block_size=32, activation="relu"))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1)

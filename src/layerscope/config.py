@@ -18,7 +18,7 @@ class RecorderConfig:
     # Record steps where step % every == 0. Hooks are attached only for those steps (window="step"),
     # so steps that are not recorded cost nothing.
     every: int = 1
-    # Sites per layer: output, mlp_act, attn_out, mlp_out. Each site is one more hook per layer.
+    # Sites per layer: output, mlp_act, attn_out, mlp_out, mlp_down_in. Each is one more hook per layer.
     sites: Sequence[str] = ("output",)
     # "step": statistics of the recorded step's forwards only (micro-batches fold in); cheapest.
     # "all": every training forward since the last record; hooks stay attached on every step.

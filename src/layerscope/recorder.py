@@ -52,6 +52,20 @@ def _dist_info(group: Any = None) -> tuple[int, int, str | None]:
     return 0, 1, None
 
 
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` or any sub-module went through ``torch.compile`` (whole or per block)."""
+    for m in model.modules():
+        if type(m).__name__ == "OptimizedModule" or getattr(m, "_compiled_call_impl", None) is not None:
+            return True
+    return False
+
+
+def _in_backward() -> bool:
+    """True while autograd runs a backward pass: activation checkpointing re-runs forwards there,
+    and their activations were already recorded. A host-side flag, no device sync."""
+    return torch._C._current_graph_task_id() != -1
+
+
 def probe_hash(probe: Probe) -> str:
     """A short content hash of a probe batch, stored with the run so probes are never mixed."""
     h = hashlib.sha256()
@@ -111,10 +125,13 @@ class Recorder:
         every: record steps with ``step % every == 0``.
         layers: which modules are "layers": None (discover the block stack), a glob, a list, or a
             predicate ``(name, module) -> bool``.
-        sites: per layer: ``output``, ``mlp_act``, ``attn_out``, ``mlp_out``.
+        sites: per layer: ``output``, ``mlp_act``, ``attn_out``, ``mlp_out``, ``mlp_down_in`` (see docs/layers-and-sites.md).
         window: ``"step"`` (the recorded step's forwards) or ``"all"`` (every forward since the last record).
         probe: a fixed batch; at each record step an extra no-grad, eval-mode forward on it is recorded
             instead of the training forwards, so every step is measured on the same data.
+        hooks: ``"auto"`` attaches hooks on record steps only, except for a ``torch.compile``d model,
+            whose hooks stay attached and are switched by a flag (compile ignores hooks added later).
+            Pass ``"gate"`` when you compile the model *after* creating the Recorder.
         **options: the remaining fields of :class:`~layerscope.config.RecorderConfig`.
 
     Call :meth:`step` after each optimizer step, and :meth:`close` (or use ``with``) at the end.
@@ -142,6 +159,7 @@ class Recorder:
         process_group: Any = None,
         source: str = "live",
         start_step: int | None = None,
+        hooks: str = "auto",
     ) -> None:
         if isinstance(sites, str):
             sites = [s.strip() for s in sites.split(",") if s.strip()]
@@ -166,6 +184,19 @@ class Recorder:
         self.hooks: list[SiteHook] = resolve_sites(self.layers, self.config.sites)
         self._accs = [SlotAccumulator(self.spec) for _ in self.hooks]
         self._handles: list[Any] = []
+        # torch.compile ignores hooks added after a module was first compiled, so for compiled
+        # models the hooks stay attached and a flag switches them on and off (dynamo guards on it:
+        # at most one extra compilation per state). Eager models attach hooks on record steps only.
+        if hooks not in ("auto", "attach", "gate"):
+            raise ConfigError(f"hooks={hooks!r}; pass 'auto', 'attach' (add/remove per record step) or "
+                              "'gate' (always on, switched by a flag: for models compiled after this Recorder).")
+        self._gated = hooks == "gate" or (hooks == "auto" and is_compiled(model))
+        self._listening = False
+        if self._gated:
+            import torch._dynamo
+
+            # Graphs compiled before the hooks existed do not call them: compile again, once.
+            torch._dynamo.reset()
         self._in_probe = False
         self._closed = False
         self._last_step: int | None = None
@@ -233,7 +264,9 @@ class Recorder:
         # No host sync in here: module.training is a Python bool; the rest are tensor ops.
         if kind == "input":
             def pre_hook(module: nn.Module, args: Any) -> None:
-                if train_only and not module.training and not self._in_probe:
+                if not self._listening or (train_only and not module.training and not self._in_probe):
+                    return
+                if not torch.compiler.is_compiling() and _in_backward():
                     return
                 t = extract_tensor(args)
                 if t is not None and t.is_floating_point():
@@ -242,7 +275,9 @@ class Recorder:
             return pre_hook
 
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if train_only and not module.training and not self._in_probe:
+            if not self._listening or (train_only and not module.training and not self._in_probe):
+                return
+            if not torch.compiler.is_compiling() and _in_backward():
                 return
             t = extract_tensor(output)
             if t is not None and t.is_floating_point():
@@ -251,7 +286,10 @@ class Recorder:
         return hook
 
     def _attach(self) -> None:
-        if self._handles or self._closed:
+        if self._closed:
+            return
+        self._listening = True
+        if self._handles:
             return
         for h, acc in zip(self.hooks, self._accs):
             fn = self._make_hook(acc, h.kind)
@@ -260,15 +298,18 @@ class Recorder:
             else:
                 self._handles.append(h.module.register_forward_hook(fn))
 
-    def _detach(self) -> None:
+    def _detach(self, final: bool = False) -> None:
+        self._listening = False
+        if self._gated and not final:
+            return  # compiled: the hooks stay, switched off
         handles, self._handles = self._handles, []
         for hd in handles:
             hd.remove()
 
     @property
     def attached(self) -> bool:
-        """Whether hooks are on the model now (they are only on steps that record)."""
-        return bool(self._handles)
+        """Whether the hooks are listening now (only on steps that record, unless window="all")."""
+        return self._listening and bool(self._handles)
 
     def _schedule(self, next_step: int) -> None:
         listen = self._probe is None and (self.config.window == "all" or next_step % self.config.every == 0)
@@ -419,7 +460,7 @@ class Recorder:
             self.flush()
         finally:
             self._closed = True
-            self._detach()
+            self._detach(final=True)
             if self._owns_store and self.store is not None:
                 self.store.close()
             _live.discard(self)

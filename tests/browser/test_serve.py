@@ -193,11 +193,13 @@ def test_compare_view_draws_both_runs_and_their_difference(served, page) -> None
         a, b = st.load("baseline", "mean").values, st.load("other", "mean").values
     np.testing.assert_allclose(np.array(_z(page, "cmp-plot-a"), dtype=float), a)
     np.testing.assert_allclose(np.array(_z(page, "cmp-plot-b"), dtype=float), b)
-    np.testing.assert_allclose(np.array(_z(page, "cmp-plot-diff"), dtype=float), a - b)
-    page.select_option("#cmp-mode", "ratio")
-    page.wait_for_function("() => document.getElementById('cmp-plot-diff').layout.title.text.startsWith('log')")
-    np.testing.assert_allclose(np.array(_z(page, "cmp-plot-diff"), dtype=float), np.log2(a / b), rtol=1e-9)
-    assert page.get_attribute("#cmp-count", "data-steps") == "8"
+    np.testing.assert_allclose(np.array(_z(page, "cmp-plot-diff"), dtype=float), b - a)  # as `layerscope compare`
+    summary = page.locator("#cmp-summary li").all_text_contents()
+    assert summary[0].startswith("Compared mean") and any("Largest difference" in s for s in summary)
+    page.select_option("#cmp-mode", "relative")
+    page.wait_for_function("() => document.getElementById('cmp-plot-diff').layout.title.text.startsWith('relative')")
+    np.testing.assert_allclose(np.array(_z(page, "cmp-plot-diff"), dtype=float), 100 * (b - a) / np.abs(a), rtol=1e-9)
+    assert page.get_attribute("#cmp-count", "data-steps") == "8" and "mode=relative" in page.url
     assert seen.errors == [] and page.blocked_requests == []
 
 

@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import layerscope
-from layerscope.stats import available_metrics, register_metric
+from layerscope.stats import available_metrics, register_metric, unregister_metric
 from layerscope.testing import Corpus, tiny_gpt
 
 WORLD, STEPS, EVERY = 2, 6, 2
@@ -74,7 +74,8 @@ def _worker(rank: int, tmp: str, port: int) -> None:
                 opt.zero_grad(set_to_none=True)
                 rec.step(step)
                 local.step(step)
-            info = {"store_open": rec.store is not None, "history": len(rec.history), "recorded": rec.n_recorded}
+            info = {"store_open": rec.store is not None, "history": len(rec.history),
+                    "recorded": rec.n_recorded}
         info["local"] = {m: _values(local.history, m) for m in ("count", "max_abs", "std")}
         (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(info))
         dist.barrier()  # nobody tears gloo down while a peer is still in a collective
@@ -98,9 +99,15 @@ def _reference() -> list:
     return rec.history
 
 
-@pytest.mark.timeout(180)
-def test_ddp_ranks_reduce_and_rank0_writes_the_union(tmp_path):
+@pytest.fixture
+def count_metric():
     _register_count()
+    yield "count"
+    unregister_metric("count")
+
+
+@pytest.mark.timeout(180)
+def test_ddp_ranks_reduce_and_rank0_writes_the_union(tmp_path, count_metric):
     mp.spawn(_worker, args=(str(tmp_path), _free_port()), nprocs=WORLD, join=True)
 
     info = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]

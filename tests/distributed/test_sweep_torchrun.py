@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,46 @@ import pytest
 import torch
 
 from layerscope.store import Store
-from layerscope.sweep import sweep
+from layerscope.sweep import Outcome, SweepListener, sweep
 from layerscope.testing import Corpus, tiny_gpt
 
 KW = dict(n_layer=4, n_embd=32, n_head=2, block_size=16)
 FACTORY = functools.partial(tiny_gpt, **KW)
+GATE = "LS_SWEEP_TEST_GATE"  # a folder: children announce themselves there
+
+
+def _gated(die_in_child: bool) -> torch.nn.Module:
+    """The test model, made to give the --workers children work: a child marks the gate folder when
+    built (and, with ``die_in_child``, exits on its first forward, as if killed for memory); the
+    parent's first forward waits for that mark, so checkpoints are left for the child."""
+    import multiprocessing as mp
+
+    m = tiny_gpt(**KW)
+    gate = Path(os.environ[GATE])
+    if mp.parent_process() is not None:
+        (gate / f"child-{os.getpid()}").touch()
+        if die_in_child:
+            m.register_forward_pre_hook(lambda *a: os._exit(3))
+        return m
+
+    def wait_for_a_child(*args: object) -> None:
+        deadline = time.monotonic() + 120
+        while not any(gate.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not getattr(wait_for_a_child, "done", False):
+            time.sleep(0.5)  # its 'ready' message follows the mark
+            wait_for_a_child.done = True  # type: ignore[attr-defined]
+
+    m.register_forward_pre_hook(wait_for_a_child)
+    return m
+
+
+def gated_model() -> torch.nn.Module:
+    return _gated(die_in_child=False)
+
+
+def dying_model() -> torch.nn.Module:
+    return _gated(die_in_child=True)
 METRICS = "mean,std,rms,max_abs,kurtosis,zero_frac,hist"
 STEPS = (10, 20, 30, 40, 50)  # odd count: the ranks get 3 and 2
 
@@ -70,10 +106,37 @@ def test_torchrun_two_ranks_equal_one_process(setup: tuple[Path, Path, Path]) ->
     assert_same_rows(db, "one", "two")
 
 
-def test_two_workers_equal_one_process(setup: tuple[Path, Path, Path]) -> None:
+class _Pids(SweepListener):
+    def __init__(self) -> None:
+        self.by_step: dict[int, int] = {}
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        self.by_step[outcome.step] = outcome.pid
+
+
+def test_two_workers_equal_one_process(setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     ck, probe, db = setup
+    monkeypatch.setenv(GATE, str(ck.parent / "gate"))
+    (ck.parent / "gate").mkdir()
     sweep(ck, store=db, run="one", probe=probe, model=FACTORY, metrics=METRICS)
-    two = sweep(ck, store=db, run="two", probe=probe, model=FACTORY, metrics=METRICS, workers=2)
+    pids = _Pids()
+    two = sweep(ck, store=db, run="two", probe=probe, model=gated_model, metrics=METRICS, workers=2,
+                listener=pids)
     assert sorted(two.written) == list(STEPS) and two.processes == 2
     assert [Path(p.path).name for p in two.failed] == ["step_60.pt"]
+    assert len(set(pids.by_step.values())) == 2, pids.by_step  # both processes swept some
     assert_same_rows(db, "one", "two")
+
+
+def test_a_worker_that_dies_costs_only_its_checkpoint(setup: tuple[Path, Path, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    ck, probe, db = setup
+    (ck / "step_60.pt").unlink()
+    monkeypatch.setenv(GATE, str(ck.parent / "gate"))
+    (ck.parent / "gate").mkdir()
+    res = sweep(ck, store=db, run="s", probe=probe, model=dying_model, workers=2)
+    assert len(res.failed) == 1 and "worker process sweeping it died (exit code 3" in res.failed[0].message
+    lost = int(Path(res.failed[0].path).stem.split("_")[1])
+    assert sorted(res.written) == sorted(set(STEPS) - {lost})
+    again = sweep(ck, store=db, run="s", probe=probe, model=FACTORY)  # the rerun fills the gap
+    assert again.written == [lost]

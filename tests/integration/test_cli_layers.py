@@ -61,7 +61,7 @@ def test_json_for_the_demo_model(cli) -> None:
     assert rows[4]["inputs"] == ["mlp_down_in"]
 
 
-def test_hf_config_two_stacks_table_and_json(cli, t5_folder: Path) -> None:
+def test_hf_config_two_stacks_table_and_json(cli, capsys, t5_folder: Path) -> None:
     r = cli("layers", "--hf-config", str(t5_folder / "config.json"), "--format", "json")
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
@@ -73,10 +73,10 @@ def test_hf_config_two_stacks_table_and_json(cli, t5_folder: Path) -> None:
     assert rows[4]["sites"]["attn_out"] == "decoder.block.2.layer.0.SelfAttention"
     assert all(set(x["sites"]) == set(SITES) and x["class"] == "T5Block" for x in rows)
 
-    r = cli("layers", "--hf-config", str(t5_folder))  # the folder works too; table by default
-    assert r.returncode == 0, r.stderr
-    assert "T5ForConditionalGeneration: 5 layers in 2 stacks: encoder.block (2), decoder.block (3)" in r.stdout
-    table = "".join(r.stdout.split())  # cells may fold on a narrow terminal
+    code, out, err = _run(["layers", "--hf-config", str(t5_folder)], capsys)  # a folder; table by default
+    assert code == 0, err
+    assert "T5ForConditionalGeneration: 5 layers in 2 stacks: encoder.block (2), decoder.block (3)" in out
+    table = "".join(out.split())  # cells may fold on a narrow terminal
     assert "layer.2.DenseReluDense.act" in table and "DenseReluDense.wo(input)" in table
 
 

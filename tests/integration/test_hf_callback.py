@@ -47,15 +47,15 @@ def _train(out: Path, callback: LayerscopeCallback, *, max_steps: int = 20, accu
         save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
         logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0,
     )
-    trainer = Trainer(model=GPT2LMHeadModel(cfg), args=args, train_dataset=_dataset(max_steps * accum * BATCH),
-                      callbacks=[callback])
+    trainer = Trainer(model=GPT2LMHeadModel(cfg), args=args, callbacks=[callback],
+                      train_dataset=_dataset(max_steps * accum * BATCH))
     trainer.train(resume_from_checkpoint=resume)
     return trainer
 
 
 def _rows_per_step(db: Path) -> dict[int, int]:
     with sqlite3.connect(db) as c:
-        return dict(c.execute("SELECT step, count(*) FROM metric_values GROUP BY step ORDER BY step").fetchall())
+        return dict(c.execute("SELECT step, count(*) FROM metric_values GROUP BY step").fetchall())
 
 
 def test_trainer_records_every_5th_step_of_all_layers(tmp_path, count_metric):
@@ -80,7 +80,8 @@ def test_trainer_records_every_5th_step_of_all_layers(tmp_path, count_metric):
     # log_to="tensorboard": scalars and the heatmaps next to the Trainer's own logs.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    ea = EventAccumulator(str(tmp_path / "out" / "runs" / "layerscope"), size_guidance={"images": 0, "scalars": 0})
+    ea = EventAccumulator(str(tmp_path / "out" / "runs" / "layerscope"),
+                          size_guidance={"images": 0, "scalars": 0})
     ea.Reload()
     assert "layerscope/heatmap/rms/output" in ea.Tags()["images"]
     pts = ea.Scalars("layerscope/rms/output/layer_2")
@@ -109,6 +110,18 @@ def test_resume_from_trainer_checkpoint_continues_the_run(tmp_path):
         assert st.run_names() == ["res"]
         assert st.steps("res") == [5, 10, 15, 20]
     assert _rows_per_step(db) == {s: 4 * N_LAYER for s in (5, 10, 15, 20)}  # 4 default metrics, no duplicates
+
+
+def test_probe_measures_every_recorded_step_on_the_same_batch(tmp_path, count_metric):
+    probe = {"input_ids": torch.arange(24, dtype=torch.long).reshape(3, 8) % 64}  # (3, 8), not (BATCH, SEQ)
+    db = tmp_path / "runs.db"
+    _train(tmp_path / "out", LayerscopeCallback(store=db, run="p", every=5, metrics=["rms", count_metric],
+                                                probe=probe), max_steps=10)
+    with Store(db, readonly=True) as st:
+        assert st.steps("p") == [5, 10]
+        count = st.load("p", "count")
+        assert st.run_config("p")["probe_hash"]
+    assert (count.values == 3 * 8 * N_EMBD).all()  # the probe's elements, not a training batch's
 
 
 def test_default_store_and_run_come_from_training_args(tmp_path):

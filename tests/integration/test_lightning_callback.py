@@ -10,6 +10,11 @@ import pytest
 
 L = pytest.importorskip("lightning.pytorch")
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # lightning vs torch 2.13, not ours
+    pytest.mark.filterwarnings("ignore:.*dataloader is not resumable.*"),  # the mid-epoch resume we test
+]
+
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
@@ -61,7 +66,7 @@ def count_metric():
 
 def _rows_per_step(db: Path) -> dict[int, int]:
     with sqlite3.connect(db) as c:
-        return dict(c.execute("SELECT step, count(*) FROM metric_values GROUP BY step ORDER BY step").fetchall())
+        return dict(c.execute("SELECT step, count(*) FROM metric_values GROUP BY step").fetchall())
 
 
 def test_accumulation_records_optimizer_steps_and_checkpoints_the_run(tmp_path, count_metric):
@@ -100,6 +105,7 @@ def test_resume_from_checkpoint_continues_the_same_run_without_gap_or_duplicate(
 
 def test_no_accumulation_records_every_step(tmp_path):
     db = tmp_path / "runs.db"
-    _fit(tmp_path, LayerscopeCallback(store=db, run="plain", every=1, metrics="rms"), max_steps=4, accumulate=1)
+    cb = LayerscopeCallback(store=db, run="plain", every=1, metrics="rms")
+    _fit(tmp_path, cb, max_steps=4, accumulate=1)
     with Store(db, readonly=True) as st:
         assert st.steps("plain") == [1, 2, 3, 4]

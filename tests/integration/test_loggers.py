@@ -12,7 +12,15 @@ import torch
 
 import layerscope
 from layerscope.errors import ConfigError
-from layerscope.integrations import MLflowSink, Sink, SinkStore, TensorBoardSink, WandbSink, log_heatmap, log_run
+from layerscope.integrations import (
+    MLflowSink,
+    Sink,
+    SinkStore,
+    TensorBoardSink,
+    WandbSink,
+    log_heatmap,
+    log_run,
+)
 from layerscope.testing import Corpus, tiny_gpt
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -111,7 +119,9 @@ def test_a_failing_sink_warns_once_and_the_store_keeps_every_step(tmp_path):
 
 
 @pytest.mark.parametrize("cls, module, extra", [
-    (TensorBoardSink, "tensorboard", "tensorboard"), (WandbSink, "wandb", "wandb"), (MLflowSink, "mlflow", "mlflow"),
+    (TensorBoardSink, "tensorboard", "tensorboard"),
+    (WandbSink, "wandb", "wandb"),
+    (MLflowSink, "mlflow", "mlflow"),
 ])
 def test_a_missing_package_names_the_extra_to_install(monkeypatch, cls, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError

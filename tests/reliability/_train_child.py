@@ -5,7 +5,8 @@ until it is killed, or for N steps.
     python _train_child.py STORE START_UNBUFFERED START_BUFFERED [N]
     python _train_child.py --zygote      # then one such line per job on stdin
 
-A job prints "ready PID" once both recorders are open (the test's kill clock starts there) and
+A job prints "ready PID" once both recorders are open, then the number of each iteration when
+both recorders have stepped (the test kills it a random time after a random iteration), and
 "done" after a clean close. With ``--zygote`` the process imports torch once and forks one child
 per job (the child is the training process that gets killed; nothing is open in the zygote when it
 forks), then prints "exit PID STATUS" when that child is gone; a test runs many kill trials without
@@ -46,6 +47,7 @@ def job(store: str, starts: list[int], n: int | None) -> None:
             opt.step()
             opt.zero_grad(set_to_none=True)
             rec.step(start + i)
+        print(i, flush=True)  # iteration i is done: both recorders have stepped
         i += 1
     for _, _, rec, _ in jobs:
         rec.close()

@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import layerscope
 from tests.reliability._helpers import HERE, assert_whole

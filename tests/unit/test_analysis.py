@@ -584,3 +584,33 @@ def test_smooth_columns_keeps_nan_and_means() -> None:
     a = np.array([[1.0], [np.nan], [3.0], [5.0]])
     out = P.smooth_columns(a, 3)
     assert math.isnan(out[1, 0]) and out[0, 0] == 1.0 and out[2, 0] == 4.0 and out[3, 0] == 4.0
+
+
+def test_a_jump_right_after_the_first_step_is_read_as_early_training() -> None:
+    v = np.full((S, L), 0.8)
+    v[0] = 0.1  # everything moves at once between the first two recorded steps
+    d = analyse(v)
+    (jump,) = obs(d, "sudden_change")
+    assert jump["steps"] == [STEPS[1]]
+    (text,) = [
+        i["text"] for i in d["interpretation"] if i["observation"] == d["observations"].index(jump) + 1
+    ]
+    assert "early in training" in text and "change of setup" in text
+
+
+def test_interpretation_knows_which_statistic_it_reads() -> None:
+    kurt = report(heatmap(grow(), metric="kurtosis")).to_dict()
+    rms = report(heatmap(grow(), metric="rms")).to_dict()
+    hot_k = next(i["text"] for i in kurt["interpretation"] if "largest" in i["text"])
+    hot_r = next(i["text"] for i in rms["interpretation"] if "largest" in i["text"])
+    assert "heavy-tailed" in hot_k and "max_abs" in hot_k
+    assert "activation scale" in hot_r
+
+
+def test_save_writes_markdown_or_json(tmp_path) -> None:
+    rep = report(heatmap(reference_like(), steps=STEPS))
+    md = rep.save(tmp_path / "report.md")
+    js = rep.save(tmp_path / "report.json")
+    assert md.read_text() == rep.to_markdown()
+    assert json.loads(js.read_text()) == rep.to_dict()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]

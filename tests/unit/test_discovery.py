@@ -204,6 +204,13 @@ def test_resnet_like_stages_are_stacks_in_order() -> None:
     assert site_map(layers[0])["mlp_act"] is None  # a conv block has no MLP: no false positive
 
 
+def test_a_one_layer_model_is_its_block() -> None:
+    model = tiny_gpt(n_layer=1, n_embd=16, n_head=2)
+    (layer,) = discover_layers(model)
+    assert (layer.index, layer.name, layer.stack, layer.depth) == (1, "h.0", "h", 1)
+    assert resolve_site(layer, "mlp_act").module is model.h[0].mlp.act
+
+
 @pytest.mark.parametrize("model", [nn.Linear(4, 4), nn.Sequential(nn.ReLU(), nn.Identity())])
 def test_no_stack_is_a_clear_error_that_suggests_layers(model: nn.Module) -> None:
     with pytest.raises(DiscoveryError, match=r"layers=.*--layers GLOB"):

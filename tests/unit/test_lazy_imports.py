@@ -44,7 +44,8 @@ def test_importing_the_hf_callback_without_transformers_names_the_extra():
 def test_importing_the_lightning_callback_without_lightning_names_the_extra():
     p = _python(
         "import sys\n"
-        "sys.modules['lightning'] = sys.modules['lightning.pytorch'] = sys.modules['pytorch_lightning'] = None\n"
+        "for m in ('lightning', 'lightning.pytorch', 'pytorch_lightning'):\n"
+        "    sys.modules[m] = None\n"
         "from layerscope.errors import ConfigError\n"
         "try:\n"
         "    import layerscope.integrations.lightning\n"

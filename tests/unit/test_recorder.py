@@ -261,3 +261,38 @@ def test_nan_activations_recorded_as_such(store_path) -> None:
     assert nan_frac.tolist() == [0.0, 1 / 8, 4 / 8]  # row 0 of layer 3 is NaN after the matmul
     assert inf_frac.tolist() == [0.0, 1 / 8, 0.0]
     assert np.isfinite(rms).all()  # over finite values only: never poisoned
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_activation_checkpointing_counts_each_forward_once(reentrant: bool) -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    from layerscope.stats import register_metric, unregister_metric
+    from layerscope.testing import tiny_gpt
+
+    class Ckpt(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = tiny_gpt(n_layer=2, n_embd=16, n_head=2, block_size=8)
+            self.h = self.inner.h
+
+        def forward(self, idx):
+            x = self.inner.wte(idx) + self.inner.wpe(torch.arange(idx.shape[1]))
+            for b in self.h:
+                x = checkpoint(b, x, use_reentrant=reentrant)
+            return x.sum()
+
+    register_metric("elements", fn=lambda x: torch.ones((), dtype=torch.float64, device=x.device) * x.numel(),
+                    reduce="sum", overwrite=True)
+    try:
+        m = Ckpt()
+        rec = layerscope.Recorder(m, None, run="r", metrics=["elements", "rms"], sites=["output", "mlp_act"])
+        x = torch.randint(0, 256, (3, 8))
+        m(x).backward()  # backward re-runs each block's forward
+        rec.step(1)
+        rec.close()
+        vals = rec.history[0].values
+        assert vals[("elements", "output")] == [3 * 8 * 16] * 2
+        assert vals[("elements", "mlp_act")] == [3 * 8 * 64] * 2
+    finally:
+        unregister_metric("elements")

@@ -14,10 +14,14 @@ from layerscope.store.heatmap import Heatmap
 
 def hm(values, steps=None, layers=None, run="a", metric="rms") -> Heatmap:
     v = np.asarray(values, dtype=np.float64)
-    return Heatmap(v, steps=steps or [10 * (i + 1) for i in range(v.shape[0])],
-                   layers=layers or list(range(1, v.shape[1] + 1)),
-                   layer_names=[f"h.{(layers or list(range(1, v.shape[1] + 1)))[j] - 1}" for j in range(v.shape[1])],
-                   metric=metric, run=run)
+    return Heatmap(
+        v,
+        steps=steps or [10 * (i + 1) for i in range(v.shape[0])],
+        layers=layers or list(range(1, v.shape[1] + 1)),
+        layer_names=[f"h.{(layers or list(range(1, v.shape[1] + 1)))[j] - 1}" for j in range(v.shape[1])],
+        metric=metric,
+        run=run,
+    )
 
 
 def test_align_keeps_common_steps_and_layers_and_reports_the_rest():
@@ -41,7 +45,9 @@ def test_absolute_and_relative_differences():
     a = np.array([[1.0, 0.0, 0.0, np.nan, 2.0, np.inf]])
     b = np.array([[1.5, 0.0, 3.0, 1.0, 1.0, np.inf]])
     d = diff_values(a, b)
-    assert d[0, :3].tolist() == [0.5, 0.0, 3.0] and np.isnan(d[0, 3]) and d[0, 4] == -1.0 and np.isnan(d[0, 5])
+    assert (
+        d[0, :3].tolist() == [0.5, 0.0, 3.0] and np.isnan(d[0, 3]) and d[0, 4] == -1.0 and np.isnan(d[0, 5])
+    )
     r = diff_values(a, b, relative=True)
     assert r[0, 0] == pytest.approx(50.0) and r[0, 1] == 0.0 and r[0, 2] == np.inf and r[0, 4] == -50.0
 
@@ -53,8 +59,9 @@ def test_difference_heatmap_is_b_minus_a_with_a_diverging_figure(tmp_path):
     assert d.values.tolist() == [[0, 0], [0, -0.5], [2, 0]]
     assert d.metric == "\u0394 rms" and d.run == "new \u2212 base" and d.meta["compare"]["mode"] == "absolute"
     assert difference(a, b, relative=True).metric == "\u0394 rms (%)"
-    from layerscope.render.static import heatmap_figure
     from matplotlib.colorbar import Colorbar
+
+    from layerscope.render.static import heatmap_figure
 
     fig = heatmap_figure(d, center=0.0)
     (bar,) = [x._colorbar for x in fig.axes if isinstance(getattr(x, "_colorbar", None), Colorbar)]
@@ -83,7 +90,9 @@ def test_summary_facts_and_sentences_agree():
     text = s.text()
     assert "Largest difference: b \u2212 a is +0.9 at layer 4 (h.3), step 80" in text
     top = format_value(f["top_layers"][0]["mean_abs"], 3)  # the sentence quotes the number it holds
-    assert f"By layer, the mean |b \u2212 a| is largest at layer 4 (h.3) ({top}), then layer 2 (0.0125)." in text
+    assert (
+        f"By layer, the mean |b \u2212 a| is largest at layer 4 (h.3) ({top}), then layer 2 (0.0125)." in text
+    )
     assert "b is higher than a in 10% of the compared cells and lower in 0%" in text
     assert s.to_dict()["sentences"] == s.sentences
 

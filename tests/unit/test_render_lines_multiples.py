@@ -14,8 +14,14 @@ from layerscope.store.heatmap import Heatmap
 
 def hm(values, metric="rms", site="output", steps=None, run="r") -> Heatmap:
     v = np.asarray(values, dtype=np.float64)
-    return Heatmap(v, steps=steps or [100 * (i + 1) for i in range(v.shape[0])], layers=range(1, v.shape[1] + 1),
-                   metric=metric, site=site, run=run)
+    return Heatmap(
+        v,
+        steps=steps or [100 * (i + 1) for i in range(v.shape[0])],
+        layers=range(1, v.shape[1] + 1),
+        metric=metric,
+        site=site,
+        run=run,
+    )
 
 
 def grow(n_steps=20, n_layers=6, scale=1.0) -> np.ndarray:
@@ -124,3 +130,10 @@ def test_line_multiples_share_a_depth_key_and_y_range():
     panels = [a for a in fig.axes if a.get_label() == "panel"]
     assert panels[0].get_ylim() == panels[1].get_ylim()
     assert len(bars(fig)) == 1
+
+
+def test_annotate_does_not_apply_to_lines():
+    from layerscope.render import RenderWarning
+
+    with pytest.warns(RenderWarning, match="ignored for --kind lines"):
+        lines_figure(hm(grow()), annotate=True)

@@ -29,16 +29,19 @@ def test_unknown_option_names_the_nearest_one():
         RenderOptions.from_kwargs(cmpa="magma")
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"vmin": 2.0, "vmax": 1.0}, "must be greater than vmin"),
-    ({"scale": "log", "vmin": 0.0}, "log scale needs vmin > 0"),
-    ({"scale": "cubic"}, "scale 'cubic'"),
-    ({"colorbar": "left"}, "colorbar 'left'"),
-    ({"dpi": 5}, "out of range"),
-    ({"vmax": float("nan")}, "not finite"),
-    ({"linthresh": -1.0}, "linthresh must be positive"),
-    ({"kind": "bars"}, "kind 'bars'"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"vmin": 2.0, "vmax": 1.0}, "must be greater than vmin"),
+        ({"scale": "log", "vmin": 0.0}, "log scale needs vmin > 0"),
+        ({"scale": "cubic"}, "scale 'cubic'"),
+        ({"colorbar": "left"}, "colorbar 'left'"),
+        ({"dpi": 5}, "out of range"),
+        ({"vmax": float("nan")}, "not finite"),
+        ({"linthresh": -1.0}, "linthresh must be positive"),
+        ({"kind": "bars"}, "kind 'bars'"),
+    ],
+)
 def test_bad_option_values_are_config_errors(kw, match):
     with pytest.raises(ConfigError, match=match):
         RenderOptions(**kw)
@@ -142,7 +145,7 @@ def test_nice_ticks_examples():
 
 
 @settings(max_examples=200, deadline=None)
-@given(lo=st.integers(-10**6, 10**6), span=st.integers(1, 10**7), max_ticks=st.integers(2, 30))
+@given(lo=st.integers(-(10**6), 10**6), span=st.integers(1, 10**7), max_ticks=st.integers(2, 30))
 def test_nice_ticks_properties(lo, span, max_ticks):
     hi = lo + span
     t = nice_ticks(lo, hi, max_ticks)

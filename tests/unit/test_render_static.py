@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import layerscope
-from layerscope.errors import ConfigError, StoreError
+from layerscope.errors import ConfigError, NotFoundError, StoreError
 from layerscope.render import RenderWarning
 from layerscope.render.scale import MISSING_GREY
 from layerscope.render.static import heatmap_figure, plot_heatmap
@@ -21,8 +21,14 @@ def hm(values, steps=None, metric="rms", run="r", names=None) -> Heatmap:
     v = np.asarray(values, dtype=np.float64)
     steps = steps if steps is not None else [10 * (i + 1) for i in range(v.shape[0])]
     layers = list(range(1, v.shape[1] + 1))
-    return Heatmap(v, steps=steps, layers=layers, layer_names=names or [f"h.{j}" for j in range(v.shape[1])],
-                   metric=metric, run=run)
+    return Heatmap(
+        v,
+        steps=steps,
+        layers=layers,
+        layer_names=names or [f"h.{j}" for j in range(v.shape[1])],
+        metric=metric,
+        run=run,
+    )
 
 
 def ramp(n_steps=12, n_layers=12) -> Heatmap:
@@ -79,8 +85,12 @@ def test_figsize_and_dpi_set_the_pixel_size(tmp_path):
 def test_bad_paths_and_options_fail_before_drawing(tmp_path):
     with pytest.raises(ConfigError, match="end the file name with one of"):
         layerscope.plot(ramp(), tmp_path / "h.jpg")
-    with pytest.raises(StoreError, match="does not exist"):
+    with pytest.raises(NotFoundError, match="does not exist"):
         layerscope.plot(ramp(), tmp_path / "missing" / "h.png")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(StoreError, match="is a file, not a folder"):
+        layerscope.plot(ramp(), tmp_path / "afile" / "h.png")
+    (tmp_path / "afile").unlink()
     with pytest.raises(ConfigError, match="unknown plot option"):
         layerscope.plot(ramp(), tmp_path / "h.png", colour="red")
     with pytest.raises(ConfigError, match="unknown colormap 'magmaa'.*magma"):
@@ -92,8 +102,13 @@ def test_bad_paths_and_options_fail_before_drawing(tmp_path):
 
 
 def test_reference_conventions():
-    fig = heatmap_figure(hm(np.random.default_rng(0).random((10, 12)) * 0.008,
-                            steps=[30_000 * k for k in range(1, 11)], run="demo"))
+    fig = heatmap_figure(
+        hm(
+            np.random.default_rng(0).random((10, 12)) * 0.008,
+            steps=[30_000 * k for k in range(1, 11)],
+            run="demo",
+        )
+    )
     ax = fig.axes[0]
     assert ax.get_xlabel() == "Layer" and ax.get_ylabel() == "Steps"
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"{30 * k}k" for k in range(1, 11)]
@@ -107,8 +122,13 @@ def test_reference_conventions():
 
 
 def test_thousands_of_steps_get_thinned_round_labels():
-    fig = heatmap_figure(ramp(2000, 96).__class__(np.random.default_rng(0).random((2000, 96)),
-                                                  steps=[100 * (i + 1) for i in range(2000)], layers=range(1, 97)))
+    fig = heatmap_figure(
+        ramp(2000, 96).__class__(
+            np.random.default_rng(0).random((2000, 96)),
+            steps=[100 * (i + 1) for i in range(2000)],
+            layers=range(1, 97),
+        )
+    )
     ax = fig.axes[0]
     ys = [t.get_text() for t in ax.get_yticklabels()]
     xs = [t.get_text() for t in ax.get_xticklabels()]
@@ -167,7 +187,7 @@ def test_anomaly_cells_are_drawn_distinctly_and_named(tmp_path):
     from layerscope.render.static import _layout_once
 
     _layout_once(fig, 100)
-    grey = np.array([int(MISSING_GREY[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    grey = np.array([int(MISSING_GREY[i : i + 2], 16) / 255 for i in (1, 3, 5)])
     # NaN cell (layer 4, step 3000) and a cell of the absent step: neutral grey.
     assert np.allclose(data_pixel(fig, out, 4, 3000), grey, atol=0.02)
     assert np.allclose(data_pixel(fig, out, 7, 5000), grey, atol=0.02)
@@ -178,7 +198,7 @@ def test_anomaly_cells_are_drawn_distinctly_and_named(tmp_path):
     ax = fig.axes[0]
     (x0, y0), (x1, y1) = ax.transData.transform([(3.6, 6600), (4.4, 7400)])
     h_px = img.shape[0]
-    cell = img[int(h_px - y0):int(h_px - y1), int(x0):int(x1), :3].reshape(-1, 3).mean(axis=1)
+    cell = img[int(h_px - y0) : int(h_px - y1), int(x0) : int(x1), :3].reshape(-1, 3).mean(axis=1)
     assert cell.max() > 0.85 and cell.min() < 0.35
 
 
@@ -209,7 +229,7 @@ def test_a_one_step_spike_survives_thousands_of_rows(tmp_path):
     ax = fig.axes[0]
     x = int(round(ax.transData.transform((4, 0))[0]))
     top, bottom = (int(img.shape[0] - ax.transData.transform((4, y))[1]) for y in (5, 20_005))
-    col = img[top + 2:bottom - 2, x, :3].mean(axis=1)  # the heatmap's pixels in one column
+    col = img[top + 2 : bottom - 2, x, :3].mean(axis=1)  # the heatmap's pixels in one column
     assert bottom - top < 1000  # fewer pixel rows than steps: rows had to be merged
     y_spike = img.shape[0] - ax.transData.transform((4, 7780))[1] - (top + 2)
     bright = np.flatnonzero(col > np.median(col) + 0.05)
@@ -256,3 +276,27 @@ def test_annotate_is_skipped_with_a_warning_on_large_matrices():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         heatmap_figure(ramp(40, 40), annotate=True)  # default size fits 40 x 40
+
+
+def test_outputs_get_a_normal_mode_and_pipes_are_written_into(tmp_path):
+    import os
+    import stat
+    import threading
+
+    old = os.umask(0o022)
+    try:
+        out = layerscope.plot(ramp(), tmp_path / "h.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not mkstemp's 0600
+    os.chmod(out, 0o600)
+    layerscope.plot(ramp(), out)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # an existing file keeps its mode
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    got = bytearray()
+    reader = threading.Thread(target=lambda: got.extend(open(fifo, "rb").read()))
+    reader.start()
+    layerscope.plot(ramp(), fifo)
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and bytes(got[:4]) == b"\x89PNG"

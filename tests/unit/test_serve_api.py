@@ -148,21 +148,29 @@ def test_report_is_the_analysis_of_the_same_matrix(client, store: Path) -> None:
     assert (d["last_step"], d["n_steps"]) == (30, 3)
 
 
-def test_compare_aligns_common_steps_and_subtracts(client, store: Path) -> None:
+def test_compare_is_b_minus_a_as_layerscope_compare_draws_it(client, store: Path) -> None:
+    from layerscope.render.diff import difference, summarize
+
     d = _get(client, "/api/compare?run_a=a&run_b=b&metric=rms&site=output")
-    assert d["steps"] == [20, 30] and d["layers"] == [1, 2, 3]
-    assert (d["a_only_steps"], d["b_only_steps"]) == (1, 1)
-    a = layerscope.load(store, run="a", metric="rms").values[1:]
-    b = layerscope.load(store, run="b", metric="rms").values[:2]
-    with np.errstate(invalid="ignore"):
-        diff = a - b
-    assert d["diff"] == [[x if math.isfinite(x) else None for x in row] for row in diff.tolist()]
-    assert d["diff"][0][1] is None  # NaN in a stays absent in the difference
-    assert d["notes"] == []
-    x = _get(client, f"/api/compare?run_a=a&run_b={XSS}&metric=rms&site=output")
-    assert x["steps"] == [] and x["layers"] == [1, 2]
-    assert any("has 3 layers" in n and "layers 1-2" in n for n in x["notes"])
-    assert any("share no recorded step" in n for n in x["notes"])
+    a = layerscope.load(store, run="a", metric="rms")
+    b = layerscope.load(store, run="b", metric="rms")
+    assert d["steps"] == [20, 30] and d["layers"] == [1, 2, 3] and d["mode"] == "absolute"
+    assert (d["steps_only_a"], d["steps_only_b"]) == ([10], [40])
+    assert d["diff"][0][0] == b.values[0, 0] - a.values[1, 0]  # step 20, layer 1: B - A
+    assert d["diff"][0][1] is None  # NaN in A stays absent in the difference
+    assert d["diff"] == reader.finite_or_none(difference(a, b).values)
+    assert d["a"] == reader.finite_or_none(a.values[1:]) and d["b"] == reader.finite_or_none(b.values[:2])
+    assert d["summary"] == summarize(a, b).sentences and d["summary"][0].startswith("Compared rms")
+    rel = _get(client, "/api/compare?run_a=a&run_b=b&metric=rms&site=output&mode=relative")
+    assert rel["mode"] == "relative" and rel["diff"] == reader.finite_or_none(difference(a, b, relative=True).values)
+    assert "mode=absolute" in _get(client, "/api/compare?run_a=a&run_b=b&mode=ratio", 400)["error"]
+
+
+def test_compare_with_a_run_that_shares_no_step_yet_is_an_answer(client) -> None:
+    x = _get(client, "/api/compare?" + urlencode({"run_a": "a", "run_b": XSS, "metric": "rms"}))
+    assert x["steps"] == [] and x["diff"] == [] and x["summary"] == []
+    assert len(x["notes"]) == 1 and "share no recorded step" in x["notes"][0]
+    assert x["steps_only_a"] == [10, 20, 30] and x["steps_only_b"] == [1]
 
 
 # -- errors are JSON and name what exists --------------------------------------------------------

@@ -128,3 +128,15 @@ def test_hist_round_trip(store_path) -> None:
         h, steps, edges = st.load_hist("a")
     assert steps == [3] and edges.tolist() == [-1, 0, 1, 2, 3]
     np.testing.assert_array_equal(h[0], counts)
+
+
+def test_load_since_step_returns_only_new_rows(store_path) -> None:
+    with Store(store_path) as st:
+        st.create_run("a", _layers(2))
+        for s in (1, 2, 3):
+            st.write_step("a", StepRecord(s, {("m", "output"): [s, 10 * s]}))
+        assert st.load("a", "m", since_step=1).steps == [2, 3]
+        empty = st.load("a", "m", since_step=3)
+        assert empty.steps == [] and empty.values.shape == (0, 2)
+        with pytest.raises(NotFoundError, match="recorded metrics"):
+            st.load("a", "zz", since_step=3)

@@ -178,6 +178,24 @@ def test_root_can_be_one_hf_folder_or_one_file(tmp_path: Path) -> None:
     assert [(c.step, c.name) for c in f.checkpoints] == [(5, "step_5.pt")]
 
 
+def test_trainer_output_folder_with_final_weights_on_top(tmp_path: Path) -> None:
+    """Trainer's output_dir: checkpoint-N/ folders, and the final model saved beside them."""
+    _touch(tmp_path, "checkpoint-10/model.safetensors", "checkpoint-20/model.safetensors", "model.safetensors",
+           "config.json", "training_args.bin")
+    d = find_checkpoints(tmp_path)
+    assert [c.name for c in d.checkpoints] == ["checkpoint-10", "checkpoint-20"] and d.problems == []
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"global_step": 25}))
+    d = find_checkpoints(tmp_path)
+    assert [(c.step, c.name) for c in d.checkpoints][-1] == (25, tmp_path.name) and d.problems == []
+    (tmp_path / "trainer_state.json").unlink()
+    for sub in ("checkpoint-10", "checkpoint-20"):
+        for f in (tmp_path / sub).iterdir():
+            f.unlink()
+        (tmp_path / sub).rmdir()
+    d = find_checkpoints(tmp_path)  # the final weights alone, and no step for them: said so
+    assert d.checkpoints == [] and len(d.problems) == 1 and "trainer_state.json" in d.problems[0].message
+
+
 def test_missing_folder_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
         find_checkpoints(tmp_path / "nope")

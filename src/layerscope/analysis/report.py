@@ -308,6 +308,10 @@ class _Analysis:
         """The recorded value at ``frac`` of the way up the map's range."""
         return self.inv(self.lo + frac * self.R)
 
+    def first_step_with_values(self) -> int | None:
+        rows = np.flatnonzero(self.cfin.any(axis=1))
+        return self.steps[rows[0]] if rows.size else None
+
     def cell_list(self, mask: np.ndarray) -> tuple[list[list[int]], bool]:
         ii, jj = np.nonzero(mask)  # row-major: step, then layer
         cells = [
@@ -1022,16 +1026,14 @@ class _Analysis:
             when = f.step_range(sat["steps"][0], sat["steps"][-1])
             verb = "levels" if len(sat["layers"]) == 1 else "level"
             parts.append(f"{f.layers_text(sat['layers'])} {verb} off from {when}")
-        if "sudden_change" in kinds:
-            parts.append(
-                "values jump between consecutive steps at "
-                + ", ".join(
-                    format_step(s)
-                    for o in obs
-                    if o["kind"] == "sudden_change"
-                    for s in o["steps"][:_LIST_EVENTS]
-                )
-            )
+        jumps = [o for o in obs if o["kind"] == "sudden_change"]
+        if jumps:
+            said = [
+                f"jump {'up' if o['direction'] == 'increasing' else 'down'} at "
+                + ", ".join(format_step(x) for x in o["steps"][:_LIST_EVENTS])
+                for o in sorted(jumps, key=lambda o: o["steps"][0])
+            ]
+            parts.append("values " + " and ".join(said))
         if not self.structured:
             parts.append("most of the variation is cell-to-cell noise")
         if not parts:
@@ -1105,38 +1107,52 @@ class _Analysis:
                     ),
                 )
             elif k == "hotspot":
-                add(
-                    i,
-                    (
-                        f"The largest {m} values sit in {lays} at {f.steps_text(o['steps'])}; if {m} "
-                        "measures activation scale, these layers and steps may be the first to "
-                        "inspect for instability (overflow, outlier features), for example with a "
-                        "max-abs or kurtosis statistic."
-                    ),
-                )
+                name = self.hm.metric.lower()
+                text = f"The largest {m} values sit in {lays} at {f.steps_text(o['steps'])}"
+                if "kurt" in name:
+                    text += (
+                        "; high kurtosis means heavy-tailed activations, so these layers and steps may hold "
+                        "outlier features, which a max_abs statistic would confirm."
+                    )
+                elif "max" in name:
+                    text += (
+                        "; these may be outlier features or activation spikes, and kurtosis would tell "
+                        "whether a few extreme units or a broad rise in scale drives them."
+                    )
+                else:
+                    text += (
+                        f"; if {m} measures activation scale, these layers and steps may be the first to "
+                        "inspect for instability (overflow, outlier features), for example with a max_abs "
+                        "or kurtosis statistic."
+                    )
+                add(i, text)
             elif k == "consistently_low":
+                one = len(o["layers"]) == 1
+                they, their = ("it is", "its") if one else ("they are", "their")
                 text = (
-                    f"{_cap(lays)} staying near the bottom of the shared colour scale need not mean they are "
+                    f"{_cap(lays)} staying near the bottom of the shared colour scale need not mean {they} "
                     "inactive"
                 )
                 if fa.get("own_factor") is not None and fa["own_factor"] >= 2:
                     other = "a per-layer" if self.scale == "log" else "a per-layer or log"
+                    varies = "it still varies" if one else "they still vary"
                     text += (
-                        ": on their own scale they still vary by a factor of up to "
-                        f"{f.v(fa['own_factor'])} (layer {fa['own_layer']}: "
-                        f"{f.vrange(fa['own_min'], fa['own_max'])}), which {other} colour scale would "
-                        "show"
+                        f": on {their} own scale {varies} by a factor of up to {f.v(fa['own_factor'])} "
+                        f"(layer {fa['own_layer']}: {f.vrange(fa['own_min'], fa['own_max'])}), which {other} "
+                        "colour scale would show"
                     )
                 else:
-                    text += f"; their {m} may simply be small next to the other layers'"
+                    text += f"; {their} {m} may simply be small next to the other layers'"
                 add(i, text + ".")
             elif k == "consistently_high":
+                one = len(o["layers"]) == 1
                 add(
                     i,
                     (
-                        f"{_cap(lays)} hold high {m} from the first recorded step on, so their level "
-                        "may come from initialisation or from training before the first recorded step "
-                        "rather than from the recorded part of training."
+                        f"{_cap(lays)} {'holds' if one else 'hold'} high {m} from the first recorded step "
+                        f"on, so {'its' if one else 'their'} level may come from initialisation or from "
+                        "training before the first recorded step rather than from the recorded part of "
+                        "training."
                     ),
                 )
             elif k == "saturation":
@@ -1152,15 +1168,21 @@ class _Analysis:
             elif k == "sudden_change":
                 ev = sorted(fa["events"], key=lambda e: (-e["n_layers"], e["step"]))[0]
                 who = f" in {ev['n_layers']} layers at once" if ev["n_layers"] > 1 else ""
-                add(
-                    i,
-                    (
-                        f"A jump{who} between {format_step(ev['step_before'])} and {format_step(ev['step'])} "
-                        "is more consistent with a change in the training setup at that point (learning-rate "
-                        "schedule, data, a resumed checkpoint, precision) than with gradual learning; "
-                        "checking what changed there may explain it."
-                    ),
-                )
+                span = f"between {format_step(ev['step_before'])} and {format_step(ev['step'])}"
+                if ev["step_before"] == self.first_step_with_values():
+                    text = (
+                        f"A jump{who} {span}, right after the first recorded step, is common early in "
+                        "training, when weights move fast away from their initialisation; it need not "
+                        "indicate a change of setup."
+                    )
+                else:
+                    text = (
+                        f"A jump{who} {span} may reflect a change in the training setup at that point "
+                        "(learning-rate schedule, data, a resumed checkpoint, precision) or a fast "
+                        "transition in what these layers compute; checking the run's configuration at that "
+                        "step would tell them apart."
+                    )
+                add(i, text)
             elif k == "outlier" and fa.get("infinite"):
                 add(
                     i,

@@ -45,11 +45,14 @@ name                       default  meaning
                                     them on an edge or beside a gap) by this fraction of the range of
                                     the finite cells ...
 ``outlier_noise_k``        6        ... and by this many sigma; repeated until none is found (<= 3 passes)
-``noise_share``            0.5      the map is described as having no structure above noise when
-                                    sigma^2 is at least this share of the variance of its cells
-``band_tol``               0.10     adjacent layers form a band when they share trend and level and their
-                                    smoothed values differ from the band's first layer by at most this on
-                                    average; doubled (up to twice) while there are more than ``max_bands``
+``noise_share``            0.5      when sigma^2 is at least this share of the variance of the map's
+                                    cells, the report says so and claims no depth_gradient, step_trend
+                                    or hotspot (per-layer trends still need to beat the noise floors)
+``band_tol``               0.10     adjacent layers form a band when they share trend, level and plateau
+                                    and their smoothed values differ from the band's first layer by at
+                                    most this on average; while there are more than ``max_bands`` it is
+                                    doubled, doubled again, then dropped, and last equal chunks of
+                                    adjacent layers are described as mixed (noise-dominated maps: dropped)
 ``max_bands``              12       at most this many bands in the Markdown (layers_detail keeps all)
 ``max_cells``              1000     at most this many ``[step, layer]`` cells listed per observation
 ``min_gradient_points``    3        fewest layers / steps for a depth_gradient / step_trend claim

@@ -17,11 +17,14 @@ What counts as the layer stack (see ``docs/layers-and-sites.md``):
 3. Without any candidate: the ``nn.Sequential`` containers of mixed modules that are not nested in
    one another (the model itself, or ``features`` + ``classifier``), if they hold at least half of
    the model's parameters; each child with parameters is a layer.
-4. Otherwise a :class:`~layerscope.errors.DiscoveryError` that says to pass ``layers=``.
+4. Without those: a one-layer model's block (a one-element ``ModuleList``/``Sequential`` of a
+   composite module).
+5. Otherwise a :class:`~layerscope.errors.DiscoveryError` that says to pass ``layers=``.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence, Union
@@ -204,6 +207,7 @@ def find_stacks(model: nn.Module) -> list[tuple[str, list[tuple[str, nn.Module]]
     return [c for c in outer if c is primary or all(_is_composite(m) for _, m in c[1])]
 
 
+@functools.lru_cache(maxsize=512)
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     """A module-path glob: ``*`` is one path component, ``**`` any number, ``?`` one character."""
     out, i = [], 0
@@ -276,6 +280,17 @@ def _sequential_layers(model: nn.Module) -> list[Layer]:
     return out
 
 
+def _single_blocks(model: nn.Module) -> list[Layer]:
+    """Rule 4: a one-layer model (``h = nn.ModuleList([Block])``): the outermost one-element
+    ``ModuleList``/``Sequential`` containers of a composite block."""
+    mods = named_modules(model)
+    index = child_index(mods)
+    ones = [(n, index[n][0]) for n, m in mods if isinstance(unwrap(m), (nn.ModuleList, nn.Sequential))
+            and len(index.get(n, [])) == 1 and _is_composite(index[n][0][1]) and _has_params(index[n][0][1])]
+    ones = [o for o in ones if not any(_inside(o[0], p[0]) for p in ones)]
+    return [Layer(i + 1, child[0], child[1], stack, 1) for i, (stack, child) in enumerate(ones)]
+
+
 def discover_layers(model: nn.Module, layers: Selection = None) -> list[Layer]:
     """Layers 1..N of ``model`` (wrappers such as DDP, FSDP and ``torch.compile`` are seen through).
 
@@ -313,7 +328,7 @@ def discover_layers(model: nn.Module, layers: Selection = None) -> list[Layer]:
             out.append(Layer(len(out) + 1, n, m, stack_name, depth))
     if out:
         return out
-    out = _sequential_layers(model)
+    out = _sequential_layers(model) or _single_blocks(model)
     if out:
         return out
     raise DiscoveryError(

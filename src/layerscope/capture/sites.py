@@ -42,8 +42,8 @@ MLP_NAMES = ("mlp", "ffn", "feed_forward", "feedforward", "ff", "ffwd", "DenseRe
 # residual add and LayerNorm (BERT, RoBERTa, ELECTRA; ViT/DeiT in transformers 4).
 SPLIT_MLP = (("intermediate", "output"),)
 # MLPs written straight into the block: its (up, down) children (OPT, BART, Whisper, Marian;
-# torch.nn.TransformerEncoderLayer; ALBERT).
-FLAT_MLP = (("fc1", "fc2"), ("linear1", "linear2"), ("ffn", "ffn_output"))
+# torch.nn.TransformerEncoderLayer; ALBERT; ConvNeXt).
+FLAT_MLP = (("fc1", "fc2"), ("linear1", "linear2"), ("ffn", "ffn_output"), ("pwconv1", "pwconv2"))
 # Down projections inside an MLP sub-module, in order of preference; otherwise the MLP's last
 # projection is taken.
 DOWN_NAMES = ("down_proj", "c_proj", "fc2", "wo", "dense_4h_to_h", "fc_out", "w2", "lin2", "linear2",
@@ -65,7 +65,9 @@ _ACT_TYPES: tuple[type, ...] = (
     nn.Hardswish, nn.ReLU6, nn.SELU, nn.CELU, nn.GLU, nn.PReLU, nn.Hardtanh, nn.Hardsigmoid,
     nn.Softsign, nn.Tanhshrink, nn.RReLU,
 )
-_ACT_WORDS = ("activation", "gelu", "relu", "silu", "swish", "mish", "sigmoid", "tanh", "softplus", "elu", "glu")
+# Class-name words of activations: anywhere in the name, or (short ones) only at its end.
+_ACT_WORDS = ("activation", "gelu", "relu", "silu", "swish", "mish", "sigmoid", "tanh", "softplus")
+_ACT_SUFFIXES = ("elu", "glu", "act")
 _NOT_ACT_TYPES: tuple[type, ...] = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                                     nn.Identity, nn.Flatten, nn.Unflatten, nn.Softmax, nn.LogSoftmax)
 
@@ -119,7 +121,7 @@ def _is_activation(m: nn.Module, attr: str = "") -> bool:
     if isinstance(m, _NOT_ACT_TYPES) or any(True for _ in m.children()) or any(True for _ in m.parameters()):
         return False
     cls = type(m).__name__.lower()
-    return any(w in cls for w in _ACT_WORDS) or cls.endswith("act") or attr.lower() in _LOWER["act"]
+    return any(w in cls for w in _ACT_WORDS) or cls.endswith(_ACT_SUFFIXES) or attr.lower() in _LOWER["act"]
 
 
 def _is_attention_class(m: nn.Module) -> bool:
@@ -336,8 +338,7 @@ def resolve_site(layer: Layer, site: str) -> SiteHook | None:
     """
     _check_site(site)
     if site == "output":
-        b = _Block(layer.module)
-        return _hook(layer, b, "output", "")
+        return SiteHook(layer, "output", layer.module, layer.name, "output")
     return site_map(layer)[site]
 
 

@@ -24,7 +24,7 @@ def metric_option(default: str | None = "rms") -> Callable[[Callable[..., Any]],
 
 def site_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--site", default=None, metavar="SITE",
-                        help="Site to read: output (default), mlp_act, attn_out, mlp_out.")(f)
+                        help="Site to read: output (default), mlp_act, attn_out, mlp_out, mlp_down_in.")(f)
 
 
 def format_option(f: Callable[..., Any]) -> Callable[..., Any]:

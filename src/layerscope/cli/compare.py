@@ -11,21 +11,55 @@ from .plot import echo_warnings, parse_list, render_options, select_heatmaps, st
 
 @click.command("compare")
 @click.argument("store", metavar="STORE", type=click.Path(dir_okay=True, path_type=str))
-@click.option("--run", "runs", multiple=True, metavar="NAME",
-              help="Run A, then run B (give --run twice); B - A is shown. May be omitted when the store "
-                   "holds exactly two runs.")
-@click.option("--metric", default="rms", show_default=True, metavar="LIST",
-              help="Metric(s) to compare, comma-separated, or 'all' (one panel each).")
-@click.option("--site", default=None, metavar="LIST", help="Site(s), comma-separated: output (default), mlp_act, ...")
-@click.option("--relative", is_flag=True,
-              help="Relative change 100 x (B - A) / |A| in %, instead of the absolute difference B - A.")
-@click.option("-o", "--output", default=None, metavar="FILE",
-              help="Figure to write: .png, .svg, .pdf or .html. Without it only the summary is printed.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Summary format on stdout.")
+@click.option(
+    "--run",
+    "runs",
+    multiple=True,
+    metavar="NAME",
+    help="Run A, then run B (give --run twice); B - A is shown. May be omitted when the store "
+    "holds exactly two runs.",
+)
+@click.option(
+    "--metric",
+    default="rms",
+    show_default=True,
+    metavar="LIST",
+    help="Metric(s) to compare, comma-separated, or 'all' (one panel each).",
+)
+@click.option(
+    "--site", default=None, metavar="LIST", help="Site(s), comma-separated: output (default), mlp_act, ..."
+)
+@click.option(
+    "--relative",
+    is_flag=True,
+    help="Relative change 100 x (B - A) / |A| in %, instead of the absolute difference B - A.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Figure to write: .png, .svg, .pdf or .html. Without it only the summary is printed.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Summary format on stdout.",
+)
 @style_options
-def compare(store: str, runs: tuple[str, ...], metric: str, site: str | None, relative: bool, output: str | None,
-            fmt: str, **style: Any) -> None:
+def compare(
+    store: str,
+    runs: tuple[str, ...],
+    metric: str,
+    site: str | None,
+    relative: bool,
+    output: str | None,
+    fmt: str,
+    **style: Any,
+) -> None:
     """Compare two runs of STORE: B - A on their common steps and layers, drawn with a diverging
     colour map centred at 0, plus a few lines saying where they differ most.
 
@@ -49,10 +83,14 @@ def compare(store: str, runs: tuple[str, ...], metric: str, site: str | None, re
 
     if output is not None:
         check_output_path(output, ALL_FORMATS)
-    if not Path(store).exists():
-        raise NotFoundError(f"{store!r} does not exist; pass a run store (.db).")
+    if not Path(store).exists() or Path(store).is_dir():
+        from ..sources import open_heatmap
+
+        open_heatmap(store)  # raises the one-line NotFoundError: missing, or a folder
     if len(runs) not in (0, 2):
-        raise click.UsageError(f"give exactly two runs (--run A --run B), got {len(runs)}: {', '.join(runs)}.")
+        raise click.UsageError(
+            f"give exactly two runs (--run A --run B), got {len(runs)}: {', '.join(runs)}."
+        )
     if not runs:
         from ..store import Store
 
@@ -60,9 +98,12 @@ def compare(store: str, runs: tuple[str, ...], metric: str, site: str | None, re
             names = st.run_names()
         if len(names) != 2:
             raise click.UsageError(
-                f"{store!r} holds {len(names)} runs ({', '.join(names) or 'none'}); choose two with --run A --run B."
+                f"{store!r} holds {len(names)} runs ({', '.join(names) or 'none'}); "
+                "choose two with --run A --run B."
             )
         runs = (names[0], names[1])
+    if style.get("log_scale"):
+        raise click.UsageError("--log cannot show differences (they take both signs); use --symlog.")
     run_a, run_b = runs
     if run_a == run_b:
         raise click.UsageError(f"--run {run_a} given twice; compare two different runs.")
@@ -71,7 +112,9 @@ def compare(store: str, runs: tuple[str, ...], metric: str, site: str | None, re
     side_b = {(h.metric, h.site): h for h in select_heatmaps(store, run_b, metrics, sites)}
     pairs = [(a, side_b[(a.metric, a.site)]) for a in side_a if (a.metric, a.site) in side_b]
     if not pairs:
-        raise NotFoundError(f"runs {run_a!r} and {run_b!r} have no metric and site in common for --metric {metric}.")
+        raise NotFoundError(
+            f"runs {run_a!r} and {run_b!r} have no metric and site in common for --metric {metric}."
+        )
     summaries = [summarize(a, b, relative) for a, b in pairs]
     if fmt == "json":
         echo_json([s.to_dict() for s in summaries])
@@ -79,7 +122,10 @@ def compare(store: str, runs: tuple[str, ...], metric: str, site: str | None, re
         for k, s in enumerate(summaries):
             if len(summaries) > 1:
                 f = s.facts
-                click.echo(("\n" if k else "") + (f["metric"] if f["site"] == "output" else f"{f['metric']} ({f['site']})"))
+                click.echo(
+                    ("\n" if k else "")
+                    + (f["metric"] if f["site"] == "output" else f"{f['metric']} ({f['site']})")
+                )
             for line in s.sentences:
                 click.echo(f"  {line}" if len(summaries) > 1 else line)
     if output is None:
@@ -87,11 +133,14 @@ def compare(store: str, runs: tuple[str, ...], metric: str, site: str | None, re
     diffs = [difference(a, b, relative) for a, b in pairs]
     if style.get("title") is None:
         how = f"({run_b} \u2212 {run_a}) / |{run_a}|, %" if relative else f"{run_b} \u2212 {run_a}"
-        style["title"] = (f"{pairs[0][0].metric}: {how}" if len(pairs) == 1 else how)
+        style["title"] = f"{pairs[0][0].metric}: {how}" if len(pairs) == 1 else how
     opts = render_options("heatmap", center=0.0, shared_scale=False, **style)
     import dataclasses
 
     with echo_warnings():
-        path = draw(diffs if len(diffs) > 1 else diffs[0], output,
-                    **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)})
+        path = draw(
+            diffs if len(diffs) > 1 else diffs[0],
+            output,
+            **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)},
+        )
     click.echo(f"wrote {path}", err=fmt == "json")

@@ -31,8 +31,13 @@ def _order(metrics: list[str]) -> list[str]:
     return [m for m in PREFERRED if m in metrics] + sorted(m for m in metrics if m not in PREFERRED)
 
 
-def select_heatmaps(source: str, run: str | None, metrics: list[str] | None, sites: list[str] | None,
-                    default_metric: str | None = "rms") -> list[Any]:
+def select_heatmaps(
+    source: str,
+    run: str | None,
+    metrics: list[str] | None,
+    sites: list[str] | None,
+    default_metric: str | None = "rms",
+) -> list[Any]:
     """The heatmaps named by ``--metric`` x ``--site`` lists (``all`` = every recorded one).
 
     A pair asked for explicitly that was not recorded is an error naming what was; with ``all`` on
@@ -43,11 +48,17 @@ def select_heatmaps(source: str, run: str | None, metrics: list[str] | None, sit
     from ..errors import ConfigError, NotFoundError
     from ..sources import is_csv, open_heatmap
 
-    if is_csv(source) or not Path(source).exists() or Path(source).is_dir():
+    p = Path(source)
+    if not p.exists() or p.is_dir():
+        return [open_heatmap(source)]  # raises NotFoundError: missing, or a folder
+    if is_csv(source):
         if (metrics and "all" in metrics) or (sites and "all" in sites):
             raise ConfigError("'all' needs a run store (.db); for a CSV name the metric and site.")
-        return [open_heatmap(source, run=run, metric=m, site=s)
-                for m in (metrics or [None]) for s in (sites or [None])]
+        return [
+            open_heatmap(source, run=run, metric=m, site=s)
+            for m in (metrics or [None])
+            for s in (sites or [None])
+        ]
     from ..store import Store
 
     with Store(source, readonly=True) as st:
@@ -91,43 +102,102 @@ def _figsize(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 def style_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The drawing options every drawing command takes (they map onto RenderOptions)."""
     opts = [
-        click.option("--cmap", default=None, metavar="NAME",
-                     help="Matplotlib colormap. Default: magma; RdBu_r centred at 0 for signed data, --symlog "
-                          "and differences; viridis (by depth) for --kind lines."),
-        click.option("--vmin", type=float, default=None,
-                     help="Low end of the colour scale (lines: of the y axis). Default: min(0, data); the "
-                          "smallest positive value with --log."),
-        click.option("--vmax", type=float, default=None, help="High end of the colour scale (lines: y axis). Default: data max."),
-        click.option("--log", "log_scale", is_flag=True, help="Logarithmic colour scale (positive values; cells <= 0 are marked)."),
-        click.option("--symlog", is_flag=True,
-                     help="Symmetric log scale for signed metrics (mean, min, max): linear within "
-                          "+-LINTHRESH, logarithmic beyond, diverging colours centred at 0."),
-        click.option("--linthresh", type=float, default=None, metavar="X",
-                     help="With --symlog: half-width of the linear band. Default: 5th percentile of |values| > 0."),
-        click.option("--annotate", is_flag=True,
-                     help="Print each cell's value in it, in black or white for contrast (skipped with a "
-                          "warning above 40 x 40 cells)."),
-        click.option("--colorbar", type=click.Choice(["right", "bottom"]), default="right", show_default=True,
-                     help="Where the colour bar goes."),
+        click.option(
+            "--cmap",
+            default=None,
+            metavar="NAME",
+            help="Matplotlib colormap. Default: magma; RdBu_r centred at 0 for signed data, --symlog "
+            "and differences; viridis (by depth) for --kind lines.",
+        ),
+        click.option(
+            "--vmin",
+            type=float,
+            default=None,
+            help="Low end of the colour scale (lines: of the y axis). Default: min(0, data); the "
+            "smallest positive value with --log.",
+        ),
+        click.option(
+            "--vmax",
+            type=float,
+            default=None,
+            help="High end of the colour scale (lines: y axis). Default: data max.",
+        ),
+        click.option(
+            "--log",
+            "log_scale",
+            is_flag=True,
+            help="Logarithmic colour scale (positive values; cells <= 0 are marked).",
+        ),
+        click.option(
+            "--symlog",
+            is_flag=True,
+            help="Symmetric log scale for signed metrics (mean, min, max): linear within "
+            "+-LINTHRESH, logarithmic beyond, diverging colours centred at 0.",
+        ),
+        click.option(
+            "--linthresh",
+            type=float,
+            default=None,
+            metavar="X",
+            help="With --symlog: half-width of the linear band. Default: 5th percentile of |values| > 0.",
+        ),
+        click.option(
+            "--annotate",
+            is_flag=True,
+            help="Print each cell's value in it, in black or white for contrast (skipped with a "
+            "warning above 40 x 40 cells).",
+        ),
+        click.option(
+            "--colorbar",
+            type=click.Choice(["right", "bottom"]),
+            default="right",
+            show_default=True,
+            help="Where the colour bar goes.",
+        ),
         click.option("--title", default=None, help="Figure title ('' for none). Default: metric and run."),
-        click.option("--figsize", callback=_figsize, default=None, metavar="W,H",
-                     help="Figure size in inches, e.g. 7,4 (HTML: x100 px). Default: sized from the matrix."),
-        click.option("--dpi", type=click.IntRange(20, 1200), default=150, show_default=True,
-                     help="Raster resolution (use 300 for print)."),
-        click.option("--true-steps", is_flag=True,
-                     help="Place rows at their true step values, so uneven recording intervals show "
-                          "(default: one equal row per recorded step)."),
+        click.option(
+            "--figsize",
+            callback=_figsize,
+            default=None,
+            metavar="W,H",
+            help="Figure size in inches, e.g. 7,4 (HTML: x100 px). Default: sized from the matrix.",
+        ),
+        click.option(
+            "--dpi",
+            type=click.IntRange(20, 1200),
+            default=150,
+            show_default=True,
+            help="Raster resolution (use 300 for print).",
+        ),
+        click.option(
+            "--true-steps",
+            is_flag=True,
+            help="Place rows at their true step values, so uneven recording intervals show "
+            "(default: one equal row per recorded step).",
+        ),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
-def render_options(kind: str = "heatmap", *, cmap: str | None = None, vmin: float | None = None,
-                   vmax: float | None = None, log_scale: bool = False, symlog: bool = False,
-                   linthresh: float | None = None, annotate: bool = False, colorbar: str = "right",
-                   title: str | None = None, figsize: tuple[float, float] | None = None, dpi: int = 150,
-                   true_steps: bool = False, **extra: Any) -> Any:
+def render_options(
+    kind: str = "heatmap",
+    *,
+    cmap: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    log_scale: bool = False,
+    symlog: bool = False,
+    linthresh: float | None = None,
+    annotate: bool = False,
+    colorbar: str = "right",
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
+    dpi: int = 150,
+    true_steps: bool = False,
+    **extra: Any,
+) -> Any:
     """CLI flags -> RenderOptions (a usage error when flags contradict each other)."""
     from ..render.options import RenderOptions
 
@@ -135,10 +205,21 @@ def render_options(kind: str = "heatmap", *, cmap: str | None = None, vmin: floa
         raise click.UsageError("--log and --symlog exclude each other; pass one of them.")
     if linthresh is not None and not symlog:
         raise click.UsageError("--linthresh only applies with --symlog; add --symlog or drop --linthresh.")
-    return RenderOptions(kind=kind, cmap=cmap, vmin=vmin, vmax=vmax,
-                         scale="log" if log_scale else ("symlog" if symlog else "linear"), linthresh=linthresh,
-                         annotate=annotate, colorbar=colorbar, title=title, figsize=figsize, dpi=dpi,
-                         true_steps=true_steps, **extra)
+    return RenderOptions(
+        kind=kind,
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        scale="log" if log_scale else ("symlog" if symlog else "linear"),
+        linthresh=linthresh,
+        annotate=annotate,
+        colorbar=colorbar,
+        title=title,
+        figsize=figsize,
+        dpi=dpi,
+        true_steps=true_steps,
+        **extra,
+    )
 
 
 @contextmanager
@@ -158,24 +239,61 @@ def echo_warnings() -> Iterator[None]:
 
 @click.command("plot")
 @source_argument
-@click.option("-o", "--output", required=True, metavar="FILE",
-              help="File to write: .png, .svg, .pdf (static) or .html (interactive, offline).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="FILE",
+    help="File to write: .png, .svg, .pdf (static) or .html (interactive, offline).",
+)
 @run_option
-@click.option("--metric", default=None, metavar="LIST",
-              help="Metric(s) to draw, comma-separated, or 'all'. Several give small multiples (static) or "
-                   "a switcher (HTML). Default: rms for a store; the CSV's own metric.")
-@click.option("--site", default=None, metavar="LIST",
-              help="Site(s), comma-separated, or 'all': output (default), mlp_act, attn_out, mlp_out.")
-@click.option("--kind", type=click.Choice(["heatmap", "lines"]), default="heatmap", show_default=True,
-              help="heatmap: layer x step cells; lines: value against step, one line per layer coloured by depth.")
+@click.option(
+    "--metric",
+    default=None,
+    metavar="LIST",
+    help="Metric(s) to draw, comma-separated, or 'all'. Several give small multiples (static) or "
+    "a switcher (HTML). Default: rms for a store; the CSV's own metric.",
+)
+@click.option(
+    "--site",
+    default=None,
+    metavar="LIST",
+    help="Site(s), comma-separated, or 'all': output (default), mlp_act, attn_out, mlp_out.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["heatmap", "lines"]),
+    default="heatmap",
+    show_default=True,
+    help="heatmap: layer x step cells; lines: value against step, one line per layer coloured by depth.",
+)
 @style_options
-@click.option("--shared-scale/--independent-scale", "shared_scale", default=None,
-              help="Small multiples: one colour scale for all panels, or one per panel. Default: shared "
-                   "when every panel shows the same metric.")
-@click.option("--cols", "ncols", type=click.IntRange(1, 12), default=None, metavar="N",
-              help="Small multiples: panels per row. Default: one per site, or up to 3.")
-def plot(source: str, output: str, run: str | None, metric: str | None, site: str | None, kind: str,
-         shared_scale: bool | None, ncols: int | None, **style: Any) -> None:
+@click.option(
+    "--shared-scale/--independent-scale",
+    "shared_scale",
+    default=None,
+    help="Small multiples: one colour scale for all panels, or one per panel. Default: shared "
+    "when every panel shows the same metric.",
+)
+@click.option(
+    "--cols",
+    "ncols",
+    type=click.IntRange(1, 12),
+    default=None,
+    metavar="N",
+    help="Small multiples: panels per row. Default: one per site, or up to 3.",
+)
+def plot(
+    source: str,
+    output: str,
+    run: str | None,
+    metric: str | None,
+    site: str | None,
+    kind: str,
+    shared_scale: bool | None,
+    ncols: int | None,
+    **style: Any,
+) -> None:
     """Draw the layer x step heatmap of SOURCE (a run store or a CSV) to FILE.
 
     Steps run down (first at the top, labels like 30k / 1.2M), layers across; missing/NaN cells are

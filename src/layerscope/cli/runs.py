@@ -18,10 +18,10 @@ def runs(store: str, fmt: str) -> None:
       layerscope runs layerscope-demo/runs.db
       layerscope runs runs.db --format json
     """
-    from ..sources import open_heatmap  # noqa: F401  (validates the path the same way)
-    from ..store import Store
-    from ..errors import NotFoundError
     from pathlib import Path
+
+    from ..errors import NotFoundError
+    from ..store import Store
 
     if not Path(store).exists():
         raise NotFoundError(f"store {store!r} does not exist; record a run first or check the path.")

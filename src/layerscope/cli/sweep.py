@@ -39,7 +39,7 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
               help="Allow checkpoints that are arbitrary pickles. Loading one can run any code it holds: "
                    "only for files you made or trust.")
 @click.option("--workers", type=click.IntRange(1, 512), default=1, show_default=True,
-              help="Processes on this machine (without torchrun).")
+              help="Processes on this machine, this one included (without torchrun).")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV",
               help="cpu, cuda, cuda:N, or auto (cuda:LOCAL_RANK when a GPU is there).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
@@ -57,7 +57,8 @@ def sweep(ckpt_dir: str, model: str | None, hf: bool, probe: str, store: str, ru
     gets one line and the sweep goes on; the exit code is then 1.
 
     Under torchrun, write `-m --` before `layerscope`: torchrun would otherwise read our --run as
-    its own --run-path. Rank 0 writes the store.
+    its own --run-path. Each rank sweeps every N-th checkpoint; rank 0 writes the store. See
+    docs/sweep.md for several machines.
 
     \b
     Examples:
@@ -138,8 +139,9 @@ class _Display:
         self.task = self.progress.add_task("sweep", total=todo, last="")
 
     def _line(self, text: str) -> None:
-        (self.progress.console if self.progress is not None else self.console).print(text, markup=False,
-                                                                                      highlight=False)
+        # soft_wrap: one problem, one line, whatever the terminal's width (greppable, as the tests do)
+        (self.progress.console if self.progress is not None else self.console).print(
+            text, markup=False, highlight=False, soft_wrap=True)
 
     def on_problem(self, problem: Any) -> None:
         self._line(f"error: {problem.message}")

@@ -38,7 +38,8 @@ class RecorderSession:
         recorder_options: dict[str, Any],
     ) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ConfigError(f"every={every!r}; pass a whole number >= 1 (record every N-th optimizer step).")
+            raise ConfigError(
+                f"every={every!r}; pass a whole number >= 1 (record every N-th optimizer step).")
         for bad in ("model", "store", "run", "start_step", "resume"):
             if bad in recorder_options:
                 raise ConfigError(

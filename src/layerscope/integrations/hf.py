@@ -68,7 +68,8 @@ class LayerscopeCallback(TrainerCallback):
         log_to: Any = (),
         **recorder_options: Any,
     ) -> None:
-        self.session = RecorderSession(store, run, every, metrics, sites, probe, layers, log_to, recorder_options)
+        self.session = RecorderSession(store, run, every, metrics, sites, probe, layers, log_to,
+                                       recorder_options)
 
     @property
     def recorder(self) -> Any:
@@ -112,9 +113,11 @@ def _hf_sinks(target: Any, args: Any) -> list[Sink] | None:
         report = [report] if isinstance(report, str) else list(report)
         if "all" in report:
             report = ["tensorboard", "wandb", "mlflow"]
-        return [s for n in report if n in ("tensorboard", "wandb", "mlflow") for s in (_hf_sinks(n, args) or [])]
+        names = [n for n in report if n in ("tensorboard", "wandb", "mlflow")]
+        return [s for n in names for s in (_hf_sinks(n, args) or [])]
     if name == "tensorboard":
-        log_dir = os.getenv("TENSORBOARD_LOGGING_DIR") or os.path.join(args.output_dir or ".", "runs", "layerscope")
+        log_dir = (os.getenv("TENSORBOARD_LOGGING_DIR")
+                   or os.path.join(args.output_dir or ".", "runs", "layerscope"))
         return [TensorBoardSink(log_dir=log_dir)]
     # HF's W&B/MLflow callbacks run before user callbacks and open their run in on_train_begin;
     # pin that run now, since HF's MLflowCallback ends it in on_train_end, before our heatmaps.

@@ -49,7 +49,9 @@ class LayerscopeCallback(_pl.Callback):
         run: the run's name; default: the one in the checkpoint being resumed, else
             ``<ModuleClass>-<start time>-<4 hex digits>``.
         every: record optimizer steps with ``global_step % every == 0``; the others cost nothing.
-        metrics, sites, probe, layers: as for :class:`layerscope.Recorder`.
+        metrics, sites, probe, layers: as for :class:`layerscope.Recorder`; the model is the
+            LightningModule, so a ``probe`` batch is passed to its ``forward`` (or give a function
+            ``probe=lambda module: module.net(x)``).
         log_to: also send per-layer scalars (at each store flush) and the heatmaps (at the end) to
             ``"tensorboard"`` / ``"wandb"`` / ``"mlflow"`` (the trainer's logger of that kind when it has
             one), ``"auto"`` (every such logger the trainer has), or
@@ -74,7 +76,8 @@ class LayerscopeCallback(_pl.Callback):
     ) -> None:
         super().__init__()
         self._run_arg = run
-        self.session = RecorderSession(store, run, every, metrics, sites, probe, layers, log_to, recorder_options)
+        self.session = RecorderSession(store, run, every, metrics, sites, probe, layers, log_to,
+                                       recorder_options)
         self._restored: dict[str, Any] | None = None
         self._seen_step: int | None = None
 
@@ -114,7 +117,8 @@ class LayerscopeCallback(_pl.Callback):
             rec.load_state_dict(restored)
         self._seen_step = gs
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         # global_step counts optimizer updates: it moves on the last micro-batch of an accumulation.
         gs = int(trainer.global_step)
         if gs != self._seen_step:

@@ -133,7 +133,8 @@ class Sink:
         Returns the path of the PNG that was logged (in a temporary folder; copy it to keep it).
         """
         if not heatmap.steps:
-            raise ConfigError(f"heatmap {heatmap.metric!r} of run {heatmap.run!r} has no steps; record some first.")
+            raise ConfigError(
+                f"heatmap {heatmap.metric!r} of run {heatmap.run!r} has no steps; record some first.")
         step = int(heatmap.steps[-1] if step is None else step)
         png = render_png(heatmap, title=title, **self.plot_options)
         self.add_image(self.image_tag(heatmap.metric, heatmap.site), png, step)
@@ -141,7 +142,8 @@ class Sink:
         return png
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(prefix={self.prefix!r}, scalars={self.scalars!r}, images={self.images!r})"
+        return (f"{type(self).__name__}(prefix={self.prefix!r}, scalars={self.scalars!r}, "
+                f"images={self.images!r})")
 
 
 _TMP: tempfile.TemporaryDirectory[str] | None = None
@@ -154,7 +156,8 @@ def render_png(heatmap: Heatmap, *, title: str | None = None, **plot_options: An
 
     if _TMP is None:
         _TMP = tempfile.TemporaryDirectory(prefix="layerscope-img-")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{heatmap.run}-{heatmap.metric}-{heatmap.site}")
+    name = f"{heatmap.run}-{heatmap.metric}-{heatmap.site}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     path = Path(_TMP.name) / f"{safe}-{time.monotonic_ns()}.png"
     if title is None:
         title = f"{heatmap.run + ': ' if heatmap.run else ''}{heatmap.metric} ({heatmap.site})"
@@ -184,7 +187,8 @@ class TensorBoardSink(Sink):
 
     kind = "tensorboard"
 
-    def __init__(self, writer: Any = None, *, log_dir: str | os.PathLike[str] | None = None, **options: Any) -> None:
+    def __init__(self, writer: Any = None, *, log_dir: str | os.PathLike[str] | None = None,
+                 **options: Any) -> None:
         super().__init__(**options)
         if writer is not None and log_dir is not None:
             raise ConfigError("TensorBoardSink: pass writer= or log_dir=, not both.")
@@ -312,7 +316,7 @@ class MLflowSink(Sink):
         ts = int(time.time() * 1000)
         metrics = [Metric(k, v, ts, step) for k, v in values.items()]
         for i in range(0, len(metrics), self._BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[i: i + self._BATCH], synchronous=True)
+            self.client.log_batch(self.run_id, metrics=metrics[i: i + self._BATCH])
 
     def add_image(self, tag: str, png: Path, step: int) -> None:
         # MLflow keys allow '/', but image keys become file names: flatten them.
@@ -328,10 +332,10 @@ def as_sink(target: Any) -> Sink:
     """A Sink for ``target``: a Sink; ``"tensorboard"`` / ``"wandb"`` / ``"mlflow"`` (default writer,
     active run); a ``SummaryWriter``; a wandb run; an MLflow ``ActiveRun``.
 
-    >>> as_sink("nonsense")
+    >>> as_sink("nonsense")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    layerscope.errors.ConfigError: log_to='nonsense' is not a sink; pass 'tensorboard', 'wandb', 'mlflow', a SummaryWriter, a wandb run, an MLflow run or a layerscope.integrations.Sink.
+    layerscope.errors.ConfigError: log_to='nonsense' is not a sink; pass 'tensorboard', 'wandb', 'mlflow', ...
     """
     if isinstance(target, Sink):
         return target
@@ -352,8 +356,8 @@ def as_sink(target: Any) -> Sink:
         if mod.startswith("mlflow") and hasattr(target, "info"):
             return MLflowSink(target.info.run_id)
     raise ConfigError(
-        f"log_to={target!r} is not a sink; pass 'tensorboard', 'wandb', 'mlflow', a SummaryWriter, a wandb run, "
-        "an MLflow run or a layerscope.integrations.Sink."
+        f"log_to={target!r} is not a sink; pass 'tensorboard', 'wandb', 'mlflow', a SummaryWriter, "
+        "a wandb run, an MLflow run or a layerscope.integrations.Sink."
     )
 
 
@@ -416,9 +420,10 @@ class SinkStore(Store):
                 continue
             hm = self.load(run, metric, site)
             png = render_png(hm, **wanting[0].plot_options)
+            at = int(hm.steps[-1] if step is None else step)
             for sink in wanting:
                 try:
-                    sink.add_image(sink.image_tag(metric, site), png, int(hm.steps[-1] if step is None else step))
+                    sink.add_image(sink.image_tag(metric, site), png, at)
                     sink.flush()
                 except Exception as e:  # noqa: BLE001
                     self._sink_failed(sink, e)

@@ -52,8 +52,13 @@ def markdown_to_html(md: str, heading_offset: int = 2) -> str:
     """The Markdown subset the analysis report writes (headings, paragraphs, - and 1. lists,
     `code`, **bold**) as HTML. Everything is escaped first, so no text can inject markup.
 
-    >>> markdown_to_html("# Title\\n\\nA <b> `x<y>`\\n\\n- **one**\\n- two")
-    '<h3>Title</h3>\\n<p>A &lt;b&gt; <code>x&lt;y&gt;</code></p>\\n<ul>\\n<li><strong>one</strong></li>\\n<li>two</li>\\n</ul>'
+    >>> print(markdown_to_html("# Title\\n\\nA <b> `x<y>`\\n\\n- **one**\\n- two"))
+    <h3>Title</h3>
+    <p>A &lt;b&gt; <code>x&lt;y&gt;</code></p>
+    <ul>
+    <li><strong>one</strong></li>
+    <li>two</li>
+    </ul>
     """
     out: list[str] = []
     para: list[str] = []
@@ -120,20 +125,31 @@ def check_bundle_dir(out_dir: str | os.PathLike[str], create: bool = True) -> Pa
     if d.exists() and not d.is_dir():
         raise ConfigError(f"-o {str(out_dir)!r} is a file; give a folder (index.html is written inside it).")
     if d.suffix.lower() in (".html", ".htm") and not d.exists():
-        raise ConfigError(f"-o {str(out_dir)!r} looks like a file name; give a folder, e.g. {str(d.with_suffix(''))!r}.")
+        raise ConfigError(
+            f"-o {str(out_dir)!r} looks like a file name; give a folder, e.g. {str(d.with_suffix(''))!r}."
+        )
     if not create:
         return d
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise StoreError(f"cannot create folder {str(out_dir)!r}: {e.strerror or e}; choose another -o.") from e
+        raise StoreError(
+            f"cannot create folder {str(out_dir)!r}: {e.strerror or e}; choose another -o."
+        ) from e
     if not os.access(d, os.W_OK):
         raise StoreError(f"folder {str(out_dir)!r} is not writable; choose another -o.")
     return d
 
 
-def write_bundle(hms: Sequence[Heatmap], out_dir: str | os.PathLike[str], options: RenderOptions | None = None,
-                 *, title: str | None = None, source: str | None = None, **kw: Any) -> Path:
+def write_bundle(
+    hms: Sequence[Heatmap],
+    out_dir: str | os.PathLike[str],
+    options: RenderOptions | None = None,
+    *,
+    title: str | None = None,
+    source: str | None = None,
+    **kw: Any,
+) -> Path:
     """Write ``out_dir/index.html``: per heatmap, its interactive heatmap, lines and report; offline.
 
     The report text comes from :func:`layerscope.analysis.report` (computed from the numbers).
@@ -144,15 +160,23 @@ def write_bundle(hms: Sequence[Heatmap], out_dir: str | os.PathLike[str], option
     if not hms:
         raise ConfigError("nothing to put in the bundle; pass at least one heatmap.")
     d = check_bundle_dir(out_dir)
-    opts = options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
-    hm_opts = opts.replace(kind="heatmap", title="", figsize=opts.figsize or (11.0, 5.6))
-    ln_opts = opts.replace(kind="lines", title="", figsize=None, scale=opts.scale, vmin=None, vmax=None, cmap=None)
+    opts = (
+        options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    )
+    hm_opts = opts.replace(kind="heatmap", title="")
+    ln_opts = opts.replace(
+        kind="lines", title="", figsize=None, scale=opts.scale, vmin=None, vmax=None, cmap=None
+    )
     runs = sorted({h.run for h in hms if h.run})
     head = title or ("layerscope \u2014 run " + ", ".join(runs) if runs else "layerscope report")
     first = hms[0]
     steps = first.steps
-    meta = [f"{len(steps)} recorded steps ({format_step(steps[0])}\u2013{format_step(steps[-1])})" if steps else "no steps",
-            f"{len(first.layers)} layers"]
+    meta = [
+        f"{len(steps)} recorded steps ({format_step(steps[0])}\u2013{format_step(steps[-1])})"
+        if steps
+        else "no steps",
+        f"{len(first.layers)} layers",
+    ]
     if source:
         meta.insert(0, f"store <code>{html.escape(str(source))}</code>")
     meta.append(f"layerscope {html.escape(__version__)}")

@@ -14,6 +14,7 @@ the top/bottom edge; on a log y axis values <= 0 are left out and named in the l
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from .._format import format_step
 from ..store.heatmap import Heatmap
-from .options import RenderOptions
+from .options import RenderOptions, RenderWarning
 from .scale import DEPTH, KIND_LABELS, auto_linthresh, cell_kinds, finite_values, nice_ticks
 from .static import check_output_path, default_title, metric_label, new_figure, save_figure
 
@@ -37,8 +38,15 @@ def depth_colors(n_layers: int, cmap: str = DEPTH) -> np.ndarray:
     return colormaps[cmap](pos)
 
 
-def draw_lines(ax: Any, hm: Heatmap, opts: RenderOptions, *, xlabel: bool = True, ylabel: bool = True,
-               ylim: tuple[float, float] | None = None) -> tuple[Any, set[str]]:
+def draw_lines(
+    ax: Any,
+    hm: Heatmap,
+    opts: RenderOptions,
+    *,
+    xlabel: bool = True,
+    ylabel: bool = True,
+    ylim: tuple[float, float] | None = None,
+) -> tuple[Any, set[str]]:
     """Draw one line per layer of ``hm`` into ``ax``; return the depth colour mapping and the kinds marked."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
@@ -46,6 +54,12 @@ def draw_lines(ax: Any, hm: Heatmap, opts: RenderOptions, *, xlabel: bool = True
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+    if opts.annotate:
+        warnings.warn(
+            "--annotate prints values in heatmap cells; it is ignored for --kind lines.",
+            RenderWarning,
+            stacklevel=3,
+        )
     vals = np.asarray(hm.values, dtype=np.float64)
     n_steps, n_layers = vals.shape
     cmap = opts.cmap or DEPTH
@@ -74,8 +88,19 @@ def draw_lines(ax: Any, hm: Heatmap, opts: RenderOptions, *, xlabel: bool = True
     for kind, ypos, marker in (("+inf", 0.985, "^"), ("-inf", 0.015, "v")):
         if kind in kinds:
             ii, jj = np.nonzero(kinds[kind])
-            ax.scatter(x[ii], np.full(ii.size, ypos), transform=edge, marker=marker, s=28, c=colors[jj],
-                       edgecolors="black", linewidths=0.5, zorder=4, clip_on=False, gid=f"marks-{kind}")
+            ax.scatter(
+                x[ii],
+                np.full(ii.size, ypos),
+                transform=edge,
+                marker=marker,
+                s=28,
+                c=colors[jj],
+                edgecolors="black",
+                linewidths=0.5,
+                zorder=4,
+                clip_on=False,
+                gid=f"marks-{kind}",
+            )
     if opts.scale == "log":
         ax.set_yscale("log")
     elif opts.scale == "symlog":
@@ -102,7 +127,9 @@ def draw_lines(ax: Any, hm: Heatmap, opts: RenderOptions, *, xlabel: bool = True
     return sm, set(kinds)
 
 
-def add_depth_colorbar(fig: Any, sm: Any, ax: Any, layers: list[int], where: str, length_in: float = 4.0) -> Any:
+def add_depth_colorbar(
+    fig: Any, sm: Any, ax: Any, layers: list[int], where: str, length_in: float = 4.0
+) -> Any:
     from .static import colorbar_kwargs
 
     cb = fig.colorbar(sm, ax=ax, **colorbar_kwargs(where, length_in))
@@ -126,11 +153,29 @@ def line_kind_handles(kinds: set[str]) -> list[Any]:
     if "nan" in kinds:
         out.append(Line2D([], [], color="#808080", linestyle=(0, (1, 2)), label="missing / NaN (gap)"))
     if "+inf" in kinds:
-        out.append(Line2D([], [], marker="^", color="none", markerfacecolor="#bbbbbb", markeredgecolor="black",
-                          label=KIND_LABELS["+inf"] + " (top edge)"))
+        out.append(
+            Line2D(
+                [],
+                [],
+                marker="^",
+                color="none",
+                markerfacecolor="#bbbbbb",
+                markeredgecolor="black",
+                label=KIND_LABELS["+inf"] + " (top edge)",
+            )
+        )
     if "-inf" in kinds:
-        out.append(Line2D([], [], marker="v", color="none", markerfacecolor="#bbbbbb", markeredgecolor="black",
-                          label=KIND_LABELS["-inf"] + " (bottom edge)"))
+        out.append(
+            Line2D(
+                [],
+                [],
+                marker="v",
+                color="none",
+                markerfacecolor="#bbbbbb",
+                markeredgecolor="black",
+                label=KIND_LABELS["-inf"] + " (bottom edge)",
+            )
+        )
     if "nonpos" in kinds:
         out.append(Line2D([], [], color="none", label=KIND_LABELS["nonpos"] + ": left out"))
     return out
@@ -138,7 +183,9 @@ def line_kind_handles(kinds: set[str]) -> list[Any]:
 
 def lines_figure(hm: Heatmap, options: RenderOptions | None = None, **kw: Any) -> Any:
     """The per-layer line figure of ``hm`` (not saved)."""
-    opts = options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    opts = (
+        options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    )
     figsize = opts.figsize or ((8.0, 4.8) if opts.colorbar == "right" else (7.4, 5.4))
     fig = new_figure(figsize)
     ax = fig.add_subplot()
@@ -146,16 +193,28 @@ def lines_figure(hm: Heatmap, options: RenderOptions | None = None, **kw: Any) -
     ttl = opts.title if opts.title is not None else default_title(hm)
     if ttl:
         ax.set_title(ttl)
-    add_depth_colorbar(fig, sm, ax, list(hm.layers), opts.colorbar,
-                       length_in=figsize[1] - 1.2 if opts.colorbar == "right" else figsize[0] - 1.6)
+    add_depth_colorbar(
+        fig,
+        sm,
+        ax,
+        list(hm.layers),
+        opts.colorbar,
+        length_in=figsize[1] - 1.2 if opts.colorbar == "right" else figsize[0] - 1.6,
+    )
     handles = line_kind_handles(kinds)
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize="small")
+        fig.legend(
+            handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize="small"
+        )
     return fig
 
 
-def plot_lines(hm: Heatmap, path: str | os.PathLike[str], options: RenderOptions | None = None, **kw: Any) -> Path:
+def plot_lines(
+    hm: Heatmap, path: str | os.PathLike[str], options: RenderOptions | None = None, **kw: Any
+) -> Path:
     """Write the per-layer lines of ``hm`` to ``path`` (.png, .svg or .pdf)."""
     out = check_output_path(path)
-    opts = options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    opts = (
+        options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    )
     return save_figure(lines_figure(hm, opts.replace(kind="lines")), out, opts.dpi)

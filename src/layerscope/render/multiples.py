@@ -7,7 +7,8 @@ unit. ``kind="lines"`` draws per-layer line panels with one depth colour bar ins
 
 >>> import numpy as np
 >>> from layerscope.store.heatmap import Heatmap
->>> hms = [Heatmap(np.random.rand(4, 3), steps=[1, 2, 3, 4], layers=[1, 2, 3], metric=m) for m in ("rms", "std")]
+>>> hms = [Heatmap(np.random.rand(4, 3), steps=[1, 2, 3, 4], layers=[1, 2, 3], metric=m)
+...        for m in ("rms", "std")]
 >>> fig = multiples_figure(hms)
 >>> [ax.get_title() for ax in fig.axes if ax.get_label() == "panel"]
 ['rms', 'std']
@@ -81,7 +82,9 @@ def shared_default(hms: Sequence[Heatmap], opts: RenderOptions) -> bool:
 
 def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = None, **kw: Any) -> Any:
     """One figure with a panel per heatmap (heatmaps or per-layer lines, per ``kind``)."""
-    opts = options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    opts = (
+        options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    )
     hms = list(hms)
     if not hms:
         raise ConfigError("no heatmaps to draw; pass at least one.")
@@ -93,16 +96,17 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
     right = opts.colorbar == "right"
     per_panel_bar = not shared and not lines
     pw = float(np.clip(2.4 + 0.1 * n_layers, 3.6, 6.5)) + (0.9 if per_panel_bar and right else 0.0)
-    ph = float(np.clip(1.9 + 0.17 * min(n_steps, 30), 3.0, 5.0)) + (0.7 if per_panel_bar and not right else 0.0)
+    ph = float(np.clip(1.9 + 0.17 * min(n_steps, 30), 3.0, 5.0)) + (
+        0.7 if per_panel_bar and not right else 0.0
+    )
     if lines:
         pw, ph = 4.6, 3.2
-    figsize = opts.figsize or (min(24.0, ncols * pw + (1.1 if right and not per_panel_bar else 0.3)),
-                               min(30.0, nrows * ph + 0.7 + (0.8 if not right and not per_panel_bar else 0.0)))
+    figsize = opts.figsize or (
+        min(24.0, ncols * pw + (1.1 if right and not per_panel_bar else 0.3)),
+        min(30.0, nrows * ph + 0.7 + (0.8 if not right and not per_panel_bar else 0.0)),
+    )
     fig = new_figure(figsize)
-    axes = []
-    for k, hm in enumerate(hms):
-        ax = fig.add_subplot(nrows, ncols, k + 1, label="panel")
-        axes.append(ax)
+    axes = [fig.add_subplot(nrows, ncols, k + 1, label="panel") for k in range(len(hms))]
     cell_w = figsize[0] / ncols - (1.6 if per_panel_bar and right else 0.8)
     cell_h = figsize[1] / nrows - (1.4 if per_panel_bar and not right else 0.8)
     kinds: set[str] = set()
@@ -110,26 +114,48 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
         _draw_line_panels(fig, axes, hms, opts, shared, nrows, ncols)
         kinds = set().union(*(cell_kinds(h.values, opts.scale) for h in hms))
     else:
-        shared_cs = (color_scale([h.values for h in hms], opts, what="the panels", metric=hms[0].metric)
-                     if shared else None)
+        shared_cs = (
+            color_scale([h.values for h in hms], opts, what="the panels", metric=hms[0].metric)
+            if shared
+            else None
+        )
         mappable = None
         for k, (ax, hm) in enumerate(zip(axes, hms)):
-            cs = shared_cs or color_scale([hm.values], opts, what=f"{hm.metric!r} ({hm.site})", metric=hm.metric)
+            cs = shared_cs or color_scale(
+                [hm.values], opts, what=f"{hm.metric!r} ({hm.site})", metric=hm.metric
+            )
             row, col = divmod(k, ncols)
             below_empty = (row + 1) * ncols + col >= len(hms)
-            mappable, drawn = draw_heatmap(ax, hm, cs, opts, axes_size=(cell_w, cell_h),
-                                           xlabel=below_empty, ylabel=col == 0)
+            mappable, drawn = draw_heatmap(
+                ax, hm, cs, opts, axes_size=(cell_w, cell_h), xlabel=below_empty, ylabel=col == 0
+            )
             kinds |= drawn
             ax.set_title(panel_title(hm, hms), fontsize="medium")
             if not shared:
-                add_colorbar(fig, mappable, ax, cs, opts.label or metric_label(hm), opts.colorbar,
-                             length_in=cell_h if right else cell_w)
+                add_colorbar(
+                    fig,
+                    mappable,
+                    ax,
+                    cs,
+                    opts.label or metric_label(hm),
+                    opts.colorbar,
+                    length_in=cell_h if right else cell_w,
+                )
         if shared_cs is not None and mappable is not None:
-            label = opts.label or (metric_label(hms[0]) if len(_unique([h.metric for h in hms])) == 1 else "value")
+            label = opts.label or (
+                metric_label(hms[0]) if len(_unique([h.metric for h in hms])) == 1 else "value"
+            )
             if len(_unique([h.site for h in hms])) > 1:
                 label = opts.label or hms[0].metric
-            add_colorbar(fig, mappable, axes, shared_cs, label, opts.colorbar,
-                         length_in=figsize[1] - 1.0 if right else figsize[0] - 1.2)
+            add_colorbar(
+                fig,
+                mappable,
+                axes,
+                shared_cs,
+                label,
+                opts.colorbar,
+                length_in=figsize[1] - 1.0 if right else figsize[0] - 1.2,
+            )
         add_kind_legend(fig, sorted(kinds))
     ttl = opts.title if opts.title is not None else default_suptitle(hms)
     if ttl:
@@ -137,8 +163,9 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
     return fig
 
 
-def _draw_line_panels(fig: Any, axes: list[Any], hms: list[Heatmap], opts: RenderOptions, shared: bool,
-                      nrows: int, ncols: int) -> None:
+def _draw_line_panels(
+    fig: Any, axes: list[Any], hms: list[Heatmap], opts: RenderOptions, shared: bool, nrows: int, ncols: int
+) -> None:
     from .lines import add_depth_colorbar, draw_lines, line_kind_handles
 
     ylim = None
@@ -146,33 +173,52 @@ def _draw_line_panels(fig: Any, axes: list[Any], hms: list[Heatmap], opts: Rende
         f = finite_values([h.values for h in hms])
         if f.size:
             pad = (f.max() - f.min()) * 0.05 or abs(f.max()) * 0.05 or 1.0
-            ylim = (opts.vmin if opts.vmin is not None else f.min() - pad,
-                    opts.vmax if opts.vmax is not None else f.max() + pad)
+            ylim = (
+                opts.vmin if opts.vmin is not None else f.min() - pad,
+                opts.vmax if opts.vmax is not None else f.max() + pad,
+            )
     sms = []
     kinds: set[str] = set()
     for k, (ax, hm) in enumerate(zip(axes, hms)):
         row, col = divmod(k, ncols)
         below_empty = (row + 1) * ncols + col >= len(hms)
-        sm, drawn = draw_lines(ax, hm, opts.replace(label=opts.label or metric_label(hm)), xlabel=below_empty,
-                               ylabel=True, ylim=ylim)
+        sm, drawn = draw_lines(
+            ax,
+            hm,
+            opts.replace(label=opts.label or metric_label(hm)),
+            xlabel=below_empty,
+            ylabel=True,
+            ylim=ylim,
+        )
         sms.append(sm)
         kinds |= drawn
         ax.set_title(panel_title(hm, hms), fontsize="medium")
     if len(_unique([",".join(map(str, h.layers)) for h in hms])) == 1:
         full = fig.get_size_inches()
-        add_depth_colorbar(fig, sms[0], axes, list(hms[0].layers), opts.colorbar,
-                           length_in=full[1] - 1.0 if opts.colorbar == "right" else full[0] - 1.2)
+        add_depth_colorbar(
+            fig,
+            sms[0],
+            axes,
+            list(hms[0].layers),
+            opts.colorbar,
+            length_in=full[1] - 1.0 if opts.colorbar == "right" else full[0] - 1.2,
+        )
     else:  # different layer sets: each panel keeps its own depth key
         for ax, sm, hm in zip(axes, sms, hms):
             add_depth_colorbar(fig, sm, ax, list(hm.layers), opts.colorbar)
     handles = line_kind_handles(kinds)
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize="small")
+        fig.legend(
+            handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize="small"
+        )
 
 
-def plot_multiples(hms: Sequence[Heatmap], path: str | os.PathLike[str], options: RenderOptions | None = None,
-                   **kw: Any) -> Path:
+def plot_multiples(
+    hms: Sequence[Heatmap], path: str | os.PathLike[str], options: RenderOptions | None = None, **kw: Any
+) -> Path:
     """Write the small-multiples figure of ``hms`` to ``path`` (.png, .svg or .pdf)."""
     out = check_output_path(path)
-    opts = options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    opts = (
+        options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
+    )
     return save_figure(multiples_figure(hms, opts), out, opts.dpi)

@@ -39,7 +39,9 @@ class RenderOptions:
     vmax: float | None = None
     scale: str = "linear"  # "linear", "log" (positive values only) or "symlog" (signed, log beyond linthresh)
     linthresh: float | None = None  # symlog: |v| below this is linear; None: 5th percentile of |v| > 0
-    center: float | None = None  # diverging colour map centred here (compare uses 0); None: 0 if data is signed
+    center: float | None = (
+        None  # diverging colour map centred here (compare uses 0); None: 0 if data is signed
+    )
     annotate: bool = False  # print each cell's value in it; skipped with a warning above 40 x 40 cells
     colorbar: str = "right"  # "right" or "bottom"
     title: str | None = None  # None: a default title naming metric and run; "": no title
@@ -52,11 +54,15 @@ class RenderOptions:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ConfigError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}; pass kind='heatmap' or 'lines'.")
+            raise ConfigError(
+                f"kind {self.kind!r} is not one of {', '.join(KINDS)}; pass kind='heatmap' or 'lines'."
+            )
         if self.scale not in SCALES:
             raise ConfigError(f"scale {self.scale!r} is not one of {', '.join(SCALES)}; pass one of those.")
         if self.colorbar not in COLORBARS:
-            raise ConfigError(f"colorbar {self.colorbar!r} is not one of {', '.join(COLORBARS)}; pass 'right' or 'bottom'.")
+            raise ConfigError(
+                f"colorbar {self.colorbar!r} is not one of {', '.join(COLORBARS)}; pass 'right' or 'bottom'."
+            )
         for name in ("vmin", "vmax", "linthresh", "center"):
             v = getattr(self, name)
             if v is not None:
@@ -68,12 +74,16 @@ class RenderOptions:
                     raise ConfigError(f"{name}={v!r} is not finite; pass a finite number.")
                 setattr(self, name, v)
         if self.vmin is not None and self.vmax is not None and not self.vmax > self.vmin:
-            raise ConfigError(f"vmax ({self.vmax:g}) must be greater than vmin ({self.vmin:g}); swap or change them.")
+            raise ConfigError(
+                f"vmax ({self.vmax:g}) must be greater than vmin ({self.vmin:g}); swap or change them."
+            )
         if self.scale == "log":
             for name in ("vmin", "vmax"):
                 v = getattr(self, name)
                 if v is not None and v <= 0:
-                    raise ConfigError(f"a log scale needs {name} > 0, got {v:g}; pass a positive {name} or use symlog.")
+                    raise ConfigError(
+                        f"a log scale needs {name} > 0, got {v:g}; pass a positive {name} or use symlog."
+                    )
         if self.linthresh is not None and self.linthresh <= 0:
             raise ConfigError(f"linthresh must be positive, got {self.linthresh:g}; pass e.g. 1e-3.")
         if self.figsize is not None:
@@ -114,7 +124,9 @@ def parse_figsize(value: Any) -> tuple[float, float]:
     try:
         w, h = (float(p) for p in parts)
     except (TypeError, ValueError):
-        raise ConfigError(f"figure size {value!r} is not two numbers; pass width,height in inches, e.g. 7,4.") from None
+        raise ConfigError(
+            f"figure size {value!r} is not two numbers; pass width,height in inches, e.g. 7,4."
+        ) from None
     if not (1 <= w <= 100 and 1 <= h <= 100):
         raise ConfigError(f"figure size {value!r} is outside 1..100 inches per side; pass e.g. 7,4.")
     return (w, h)
@@ -128,4 +140,6 @@ def check_cmap(name: str) -> str:
         return name
     close = difflib.get_close_matches(name, list(colormaps), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise ConfigError(f"unknown colormap {name!r}; {hint}see matplotlib's colormap list (e.g. magma, viridis, RdBu_r).")
+    raise ConfigError(
+        f"unknown colormap {name!r}; {hint}see matplotlib's colormap list (e.g. magma, viridis, RdBu_r)."
+    )

@@ -90,7 +90,8 @@ def is_signed(arrays: Sequence[np.ndarray], metric: str | None = None) -> bool:
     and takes both signs, or either side reaches 10% of the other's largest magnitude (so a few
     slightly negative cells of a positive metric do not switch the map to diverging).
 
-    >>> is_signed([np.array([-0.01, 1.0])]), is_signed([np.array([-0.5, 1.0])]), is_signed([np.array([-0.01, 1.0])], "mean")
+    >>> few_negative, both = np.array([-0.01, 1.0]), np.array([-0.5, 1.0])
+    >>> is_signed([few_negative]), is_signed([both]), is_signed([few_negative], "mean")
     (False, True, True)
     """
     f = finite_values(arrays)
@@ -111,13 +112,15 @@ def auto_linthresh(finite: np.ndarray) -> float:
     return float(max(np.percentile(a, 5), a.max() * 1e-6))
 
 
-def color_scale(arrays: Sequence[np.ndarray], opts: RenderOptions, what: str = "the values",
-                metric: str | None = None) -> ColorScale:
+def color_scale(
+    arrays: Sequence[np.ndarray], opts: RenderOptions, what: str = "the values", metric: str | None = None
+) -> ColorScale:
     """Choose the colour scale for ``arrays`` (one heatmap, or all panels sharing a scale).
 
     Linear: from min(0, data) to the data max (the reference figure starts at 0); signed data
-    (:func:`is_signed`), or ``opts.center``, gets a diverging map symmetric about the centre. Log: from the smallest
-    positive value. Symlog: symmetric about 0. ``opts.vmin``/``vmax`` override either end.
+    (:func:`is_signed`), or ``opts.center``, gets a diverging map symmetric about the centre.
+    Log: from the smallest positive value. Symlog: symmetric about 0. ``opts.vmin``/``vmax``
+    override either end.
 
     >>> s = color_scale([np.array([[-2.0, 1.0]])], RenderOptions())
     >>> (s.lo, s.hi, s.cmap, s.center)
@@ -130,7 +133,8 @@ def color_scale(arrays: Sequence[np.ndarray], opts: RenderOptions, what: str = "
         if not pos.size and (opts.vmin is None or opts.vmax is None):
             low = f"the smallest is {f.min():g}" if f.size else "there are no finite values"
             raise ConfigError(
-                f"a log scale needs positive values, but {what} has none ({low}); use symlog (--symlog) or linear."
+                f"a log scale needs positive values, but {what} has none ({low}); "
+                "use symlog (--symlog) or linear."
             )
         lo = opts.vmin if opts.vmin is not None else float(pos.min())
         hi = opts.vmax if opts.vmax is not None else float(pos.max())
@@ -146,8 +150,15 @@ def color_scale(arrays: Sequence[np.ndarray], opts: RenderOptions, what: str = "
         if not hi > lo:
             hi = lo + (abs(lo) or 1.0)
         center = 0.0 if lo < 0 < hi else None
-        return ColorScale("symlog", lo, hi, cmap or (DIVERGING if center is not None else SEQUENTIAL),
-                          center=center, linthresh=lt, extend=_extend(f, lo, hi))
+        return ColorScale(
+            "symlog",
+            lo,
+            hi,
+            cmap or (DIVERGING if center is not None else SEQUENTIAL),
+            center=center,
+            linthresh=lt,
+            extend=_extend(f, lo, hi),
+        )
     if opts.center is not None or is_signed([f], metric):
         c = opts.center if opts.center is not None else 0.0
         m = float(np.abs(f - c).max()) if f.size else 1.0
@@ -167,7 +178,9 @@ def color_scale(arrays: Sequence[np.ndarray], opts: RenderOptions, what: str = "
 def _extend(f: np.ndarray, lo: float, hi: float) -> str:
     below = bool(f.size and f.min() < lo)
     above = bool(f.size and f.max() > hi)
-    return {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[(below, above)]
+    return {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
+        (below, above)
+    ]
 
 
 def cell_kinds(values: np.ndarray, scale: str = "linear") -> dict[str, np.ndarray]:
@@ -220,7 +233,9 @@ def nice_ticks(lo: int, hi: int, max_ticks: int) -> list[int]:
     max_ticks = max(2, int(max_ticks))
     for stride in _nice_strides((hi - lo) / max(1, max_ticks - 1)):
         first = math.ceil(lo / stride) * stride
-        interior = [t for t in range(first, hi + 1, stride) if t - lo >= 0.75 * stride and hi - t >= 0.75 * stride]
+        interior = [
+            t for t in range(first, hi + 1, stride) if t - lo >= 0.75 * stride and hi - t >= 0.75 * stride
+        ]
         ticks = [lo, *interior, hi]
         if len(ticks) <= max_ticks:
             return ticks
@@ -283,29 +298,41 @@ def row_axis(steps: Sequence[int], true_steps: bool, max_labels: int) -> RowAxis
     if even or true_steps:
         edges = step_edges(steps)
         centers = np.asarray(steps, dtype=np.float64)
-        ticks = [float(s) for s in steps] if n <= max_labels else [float(t) for t in nice_ticks(steps[0], steps[-1], max_labels)]
+        ticks = (
+            [float(s) for s in steps]
+            if n <= max_labels
+            else [float(t) for t in nice_ticks(steps[0], steps[-1], max_labels)]
+        )
         return RowAxis(edges, centers, ticks, [format_step(t) for t in ticks], True, even)
     edges = np.arange(n + 1, dtype=np.float64) - 0.5
     centers = np.arange(n, dtype=np.float64)
-    if n <= max_labels:
-        rows = list(range(n))
-    else:
-        arr = np.asarray(steps)
-        rows = sorted({int(np.argmin(np.abs(arr - t))) for t in nice_ticks(steps[0], steps[-1], max_labels)})
-        rows = _spread(rows, n / (2 * max_labels))
-    return RowAxis(edges, centers, [float(r) for r in rows], [format_step(steps[r]) for r in rows], False, True)
+    rows = list(range(n)) if n <= max_labels else _round_rows(steps, max_labels)
+    return RowAxis(
+        edges, centers, [float(r) for r in rows], [format_step(steps[r]) for r in rows], False, True
+    )
 
 
-def _spread(rows: list[int], min_gap: float) -> list[int]:
-    """Keep the first and last row and the rows in between at least ``min_gap`` from their neighbours."""
-    if len(rows) <= 2:
-        return rows
-    kept = [rows[0]]
-    for r in rows[1:-1]:
-        if r - kept[-1] >= min_gap and rows[-1] - r >= min_gap:
-            kept.append(r)
-    kept.append(rows[-1])
-    return kept
+def _roundness(step: int) -> int:
+    """How round a step is: its count of trailing zeros (0 for 0, which is round anyway)."""
+    s, k = abs(int(step)), 0
+    while s and s % 10 == 0:
+        s, k = s // 10, k + 1
+    return k if step else 99
+
+
+def _round_rows(steps: Sequence[int], max_labels: int) -> list[int]:
+    """Evenly spread rows (first and last included); each interior one moved, within half a
+    spacing, to the row whose step is roundest, so labels read 500, 1k, 2k rather than 537, 1.06k."""
+    n = len(steps)
+    base = [int(i) for i in np.linspace(0, n - 1, max_labels).round()]
+    half = max(0, int((n - 1) / (max_labels - 1) / 2) - 1)
+    rows = [0]
+    for b in base[1:-1]:
+        lo, hi = max(rows[-1] + 1, b - half), min(n - 2, b + half)
+        if lo > hi:
+            continue
+        rows.append(max(range(lo, hi + 1), key=lambda r: (_roundness(steps[r]), -abs(r - b))))
+    return [*rows, n - 1]
 
 
 def layer_ticks(layers: Sequence[int], max_labels: int) -> tuple[list[float], list[str]]:

@@ -9,26 +9,37 @@ drawing is safe in threads and never opens a window.
 
 >>> import numpy as np
 >>> from layerscope.store.heatmap import Heatmap
->>> fig = heatmap_figure(Heatmap(np.random.rand(30, 12), steps=range(1000, 31000, 1000), layers=range(1, 13)))
->>> [t.get_text() for t in fig.axes[0].get_yticklabels()][:3]
-['1k', '2k', '3k']
+>>> hm = Heatmap(np.random.rand(10, 12) * 0.008, steps=range(30_000, 330_000, 30_000), layers=range(1, 13))
+>>> [t.get_text() for t in heatmap_figure(hm).axes[0].get_yticklabels()][:4]
+['30k', '60k', '90k', '120k']
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .._format import format_value
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, NotFoundError, StoreError
 from ..store.heatmap import Heatmap
 from .options import MAX_ANNOTATE, RenderOptions, RenderWarning
-from .scale import KIND_LABELS, MISSING_GREY, ColorScale, RowAxis, cell_kinds, color_scale, layer_ticks, row_axis
+from .scale import (
+    KIND_LABELS,
+    MISSING_GREY,
+    ColorScale,
+    RowAxis,
+    cell_kinds,
+    color_scale,
+    layer_ticks,
+    row_axis,
+)
 
 FORMATS = (".png", ".svg", ".pdf")
 ALL_FORMATS = (*FORMATS, ".html")
@@ -62,7 +73,12 @@ def check_output_path(path: str | os.PathLike[str], formats: tuple[str, ...] = F
         )
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists():
-        raise StoreError(f"folder {str(parent)!r} for {str(path)!r} does not exist; create it or choose another path.")
+        raise NotFoundError(
+            f"folder {str(parent)!r} for {str(path)!r} does not exist; "
+            "create it or choose another output path."
+        )
+    if not parent.is_dir():
+        raise StoreError(f"{str(parent)!r} is a file, not a folder; choose another output path.")
     if not os.access(parent, os.W_OK):
         raise StoreError(f"folder {str(parent)!r} is not writable; choose another output path.")
     if p.exists() and p.is_dir():
@@ -97,24 +113,68 @@ def _layout_once(fig: Any, dpi: int) -> None:
     fig.set_layout_engine("none")
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
-    """Write ``fig`` to ``path`` atomically (a temporary file renamed into place): never half a file."""
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; restored at once
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Call ``write(filename)`` so that ``path`` never holds half a result.
+
+    A regular file is written as a temporary file next to it and renamed into place, with the mode
+    any other program would give it (an existing file's own mode, else 0666 minus the umask; mkstemp
+    alone would leave 0600). A pipe or device (``-o /dev/stdout``, a FIFO) is written into directly.
+    Failures become one StoreError line.
+    """
     out = Path(path)
-    fmt = out.suffix.lower().lstrip(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent if str(out.parent) else ".")
+
+    def fail(e: OSError) -> StoreError:
+        return StoreError(f"cannot write {str(out)!r}: {e.strerror or e}; choose another output path.")
+
+    try:
+        st: os.stat_result | None = os.stat(out)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise fail(e) from e
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        # Writers may seek (PNG does): render to a private temporary file, then stream it in.
+        try:
+            with tempfile.TemporaryDirectory(prefix="layerscope-") as d:
+                tmp = os.path.join(d, out.name)
+                write(tmp)
+                with open(tmp, "rb") as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        except OSError as e:
+            raise fail(e) from e
+        return out
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else "."
+        )
+    except OSError as e:
+        raise fail(e) from e
     os.close(fd)
     try:
-        _layout_once(fig, dpi)
-        # zlib level 4 instead of 6: a third of the encoding time for a few % more bytes on noisy maps.
-        extra = {"pil_kwargs": {"compress_level": 4}} if fmt == "png" else {}
-        fig.savefig(tmp, dpi=dpi, format=fmt, **extra)
+        write(tmp)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
         os.replace(tmp, out)
     except OSError as e:
-        raise StoreError(f"cannot write {str(out)!r}: {e.strerror or e}; choose another output path.") from e
+        raise fail(e) from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix) through :func:`write_atomic`."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    _layout_once(fig, dpi)
+    # zlib level 4 instead of 6: a third of the encoding time for a few % more bytes on noisy maps.
+    extra = {"pil_kwargs": {"compress_level": 4}} if fmt == "png" else {}
+    return write_atomic(path, lambda name: fig.savefig(name, dpi=dpi, format=fmt, **extra))
 
 
 def metric_label(hm: Heatmap) -> str:
@@ -136,7 +196,7 @@ def default_figsize(n_steps: int, n_layers: int, opts: RenderOptions) -> tuple[f
         h = min(18.0, max(4.5, 1.8 + 0.34 * n_steps))
     else:
         w = min(16.0, max(6.0, 3.0 + 0.28 * n_layers))
-        h = min(12.0, max(4.5, 2.0 + 0.3 * min(n_steps, 30)))
+        h = min(12.0, 1.3 * w, max(4.5, 2.0 + 0.3 * min(n_steps, 30)))  # no taller than ~4:3 portrait
     if opts.colorbar == "bottom":
         h += 0.7
         w -= 0.6
@@ -191,12 +251,24 @@ def draw_heatmap(
         px_rows = max(1, int(axes_size[1] * opts.dpi * 0.95))
         px_cols = max(1, int(axes_size[0] * opts.dpi * 0.95))
         rgba = block_mean(block_mean(rgba, -(-n_steps // px_rows), 0), -(-n_layers // px_cols), 1)
-        ax.imshow(rgba, aspect="auto", interpolation="nearest", origin="upper",
-                  extent=(0.5, n_layers + 0.5, rows.edges[-1], rows.edges[0]))
+        ax.imshow(
+            rgba,
+            aspect="auto",
+            interpolation="nearest",
+            origin="upper",
+            extent=(0.5, n_layers + 0.5, rows.edges[-1], rows.edges[0]),
+        )
         mappable = ScalarMappable(norm=norm, cmap=cm)
     else:
-        mappable = ax.pcolormesh(np.arange(n_layers + 1) + 0.5, rows.edges, masked, cmap=cm, norm=norm,
-                                 shading="flat", rasterized=True)  # rasterized: a small PDF/SVG at any size
+        mappable = ax.pcolormesh(
+            np.arange(n_layers + 1) + 0.5,
+            rows.edges,
+            masked,
+            cmap=cm,
+            norm=norm,
+            shading="flat",
+            rasterized=True,
+        )  # rasterized: a small PDF/SVG at any size
         ax.set_ylim(rows.edges[-1], rows.edges[0])
         ax.set_xlim(0.5, n_layers + 0.5)
         if n_steps == 0 or n_layers == 0:
@@ -252,8 +324,9 @@ def _hatch_cells(ax: Any, mask: np.ndarray, rows: RowAxis, kind: str) -> None:
         y0, y1 = rows.edges[i], rows.edges[i + 1]
         for a, b in _runs(mask[i]):
             rects.append(Rectangle((a + 0.5, y0), b - a, y1 - y0))
-    coll = PatchCollection(rects, facecolor=face, edgecolor="none", hatch=hatch, hatchcolor=HATCH_COLOR,
-                           linewidth=0, zorder=2)
+    coll = PatchCollection(
+        rects, facecolor=face, edgecolor="none", hatch=hatch, hatchcolor=HATCH_COLOR, linewidth=0, zorder=2
+    )
     coll.set_gid(f"cells-{kind}")
     ax.add_collection(coll)
 
@@ -271,8 +344,9 @@ def text_colors(rgba: np.ndarray) -> np.ndarray:
     return np.where((lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05), "black", "white")
 
 
-def annotate_cells(ax: Any, vals: np.ndarray, rows: RowAxis, cm: Any, norm: Any,
-                   axes_size: tuple[float, float]) -> bool:
+def annotate_cells(
+    ax: Any, vals: np.ndarray, rows: RowAxis, cm: Any, norm: Any, axes_size: tuple[float, float]
+) -> bool:
     """Print each finite cell's value (3 significant digits) in black or white for contrast.
 
     Skipped with a :class:`RenderWarning` (returns False) above 40 x 40 cells, or when the cells
@@ -281,9 +355,12 @@ def annotate_cells(ax: Any, vals: np.ndarray, rows: RowAxis, cm: Any, norm: Any,
     n_steps, n_layers = vals.shape
     if n_steps > MAX_ANNOTATE or n_layers > MAX_ANNOTATE:
         warnings.warn(
-            f"--annotate skipped: {n_steps} steps x {n_layers} layers is more than {MAX_ANNOTATE} x {MAX_ANNOTATE} "
-            "cells, too many to read; select fewer steps or layers (e.g. a CSV slice) to annotate.",
-            RenderWarning, stacklevel=3)
+            f"--annotate skipped: {n_steps} steps x {n_layers} layers is more than "
+            f"{MAX_ANNOTATE} x {MAX_ANNOTATE} cells, too many to read; select fewer steps or layers "
+            "(e.g. a CSV slice) to annotate.",
+            RenderWarning,
+            stacklevel=3,
+        )
         return False
     texts = [[format_value(v, 3) if np.isfinite(v) else "" for v in row] for row in vals]
     chars = max((len(t) for row in texts for t in row), default=1) or 1
@@ -294,7 +371,10 @@ def annotate_cells(ax: Any, vals: np.ndarray, rows: RowAxis, cm: Any, norm: Any,
     if size < 4.5:
         warnings.warn(
             f"--annotate skipped: cells are {cell_w_pt:.0f} x {cell_h_pt:.0f} pt, too small for readable "
-            "numbers; pass a larger --figsize.", RenderWarning, stacklevel=3)
+            "numbers; pass a larger --figsize.",
+            RenderWarning,
+            stacklevel=3,
+        )
         return False
     with np.errstate(invalid="ignore"):
         rgba = cm(norm(np.ma.masked_invalid(vals)))
@@ -302,8 +382,17 @@ def annotate_cells(ax: Any, vals: np.ndarray, rows: RowAxis, cm: Any, norm: Any,
     for i in range(n_steps):
         for j in range(n_layers):
             if texts[i][j]:
-                ax.text(j + 1, rows.centers[i], texts[i][j], ha="center", va="center", fontsize=size,
-                        color=colors[i, j], zorder=3, gid="cell-value")
+                ax.text(
+                    j + 1,
+                    rows.centers[i],
+                    texts[i][j],
+                    ha="center",
+                    va="center",
+                    fontsize=size,
+                    color=colors[i, j],
+                    zorder=3,
+                    gid="cell-value",
+                )
     return True
 
 
@@ -320,14 +409,25 @@ def colorbar_kwargs(where: str, length_in: float) -> dict[str, Any]:
     return {"location": "bottom", "fraction": 0.06, "pad": 0.02, "aspect": aspect * 0.9, "shrink": 0.9}
 
 
-def add_colorbar(fig: Any, mappable: Any, ax: Any, cs: ColorScale, label: str, where: str,
-                 length_in: float = 5.0) -> Any:
+def add_colorbar(
+    fig: Any, mappable: Any, ax: Any, cs: ColorScale, label: str, where: str, length_in: float = 5.0
+) -> Any:
     kw = colorbar_kwargs(where, length_in)
     kw["extend"] = cs.extend
     cb = fig.colorbar(mappable, ax=ax, **kw)
     cb.set_label(label)
     if cs.kind == "linear":
         cb.formatter.set_useMathText(True)  # 1e-3 offsets as x10^-3, not a bare 1e-3 above the bar
+    elif cs.kind == "log" and cs.hi / cs.lo < 1000:
+        # Under three decades the default shows one or two 'a x 10^b' labels; plain numbers at
+        # 1-2-5 (every integer multiple under one decade) read better.
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        subs = np.arange(1, 10) if cs.hi / cs.lo < 10 else (1.0, 2.0, 5.0)
+        axis = cb.ax.yaxis if where == "right" else cb.ax.xaxis
+        axis.set_major_locator(LogLocator(10, subs=subs))
+        axis.set_major_formatter(FuncFormatter(lambda v, _p: format_value(v, 2)))
+        axis.set_minor_formatter(NullFormatter())
     return cb
 
 
@@ -343,8 +443,16 @@ def kind_handles(kinds: Sequence[str]) -> list[Any]:
             out.append(Patch(facecolor=MISSING_GREY, edgecolor="none", label=KIND_LABELS[kind]))
         else:
             face, hatch = HATCHES[kind]
-            out.append(Patch(facecolor=face, edgecolor="#808080", linewidth=0.5, hatch=hatch,
-                             hatchcolor=HATCH_COLOR, label=KIND_LABELS[kind]))
+            out.append(
+                Patch(
+                    facecolor=face,
+                    edgecolor="#808080",
+                    linewidth=0.5,
+                    hatch=hatch,
+                    hatchcolor=HATCH_COLOR,
+                    label=KIND_LABELS[kind],
+                )
+            )
     return out
 
 
@@ -352,8 +460,16 @@ def add_kind_legend(fig: Any, kinds: Sequence[str]) -> Any:
     handles = kind_handles(kinds)
     if not handles:
         return None
-    return fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False,
-                      fontsize="small", handlelength=1.6, handleheight=1.2, columnspacing=1.5)
+    return fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=len(handles),
+        frameon=False,
+        fontsize="small",
+        handlelength=1.6,
+        handleheight=1.2,
+        columnspacing=1.5,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,19 +497,33 @@ def heatmap_figure(hm: Heatmap, options: RenderOptions | None = None, **kw: Any)
     ax = fig.add_subplot()
     kinds = cell_kinds(hm.values, cs.kind)
     ttl = opts.title if opts.title is not None else default_title(hm)
-    axes_size = (figsize[0] - (1.25 if opts.colorbar == "right" else 0.0) - 0.9,
-                 figsize[1] - (0.45 if ttl else 0.1) - 0.6 - (0.9 if opts.colorbar == "bottom" else 0.0)
-                 - (0.35 if kinds else 0.0))
+    axes_size = (
+        figsize[0] - (1.25 if opts.colorbar == "right" else 0.0) - 0.9,
+        figsize[1]
+        - (0.45 if ttl else 0.1)
+        - 0.6
+        - (0.9 if opts.colorbar == "bottom" else 0.0)
+        - (0.35 if kinds else 0.0),
+    )
     mappable, drawn = draw_heatmap(ax, hm, cs, opts, axes_size=axes_size)
     if ttl:
         ax.set_title(ttl)
-    add_colorbar(fig, mappable, ax, cs, opts.label or metric_label(hm), opts.colorbar,
-                 length_in=axes_size[1] if opts.colorbar == "right" else axes_size[0])
+    add_colorbar(
+        fig,
+        mappable,
+        ax,
+        cs,
+        opts.label or metric_label(hm),
+        opts.colorbar,
+        length_in=axes_size[1] if opts.colorbar == "right" else axes_size[0],
+    )
     add_kind_legend(fig, sorted(drawn))
     return fig
 
 
-def plot_heatmap(hm: Heatmap, path: str | os.PathLike[str], options: RenderOptions | None = None, **kw: Any) -> Path:
+def plot_heatmap(
+    hm: Heatmap, path: str | os.PathLike[str], options: RenderOptions | None = None, **kw: Any
+) -> Path:
     """Write ``hm`` as a heatmap image; the format comes from the file suffix (.png, .svg, .pdf).
 
     Options are :class:`~layerscope.render.options.RenderOptions` fields (cmap, vmin, vmax, scale,

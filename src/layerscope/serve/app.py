@@ -10,8 +10,9 @@ Endpoints (all GET; every ``/api`` answer is strict JSON, errors as ``{"error": 
                             the (steps x layers) matrix; with since_step only the later steps
     /api/report?run=&metric=&site=
                             the analysis report (Markdown and its JSON) of that matrix
-    /api/compare?run_a=&run_b=&metric=&site=
-                            two runs on their common steps and layers, and their difference
+    /api/compare?run_a=&run_b=&metric=&site=[&mode=absolute|relative]
+                            two runs on their common steps and layers, B - A (as ``layerscope
+                            compare``), and the sentences saying where they differ most
 
 Nothing here writes: each request opens its own read-only connection (``serve.reader``).
 The page sets every user string (run, layer, metric, site names) as text, and the
@@ -249,17 +250,15 @@ def create_app(
     def api_compare() -> Response:
         run_a, run_b = _arg("run_a"), _arg("run_b")
         metric, site = _arg("metric", "rms"), _arg("site", "output")
+        mode = request.args.get("mode", "absolute")
+        if mode not in ("absolute", "relative"):
+            raise ConfigError(f"mode={mode!r} is not a comparison; pass mode=absolute (B - A) or mode=relative "
+                              "(100 x (B - A) / |A|, in %).")
 
         def read(st: Any) -> tuple[Any, Any]:
             return reader.read_matrix(st, run_a, metric, site), reader.read_matrix(st, run_b, metric, site)
 
         a, b = store_reader(read)
-        return _json({
-            "run_a": run_a, "run_b": run_b, "metric": metric, "site": site,
-            "a_steps": len(a.steps), "b_steps": len(b.steps),
-            "a_last_step": a.steps[-1] if a.steps else None, "b_last_step": b.steps[-1] if b.steps else None,
-            "layer_names_a": list(a.layer_names), "layer_names_b": list(b.layer_names),
-            **reader.align(a, b),
-        })
+        return _json(reader.compare_json(a, b, relative=mode == "relative"))
 
     return app

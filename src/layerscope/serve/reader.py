@@ -211,25 +211,28 @@ def heatmap_json(hm: Heatmap, since_step: int | None = None) -> dict[str, Any]:
     }
 
 
-def align(a: Heatmap, b: Heatmap) -> dict[str, Any]:
-    """Two matrices on their common steps and layers (by 1-based depth index), and ``a - b``."""
-    common = sorted(set(a.steps) & set(b.steps))
-    n = min(len(a.layers), len(b.layers))
-    ia = [a.steps.index(s) for s in common]  # type: ignore[union-attr]
-    ib = [b.steps.index(s) for s in common]  # type: ignore[union-attr]
-    va = a.values[ia, :n] if common else np.zeros((0, n))
-    vb = b.values[ib, :n] if common else np.zeros((0, n))
-    with np.errstate(invalid="ignore"):
-        diff = va - vb
-    notes = []
-    if len(a.layers) != len(b.layers):
-        notes.append(f"run {a.run!r} has {len(a.layers)} layers and run {b.run!r} has {len(b.layers)}; "
-                     f"layers 1-{n} are compared by depth index.")
-    if not common:
-        notes.append(f"runs {a.run!r} and {b.run!r} share no recorded step; nothing to subtract.")
+def compare_json(a: Heatmap, b: Heatmap, relative: bool = False) -> dict[str, Any]:
+    """Runs A and B on their common steps and layers, B - A (``relative``: 100 x (B - A) / |A|, %)
+    and the summary of where they differ, all from :mod:`layerscope.render.diff` (the same numbers
+    and sentences as ``layerscope compare``). No common step yet is an answer, not an error."""
+    from ..render.diff import align, diff_values, summarize
+
+    head: dict[str, Any] = {
+        "run_a": a.run, "run_b": b.run, "metric": a.metric, "site": a.site,
+        "mode": "relative" if relative else "absolute",
+        "a_steps": len(a.steps), "b_steps": len(b.steps),
+        "a_last_step": a.steps[-1] if len(a.steps) else None, "b_last_step": b.steps[-1] if len(b.steps) else None,
+    }
+    try:
+        al = align(a, b)
+    except NotFoundError as e:  # a run that has just started shares no step with the other yet
+        return {**head, "steps": [], "layers": [], "layer_names": [], "a": [], "b": [], "diff": [],
+                "steps_only_a": list(a.steps), "steps_only_b": list(b.steps), "layers_only_a": [], "layers_only_b": [],
+                "notes": [str(e)], "summary": []}
     return {
-        "steps": common, "layers": list(range(1, n + 1)),
-        "a": finite_or_none(va), "b": finite_or_none(vb), "diff": finite_or_none(diff),
-        "a_only_steps": len(set(a.steps) - set(common)), "b_only_steps": len(set(b.steps) - set(common)),
-        "notes": notes,
+        **head, "steps": al.steps, "layers": al.layers, "layer_names": al.layer_names,
+        "a": finite_or_none(al.a), "b": finite_or_none(al.b), "diff": finite_or_none(diff_values(al.a, al.b, relative)),
+        "steps_only_a": al.steps_only_a, "steps_only_b": al.steps_only_b,
+        "layers_only_a": al.layers_only_a, "layers_only_b": al.layers_only_b,
+        "notes": [], "summary": summarize(a, b, relative).sentences,
     }

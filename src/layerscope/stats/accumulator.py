@@ -18,9 +18,8 @@ import torch
 from .functional import (
     N_RAW,
     N_STATE,
-    batch_hist,
-    batch_raw,
-    batch_units_max,
+    HistBinner,
+    _batch,
     empty_state,
     merge_states,
     raw_to_state,
@@ -40,6 +39,8 @@ class StatSpec:
     hist_edges: Sequence[float] = ()
     groups: frozenset[str] = field(init=False)
     fn_metrics: list[Metric] = field(init=False)
+    # The histogram binning tables, built once and shared by every slot (None without 'hist').
+    binner: HistBinner | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         g: set[str] = set()
@@ -47,6 +48,8 @@ class StatSpec:
             g |= set(m.needs)
         self.groups = frozenset(g)
         self.fn_metrics = [m for m in self.metrics if m.fn is not None]
+        if "hist" in self.groups:
+            self.binner = HistBinner(self.hist_edges)
 
 
 class SlotAccumulator:
@@ -54,7 +57,8 @@ class SlotAccumulator:
 
     def __init__(self, spec: StatSpec) -> None:
         self.spec = spec
-        self._edges_t: torch.Tensor | None = None
+        if "hist" in spec.groups and spec.binner is None:  # a spec whose edges were set after creation
+            spec.binner = HistBinner(spec.hist_edges)
         self.reset()
 
     def reset(self) -> None:
@@ -68,20 +72,17 @@ class SlotAccumulator:
     # -- in the hook: no host sync below this line ------------------------------------------------
     def update(self, x: torch.Tensor) -> None:
         spec = self.spec
-        self._raws.append(batch_raw(x, spec.groups, spec.eps))
+        raw, u, h = _batch(x, spec.groups, spec.eps, spec.binner)  # one pass over the groups' needs
+        self._raws.append(raw)
         if len(self._raws) >= _COMPACT_AT:
             self._compact()
-        if "units" in spec.groups:
-            u = batch_units_max(x)
+        if u is not None:
             if self.units is None or self.units.shape != u.shape:
                 # A module whose width changes between calls: keep the widest (documented).
                 self.units = u if self.units is None or u.numel() >= self.units.numel() else self.units
             else:
                 self.units = torch.maximum(self.units, u)
-        if "hist" in spec.groups:
-            if self._edges_t is None or self._edges_t.device != x.device:
-                self._edges_t = torch.tensor(list(spec.hist_edges), dtype=torch.float32, device=x.device)
-            h = batch_hist(x, self._edges_t)
+        if h is not None:
             self.hist = h if self.hist is None else self.hist + h
         if spec.fn_metrics:
             vals = []
@@ -138,8 +139,30 @@ class WindowState:
     fn: torch.Tensor | None  # (S, F, 2) float64
 
 
+def _batched_states(accs: Sequence[SlotAccumulator], device: torch.device | None) -> torch.Tensor | None:
+    """The states of all slots in one ``raw_to_state`` (+ one merge) when every slot saw the same
+    number of forwards and nothing was folded yet (the usual record step); else None.
+
+    Per slot, that is a stack, a ``raw_to_state`` and a clone or merge of some 25 tiny ops: at a
+    dozen slots or more, most of a record step's cost. Together it is the same arithmetic, once.
+    """
+    k = len(accs[0]._raws)
+    if k == 0 or any(a._state is not None or len(a._raws) != k for a in accs):
+        return None
+    dev = accs[0]._raws[0].device
+    if any(r.device != dev for a in accs for r in a._raws):
+        return None
+    raws = torch.stack([r for a in accs for r in a._raws])  # (S * k, N_RAW), slot-major
+    states = raw_to_state(raws)
+    if k > 1:
+        states = merge_states(states.view(len(accs), k, N_STATE).transpose(0, 1))  # (k, S, N) -> (S, N)
+    return states.to(device)
+
+
 def collect(accs: Sequence[SlotAccumulator], spec: StatSpec, device: torch.device | None) -> WindowState:
-    states = torch.stack([a.state(device).to(device) for a in accs]) if accs else torch.zeros(0, N_STATE)
+    states = _batched_states(accs, device) if accs else torch.zeros(0, N_STATE)
+    if states is None:
+        states = torch.stack([a.state(device).to(device) for a in accs])
     hist = None
     if "hist" in spec.groups:
         nb = len(spec.hist_edges) + 1

@@ -509,17 +509,18 @@ class Store:
     def metrics(self, run: str) -> list[tuple[str, str]]:
         """The (metric, site) pairs recorded for ``run``."""
         rid = self.run_id(run)
-        # Skip-scan over the primary key: one probe per distinct (metric, site), not a table scan.
+        # A skip-scan over the primary key (run_id, metric, site, ...): one index seek per distinct
+        # metric and per distinct site, never a scan of the run's rows.
         out: list[tuple[str, str]] = []
-        row = self._read(
-            "SELECT metric, site FROM metric_values WHERE run_id=? ORDER BY metric, site LIMIT 1", (rid,))
-        while row:
-            out.append((row[0][0], row[0][1]))
-            row = self._read(
-                "SELECT metric, site FROM metric_values WHERE run_id=? AND (metric > ? OR (metric = ? AND site > ?)) "
-                "ORDER BY metric, site LIMIT 1",
-                (rid, row[0][0], row[0][0], row[0][1]),
-            )
+        metric = self._read("SELECT min(metric) FROM metric_values WHERE run_id=?", (rid,))[0][0]
+        while metric is not None:
+            site = self._read("SELECT min(site) FROM metric_values WHERE run_id=? AND metric=?", (rid, metric))[0][0]
+            while site is not None:
+                out.append((metric, site))
+                site = self._read("SELECT min(site) FROM metric_values WHERE run_id=? AND metric=? AND site>?",
+                                  (rid, metric, site))[0][0]
+            metric = self._read("SELECT min(metric) FROM metric_values WHERE run_id=? AND metric>?",
+                                (rid, metric))[0][0]
         return out
 
     def run_config(self, run: str) -> dict[str, Any]:
@@ -539,8 +540,12 @@ class Store:
             metrics=sorted({m for m, _ in pairs}), sites=sorted({s for _, s in pairs}),
         )
 
-    def load(self, run: str | None = None, metric: str = "rms", site: str = "output") -> Heatmap:
-        """Read one (run, metric, site) matrix. Absent cells are NaN."""
+    def load(self, run: str | None = None, metric: str = "rms", site: str = "output",
+             since_step: int | None = None) -> Heatmap:
+        """Read one (run, metric, site) matrix. Absent cells are NaN.
+
+        With ``since_step``, only the rows of later steps (possibly none): what a live view polls.
+        """
         run = self.resolve_run(run)
         rid = self.run_id(run)
         layer_infos = self.layers(run)
@@ -550,13 +555,19 @@ class Store:
             try:
                 rows = self.conn.execute(
                     "SELECT step, layer, value FROM metric_values WHERE run_id=? AND metric=? AND site=? "
-                    "ORDER BY step, layer",
-                    (rid, metric, site),
+                    "AND step>? ORDER BY step, layer",
+                    (rid, metric, site, -(2**63) if since_step is None else int(since_step)),
                 ).fetchall()
             finally:
                 self.conn.execute("COMMIT")
         except sqlite3.Error as e:
             raise _translate(e, self.path, f"reading run {run!r}") from e
+        names = {li.layer: li.name for li in layer_infos}
+        source = self._read("SELECT source FROM runs WHERE id=?", (rid,))[0][0]
+        meta = {"store": str(self.path), "source": source}
+        if not rows and since_step is not None and (metric, site) in self.metrics(run):
+            layers = [li.layer for li in layer_infos]
+            return Heatmap(np.zeros((0, len(layers))), [], layers, [names[i] for i in layers], metric, site, run, meta)
         if not rows:
             pairs = self.metrics(run)
             if not pairs:
@@ -577,7 +588,6 @@ class Store:
         n_layers = max(len(layer_infos), int(arr[:, 1].max()))
         values = np.full((len(steps), n_layers), np.nan)
         values[step_idx, arr[:, 1].astype(np.int64) - 1] = arr[:, 2]
-        names = {li.layer: li.name for li in layer_infos}
         layers = list(range(1, n_layers + 1))
         return Heatmap(
             values=values,
@@ -587,7 +597,7 @@ class Store:
             metric=metric,
             site=site,
             run=run,
-            meta={"store": str(self.path), "source": self.run_info(run).source},
+            meta=meta,
         )
 
     def load_hist(self, run: str | None = None, site: str = "output") -> tuple[np.ndarray, list[int], np.ndarray]:

@@ -209,6 +209,10 @@ def relative_name(path: Path, root: Path) -> str:
     return rel if rel != "." else path.name
 
 
+def _is_hf_weights_file(name: str) -> bool:
+    return name in HF_WEIGHT_FILES or bool(_SHARD.search(_stem(name.lower())))
+
+
 def _is_candidate_file(name: str) -> bool:
     low = name.lower()
     if low.startswith(".") or not low.endswith(WEIGHT_SUFFIXES):
@@ -293,10 +297,9 @@ def find_checkpoints(
             return
         found.append(Checkpoint(path, path, step, how, rel))
 
+    root_weights = hf_weights(root_p) if root_p.is_dir() else None
     if root_p.is_file():
         add_file(root_p, root_p.parent)
-    elif hf_weights(root_p) is not None:
-        add_folder(root_p, hf_weights(root_p))  # type: ignore[arg-type]
     else:
         for dirpath, dirnames, filenames in os.walk(root_p, onerror=None, followlinks=False):
             here = Path(dirpath)
@@ -313,8 +316,19 @@ def find_checkpoints(
                     keep.append(d)
             dirnames[:] = keep
             for fname in sorted(filenames):
+                if here == root_p and root_weights is not None and _is_hf_weights_file(fname):
+                    continue  # the root's own weights: one checkpoint, below
                 if _is_candidate_file(fname):
                     add_file(here / fname, root_p)
+    if root_weights is not None:
+        # CKPT_DIR is itself a Hugging Face checkpoint: one on its own (checkpoint-300/), or a Trainer's
+        # output folder whose final weights sit beside its checkpoint-N/ folders. Those final weights
+        # count when a step can be found for them (folder name, trainer_state.json); otherwise they
+        # are left out quietly when there are checkpoints besides, as they repeat the last one.
+        before = len(found), len(problems)
+        add_folder(root_p, root_weights)
+        if len(found) == before[0] and before[0] > 0:
+            del problems[before[1]:]
 
     def rank(c: Checkpoint) -> tuple[int, int, str]:
         safe = c.weights.name.endswith((".safetensors", ".safetensors.index.json"))

@@ -80,7 +80,8 @@ def _torch_load(path: Path, label: str, trust: bool) -> Any:
             raise CheckpointError(f"{label}: not a readable torch checkpoint ({detail[:160]}); "
                                   "it is corrupt or of another format: re-save it or remove it.") from None
         if "central directory" in low or "failed reading" in low or "eof" in low or isinstance(e, EOFError):
-            raise CheckpointError(f"{label}: truncated or corrupt (the archive ends early: {msg.splitlines()[0][:120]}); "
+            detail = (msg.splitlines() or [""])[0].split(". ")[0][:120] or type(e).__name__
+            raise CheckpointError(f"{label}: truncated or corrupt (the file ends early: {detail}); "
                                   "copy or save it again.") from None
         first = msg.splitlines()[0][:160] if msg else type(e).__name__
         raise CheckpointError(f"{label}: cannot be loaded ({type(e).__name__}: {first}); "
@@ -283,17 +284,36 @@ def _best_prefix(keys: Iterable[str], expected: set[str]) -> tuple[str, str]:
     return best
 
 
-def fit_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
+class ModelKeys:
+    """What fitting a checkpoint to a model needs to know about the model, worked out once per model.
+
+    >>> import torch.nn as nn
+    >>> keys = ModelKeys(nn.Linear(2, 3))
+    >>> sorted(keys.expected), keys.shapes["weight"]
+    (['bias', 'weight'], (3, 2))
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        target = unwrap(model)
+        own = target.state_dict()
+        self.model_name = type(target).__name__
+        self.shapes = {k: tuple(v.shape) for k, v in own.items()}
+        self.by_norm = {normalize_name(k): k for k in own}  # normalised name -> the model's own key
+        self.expected = set(self.by_norm)
+        self.tied = [[normalize_name(n) for n in group] for group in _tied_groups(target)]
+        self.ignore_missing = _ignore_patterns(target, "_keys_to_ignore_on_load_missing")
+        self.ignore_unexpected = _ignore_patterns(target, "_keys_to_ignore_on_load_unexpected")
+
+
+def fit_state_dict(model: nn.Module | ModelKeys, sd: Mapping[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
     """Rename ``sd``'s keys to ``model``'s and check that every weight is there, with the right shape.
 
     Missing weights that are tied to a present one (``lm_head.weight`` = ``wte.weight``) are fine;
     anything else missing, left over, or of another shape is a CheckpointError naming the first
-    few keys: the checkpoint is not of this model.
+    key and the count: the checkpoint is not of this model.
     """
-    target = unwrap(model)
-    own = target.state_dict()
-    by_norm = {normalize_name(k): k for k in own}
-    expected = set(by_norm)
+    mk = model if isinstance(model, ModelKeys) else ModelKeys(model)
+    expected = mk.expected
     how, p = _best_prefix(sd.keys(), expected)
     renamed: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
@@ -304,20 +324,17 @@ def fit_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str)
         elif how == "add":
             k = p + k
         renamed[k] = v
-    ign_missing = _ignore_patterns(target, "_keys_to_ignore_on_load_missing")
-    ign_unexpected = _ignore_patterns(target, "_keys_to_ignore_on_load_unexpected")
     present = set(renamed)
     tied_ok: set[str] = set()
-    for group in _tied_groups(target):
-        norm = [normalize_name(n) for n in group]
-        if any(n in present for n in norm):
-            tied_ok.update(norm)
-    missing = sorted(k for k in expected - present - tied_ok if not any(r.search(k) for r in ign_missing))
-    unexpected = sorted(k for k in present - expected if not any(r.search(k) for r in ign_unexpected))
+    for group in mk.tied:
+        if any(n in present for n in group):
+            tied_ok.update(group)
+    missing = sorted(k for k in expected - present - tied_ok if not any(r.search(k) for r in mk.ignore_missing))
+    unexpected = sorted(k for k in present - expected if not any(r.search(k) for r in mk.ignore_unexpected))
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} weights of {type(target).__name__} missing (first: {missing[0]!r})")
+            parts.append(f"{len(missing)} weights of {mk.model_name} missing (first: {missing[0]!r})")
         if unexpected:
             parts.append(f"{len(unexpected)} not in the model (first: {unexpected[0]!r})")
         raise CheckpointError(f"{label}: does not fit the model: {'; '.join(parts)}; check that --model/--hf "
@@ -327,9 +344,9 @@ def fit_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str)
     for k, v in renamed.items():
         if k not in expected:
             continue
-        real = by_norm[k]
-        if tuple(own[real].shape) != tuple(v.shape):
-            bad.append(f"{k!r} is {tuple(v.shape)} in the file, {tuple(own[real].shape)} in the model")
+        real = mk.by_norm[k]
+        if mk.shapes[real] != tuple(v.shape):
+            bad.append(f"{k!r} is {tuple(v.shape)} in the file, {mk.shapes[real]} in the model")
         out[real] = v
     if bad:
         raise CheckpointError(f"{label}: does not fit the model: {len(bad)} shape mismatches (first: {bad[0]}); "
@@ -337,12 +354,15 @@ def fit_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str)
     return out
 
 
-def apply_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str) -> None:
-    """Copy a checkpoint's weights into ``model`` (checked by :func:`fit_state_dict` first)."""
-    fitted = fit_state_dict(model, sd, label)
-    target = unwrap(model)
+def apply_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str,
+                     keys: ModelKeys | None = None) -> None:
+    """Copy a checkpoint's weights into ``model`` (checked by :func:`fit_state_dict` first).
+
+    Pass ``keys=ModelKeys(model)`` when loading many checkpoints into one model.
+    """
+    fitted = fit_state_dict(keys or model, sd, label)
     try:
-        target.load_state_dict(fitted, strict=False)
+        unwrap(model).load_state_dict(fitted, strict=False)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise CheckpointError(f"{label}: loading into the model failed ({first[-1].strip()[:160] if first else e}); "
@@ -376,5 +396,5 @@ def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-__all__ = ["Loaded", "apply_state_dict", "fingerprint", "fit_state_dict", "normalize_keys", "peek_step",
+__all__ = ["Loaded", "ModelKeys", "apply_state_dict", "fingerprint", "fit_state_dict", "normalize_keys", "peek_step",
            "read_checkpoint", "read_weights_file", "STATE_DICT_KEYS", "STEP_KEYS"]

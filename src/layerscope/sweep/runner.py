@@ -35,7 +35,7 @@ from ..errors import CheckpointError, ConfigError, DistributedError, LayerscopeE
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import StepRecord, Store
 from .discover import Checkpoint, Discovery, Problem, compile_step_regex, find_checkpoints, relative_name
-from .load import apply_state_dict, fingerprint, peek_step, read_checkpoint
+from .load import ModelKeys, apply_state_dict, fingerprint, peek_step, read_checkpoint
 from .probe import _check as _check_probe
 from .probe import describe, load_probe
 
@@ -60,7 +60,7 @@ class SweepConfig:
     seq_len: int | None = None  # rows of this many tokens for a text probe (None: one row)
     force: bool = False  # recompute steps already in the store (their rows are replaced)
     trust: bool = False  # allow arbitrary pickles (can run code from the file); off by default
-    workers: int = 1  # processes on this machine; >1 spawns a pool (not with torchrun)
+    workers: int = 1  # processes on this machine, this one included; >1 spawns the others (not with torchrun)
     device: str = "cpu"  # "cpu", "cuda", "cuda:1" or "auto" (cuda:LOCAL_RANK when there is a GPU)
     threads: int | None = None  # torch threads per process (None: torch's default; cores / workers in a pool)
 
@@ -76,7 +76,7 @@ class Outcome:
     error: str | None = None
     fingerprint: str | None = None
     seconds: float = 0.0
-    fatal: bool = False  # the worker itself could not start: the sweep stops
+    pid: int = 0  # the process that swept it
 
 
 @dataclass
@@ -91,10 +91,11 @@ class SweepResult:
     seconds: float = 0.0
     processes: int = 1
     rank: int = 0  # only rank 0's result holds the lists
+    rank0_exit_code: int = 0  # on the other ranks: rank 0's exit code, so that every rank exits alike
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed else self.rank0_exit_code
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,14 +197,15 @@ class CheckpointWorker:
         self.recorder = Recorder(self.model, None, run="sweep", metrics=spec.metrics, layers=spec.layers,
                                  sites=spec.sites, probe=spec.probe, source="sweep", flush_every=1,
                                  process_group=process_group)
+        self.keys = ModelKeys(self.model)
 
     def process(self, ckpt: Checkpoint) -> Outcome:
-        out = Outcome(ckpt.name, str(ckpt.path), ckpt.step)
+        out = Outcome(ckpt.name, str(ckpt.path), ckpt.step, pid=os.getpid())
         t0 = time.perf_counter()
         try:
             loaded = read_checkpoint(ckpt.weights, ckpt.name, trust=self.spec.trust)
             out.fingerprint = fingerprint(loaded.state_dict)
-            apply_state_dict(self.model, loaded.state_dict, ckpt.name)
+            apply_state_dict(self.model, loaded.state_dict, ckpt.name, self.keys)
             del loaded  # unmap the file before the forward
             self.recorder.record_probe(ckpt.step)  # flush_every=1: the record is in history now
             out.record = self.recorder.history.pop()
@@ -222,30 +224,29 @@ class CheckpointWorker:
         self.recorder.close()
 
 
-# Pool workers keep their CheckpointWorker here (one per process), or why it could not be built.
-_POOL_WORKER: CheckpointWorker | None = None
-_POOL_ERROR: str | None = None
-
-
-def _pool_init(spec: WorkerSpec) -> None:
-    global _POOL_WORKER, _POOL_ERROR
+def _child_main(spec: WorkerSpec, conn: Any) -> None:
+    """A ``--workers`` process: build a CheckpointWorker, then sweep what the parent sends, one at a time."""
     torch.set_num_threads(max(1, spec.threads or 1))
     try:
-        _POOL_WORKER = CheckpointWorker(spec)
+        worker = CheckpointWorker(spec)
     except LayerscopeError as e:
-        _POOL_ERROR = str(e)
+        conn.send(("failed", str(e)))
+        return
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        _POOL_ERROR = f"a worker process could not build the model ({type(e).__name__}: {e})"
-
-
-def _pool_ping() -> bool:
-    return _POOL_ERROR is None
-
-
-def _pool_task(ckpt: Checkpoint) -> Outcome:
-    if _POOL_WORKER is None:
-        return Outcome(ckpt.name, str(ckpt.path), ckpt.step, error=_POOL_ERROR or "worker not started", fatal=True)
-    return _POOL_WORKER.process(ckpt)
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", None))
+    try:
+        while True:
+            try:
+                ckpt = conn.recv()
+            except EOFError:  # the parent is gone
+                break
+            if ckpt is None:
+                break
+            conn.send(("done", worker.process(ckpt)))
+    finally:
+        worker.close()
 
 
 # -- the writer ------------------------------------------------------------------------------------
@@ -258,8 +259,6 @@ class _Writer:
         self._by_fp: dict[str, str] = {}
 
     def add(self, o: Outcome) -> None:
-        if o.fatal:
-            raise ConfigError(o.error or "a worker could not start")
         if o.error is not None or o.record is None:
             p = Problem(Path(o.path), o.error or f"{o.name}: no statistics were produced")
             self.result.failed.append(p)
@@ -405,17 +404,12 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
     result = SweepResult(str(cfg.store), cfg.run, len(disc.checkpoints), processes=cfg.workers)
     result.failed.extend(disc.problems)
     old_threads = torch.get_num_threads()
-    pool = None
+    children: _Children | None = None
     try:
         if cfg.workers > 1:
-            import concurrent.futures as cf
-            import multiprocessing as mp
-
             spec.threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
-            # spawn, not fork: forking a process that has run torch ops can deadlock in its thread pools.
-            pool = cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn"),
-                                          initializer=_pool_init, initargs=(spec,))
-            pool.submit(_pool_ping)  # start the workers now: they build their models while we set up
+            children = _Children(spec, cfg.workers - 1)  # they start (import, build the model) while we set up
+            torch.set_num_threads(spec.threads)
         elif cfg.threads:
             torch.set_num_threads(cfg.threads)
         model = build_model(spec.model, spec.hf_config).to(_device(spec.device))
@@ -423,43 +417,119 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
             todo, result.skipped = _open_run(cfg, spec, disc, model, store, None)
             writer = _Writer(store, cfg.run, result, listener)
             listener.on_start(len(todo), len(result.skipped), cfg.workers)
-            if pool is None:
-                worker = CheckpointWorker(spec, model=model)
-                try:
+            worker = CheckpointWorker(spec, model=model)
+            try:
+                if children is None:
                     for ckpt in todo:
                         writer.add(worker.process(ckpt))
-                finally:
-                    worker.close()
-            else:
-                del model  # the workers hold their own
-                _drain_pool(pool, todo, writer)
+                else:
+                    children.sweep(todo, worker, writer)
+            finally:
+                worker.close()
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if children is not None:
+            children.stop()
         torch.set_num_threads(old_threads)
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _drain_pool(pool: Any, todo: list[Checkpoint], writer: _Writer) -> None:
-    import concurrent.futures as cf
-    from concurrent.futures.process import BrokenProcessPool
+class _Children:
+    """The spawned processes of ``--workers N`` (N - 1 of them; this process is the N-th).
 
-    futures = {pool.submit(_pool_task, c): c for c in todo}
-    try:
-        for fut in cf.as_completed(futures):
+    Each child has its own pipe and holds at most one checkpoint, handed to it only when it is idle,
+    so nothing waits in a queue: until the children have started (imported torch, built the
+    model), this process sweeps alone, and a short sweep is not slower than with one worker. A
+    child that dies (out of memory) costs the checkpoint it held, reported as a failure; the
+    others go on.
+    """
+
+    def __init__(self, spec: WorkerSpec, n: int) -> None:
+        import multiprocessing as mp
+
+        # spawn, not fork: forking a process that has run torch ops can deadlock in its thread pools.
+        ctx = mp.get_context("spawn")
+        self.procs: dict[int, Any] = {}
+        self.conns: dict[int, Any] = {}
+        for _ in range(n):
+            mine, theirs = ctx.Pipe()
+            p = ctx.Process(target=_child_main, args=(spec, theirs), daemon=True)
+            p.start()
+            theirs.close()
+            self.procs[p.pid] = p
+            self.conns[p.pid] = mine
+        self.ready: set[int] = set()  # started and alive
+        self.holding: dict[int, Checkpoint] = {}  # pid -> the checkpoint it is sweeping
+
+    def sweep(self, todo: list[Checkpoint], local: CheckpointWorker, writer: _Writer) -> None:
+        from collections import deque
+
+        queue = deque(todo)
+        while queue or self.holding:
+            self._poll(writer, timeout=0 if queue else 0.5)
+            for pid in sorted(self.ready - set(self.holding)):  # idle children get the next ones
+                if not queue:
+                    break
+                ckpt = queue.popleft()
+                try:
+                    self.conns[pid].send(ckpt)
+                    self.holding[pid] = ckpt
+                except (BrokenPipeError, EOFError, OSError):
+                    queue.appendleft(ckpt)  # it died while idle: nothing lost; _poll notices
+                    self.ready.discard(pid)
+            if queue:
+                writer.add(local.process(queue.popleft()))
+
+    def _poll(self, writer: _Writer, timeout: float) -> None:
+        from multiprocessing.connection import wait
+
+        live = [pid for pid in self.conns if pid in self.ready or self.procs[pid].exitcode is None]
+        waitables = [self.conns[pid] for pid in live] + [self.procs[pid].sentinel for pid in live]
+        if not waitables:
+            return
+        wait(waitables, timeout=timeout)
+        for pid in live:
+            conn = self.conns[pid]
+            gone = False
             try:
-                outcome = fut.result()
-            except BrokenProcessPool:
-                left = sum(not f.done() for f in futures) + 1
-                raise CheckpointError(
-                    f"a worker process died while sweeping {futures[fut].name} (out of memory?); {left} "
-                    "checkpoints were not swept. Steps written so far are kept: rerun with fewer --workers.") from None
-            writer.add(outcome)
-    except BaseException:
-        for f in futures:
-            f.cancel()
-        raise
+                while conn.poll():
+                    kind, payload = conn.recv()
+                    if kind == "ready":
+                        self.ready.add(pid)
+                    elif kind == "failed":
+                        raise ConfigError(f"a --workers process could not start ({payload}); "
+                                          "run with fewer --workers.")
+                    else:  # done
+                        self.holding.pop(pid, None)
+                        writer.add(payload)
+            except (EOFError, OSError):  # its end of the pipe closed: it exited
+                gone = True
+            if gone or self.procs[pid].exitcode is not None:
+                p = self.procs[pid]
+                p.join(timeout=5)
+                self.ready.discard(pid)
+                ckpt = self.holding.pop(pid, None)
+                if ckpt is not None:
+                    writer.add(Outcome(ckpt.name, str(ckpt.path), ckpt.step, pid=pid, error=(
+                        f"{ckpt.name}: the worker process sweeping it died (exit code {p.exitcode}; out of "
+                        "memory?); rerun to retry it, with fewer --workers.")))
+                self.conns.pop(pid).close()
+
+    def stop(self) -> None:
+        for pid, conn in self.conns.items():
+            try:
+                conn.send(None)
+            except (BrokenPipeError, EOFError, OSError):
+                pass
+        for pid, p in self.procs.items():
+            if pid in self.ready:
+                p.join(timeout=10)
+            if p.is_alive():  # still starting up (or stuck): not needed any more
+                p.terminate()
+                p.join(timeout=10)
+        for conn in self.conns.values():
+            conn.close()
+        self.conns.clear()
 
 
 def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
@@ -474,6 +544,7 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
 
     plan: list[Any] = [None]
     model = None
+    old_threads = torch.get_num_threads()
     result = SweepResult(str(cfg.store), cfg.run, 0, processes=world, rank=rank)
     store: Store | None = None
     try:
@@ -536,12 +607,15 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
             worker.close()
         code = [result.exit_code if rank == 0 else 0]
         dist.broadcast_object_list(code, src=0, group=obj_group)
-        if rank != 0 and code[0]:
-            result.failed.append(Problem(Path(str(cfg.ckpt_dir)), "see rank 0"))
+        if rank != 0:
+            result.rank0_exit_code = int(code[0])
     finally:
         if store is not None:
             store.close()
-        dist.destroy_process_group(solo) if solo is not None else None
+        torch.set_num_threads(old_threads)
+        dist.destroy_process_group(solo)
+        if obj_group is not None:
+            dist.destroy_process_group(obj_group)
     result.seconds = time.perf_counter() - t0
     return result
 

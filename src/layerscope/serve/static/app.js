@@ -115,7 +115,7 @@
     hm: null, // the selected matrix, grown in place by polling
     seq: 0, // bumped on every selection change: answers to older requests are dropped
     report: { at: 0, step: null, busy: false, key: '', timer: null, every: 10000 },
-    cmp: { a: null, b: null, metric: null, site: null, mode: 'diff', key: '', data: null, at: 0, stamp: '' },
+    cmp: { a: null, b: null, metric: null, site: null, mode: 'absolute', key: '', data: null, at: 0, stamp: '' },
     infos: new Map(), // run -> {id, withSteps, info}
     paused: false, timer: null, polling: false, lastOk: null, retryStamp: '',
   };
@@ -129,7 +129,7 @@
     S.log = h.get('log') === '1';
     S.cmp.a = h.get('a');
     S.cmp.b = h.get('b');
-    S.cmp.mode = h.get('mode') === 'ratio' ? 'ratio' : 'diff';
+    S.cmp.mode = h.get('mode') === 'relative' ? 'relative' : 'absolute';
   }
 
   function writeHash() {
@@ -142,7 +142,7 @@
     if (S.view === 'compare') {
       if (S.cmp.a) h.set('a', S.cmp.a);
       if (S.cmp.b) h.set('b', S.cmp.b);
-      if (S.cmp.mode !== 'diff') h.set('mode', S.cmp.mode);
+      if (S.cmp.mode !== 'absolute') h.set('mode', S.cmp.mode);
     }
     history.replaceState(null, '', `#${h.toString()}`);
   }
@@ -264,7 +264,7 @@
 
   function pickPair(pairs, metric, site) {
     const metrics = [...new Set(pairs.map((p) => p[0]))].sort();
-    let m = metric && metrics.includes(metric) ? metric : (metrics.includes('rms') ? 'rms' : metrics[0] || null);
+    const m = metric && metrics.includes(metric) ? metric : (metrics.includes('rms') ? 'rms' : metrics[0] || null);
     const sites = [...new Set(pairs.filter((p) => p[0] === m).map((p) => p[1]))].sort();
     const s = site && sites.includes(site) ? site : (sites.includes('output') ? 'output' : sites[0] || null);
     return { metrics, sites, metric: m, site: s };
@@ -511,7 +511,8 @@
       showlegend: L <= 16,
       legend: { font: { size: 10 }, itemclick: 'toggle', itemdoubleclick: 'toggleothers' },
       xaxis: { title: { text: 'step' }, zeroline: false },
-      yaxis: { title: { text: ptext(S.metric) }, type: S.log ? 'log' : 'linear', zeroline: false },
+      yaxis: { title: { text: ptext(S.metric) }, type: S.log ? 'log' : 'linear', zeroline: false,
+        ...(S.log ? { dtick: 1, exponentformat: 'power' } : {}) }, // log: one label per decade
       hovermode: 'closest',
     };
     Plotly.react($('lines'), traces, layout, PLOT_CONFIG);
@@ -621,7 +622,9 @@
       r.key = key;
       r.step = d.last_step;
       r.at = Date.now();
-      $('report-meta').textContent = `as of step ${fmtStep(d.last_step)} (${d.n_steps} step${d.n_steps === 1 ? '' : 's'}) · updates every ${Math.round(r.every / 1000)} s while the run grows`;
+      const growing = Date.now() - (S.grewAt.get(S.run) || 0) < 30000;
+      $('report-meta').textContent = `as of step ${fmtStep(d.last_step)} (${d.n_steps} step${d.n_steps === 1 ? '' : 's'})`
+        + (growing ? ` · updated every ${Math.round(r.every / 1000)} s while the run grows` : '');
     } catch (e) {
       if (seq === S.seq) {
         $('report').replaceChildren(el('p', 'muted', e.message));
@@ -678,6 +681,7 @@
   }
 
   function purgeCompare() {
+    S.cmp.data = null;
     if (!window.Plotly) return;
     for (const id of ['cmp-plot-a', 'cmp-plot-b', 'cmp-plot-diff']) Plotly.purge($(id));
     $('cmp-notes').replaceChildren();
@@ -696,7 +700,7 @@
     let d;
     const stamp = compareStamp();
     try {
-      d = await api('compare', { run_a: S.cmp.a, run_b: S.cmp.b, metric: S.cmp.metric, site: S.cmp.site });
+      d = await api('compare', { run_a: S.cmp.a, run_b: S.cmp.b, metric: S.cmp.metric, site: S.cmp.site, mode: S.cmp.mode });
     } catch (e) {
       if (seq === S.seq) { purgeCompare(); showCmpError(e.message); }
       return;
@@ -710,8 +714,15 @@
   }
 
   async function syncCompare() {
-    if (!S.cmp.data) return;
-    if (compareStamp() === S.cmp.stamp || Date.now() - S.cmp.at < Math.max(POLL_MS, 2000)) return;
+    const stamp = compareStamp();
+    if (stamp === S.cmp.stamp || Date.now() - S.cmp.at < Math.max(POLL_MS, 2000)) return;
+    if (!S.cmp.data) {
+      // Nothing drawn yet (a run without steps, no metric in common): look again now that a run changed.
+      S.cmp.stamp = stamp;
+      S.cmp.at = Date.now();
+      await selectCompare();
+      return;
+    }
     await loadCompare(S.seq);
   }
 
@@ -722,23 +733,21 @@
     const c = $('cmp-count');
     c.dataset.steps = String(n);
     c.textContent = n ? `${n} common step${n === 1 ? '' : 's'} · ${fmtStep(d.steps[0])} → ${fmtStep(d.steps[n - 1])} · ${d.layers.length} layers`
-      : 'no common steps';
-    const notes = [...d.notes];
-    if (d.a_only_steps) notes.push(`${d.a_only_steps} step${d.a_only_steps === 1 ? '' : 's'} only in A (${d.run_a}) are left out.`);
-    if (d.b_only_steps) notes.push(`${d.b_only_steps} step${d.b_only_steps === 1 ? '' : 's'} only in B (${d.run_b}) are left out.`);
-    $('cmp-notes').replaceChildren(...notes.map((t) => el('li', null, t)));
+      : 'no common steps yet';
+    $('cmp-notes').replaceChildren(...d.notes.map((t) => el('li', null, t)));
+    $('cmp-summary').replaceChildren(...d.summary.map((t) => el('li', null, t)));
+    if (!n) {
+      for (const id of ['cmp-plot-a', 'cmp-plot-b', 'cmp-plot-diff']) Plotly.purge($(id));
+      return;
+    }
     let lo = Infinity;
     let hi = -Infinity;
     for (const m of [d.a, d.b]) for (const row of m) for (const v of row) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-    const ratio = S.cmp.mode === 'ratio';
-    const third = ratio
-      ? d.a.map((row, i) => row.map((v, j) => { const w = d.b[i][j]; return v > 0 && w > 0 ? Math.log2(v / w) : null; }))
-      : d.diff;
     let amax = 0;
-    for (const row of third) for (const v of row) if (v !== null) amax = Math.max(amax, Math.abs(v));
+    for (const row of d.diff) for (const v of row) if (v !== null) amax = Math.max(amax, Math.abs(v));
     const y = d.steps.map(String);
-    const namesA = d.layer_names_a.slice(0, d.layers.length).map(ptext);
-    const text = d.steps.map(() => namesA);
+    const names = d.layer_names.map(ptext);
+    const text = d.steps.map(() => names);
     const m = ptext(d.metric);
     const common = { type: 'heatmap', x: d.layers, y, text, hoverongaps: false };
     const axes = {
@@ -754,11 +763,12 @@
     Plotly.react($('cmp-plot-b'), [{ ...common, z: d.b, colorscale: scale(MAGMA), ...rng, colorbar: bar,
       hovertemplate: `B · step %{y}<br>layer %{x} · %{text}<br>${m} %{z:.4~g}<extra></extra>` }],
     { ...baseLayout(`B: ${ptext(d.run_b)}`), ...axes, uirevision: uirev }, PLOT_CONFIG);
-    const label = ratio ? 'log₂(A / B)' : 'A − B';
-    Plotly.react($('cmp-plot-diff'), [{ ...common, z: third, colorscale: scale(DIVERGING), zmid: 0,
+    const relative = d.mode === 'relative';
+    const label = relative ? 'relative change (%)' : 'B − A';
+    Plotly.react($('cmp-plot-diff'), [{ ...common, z: d.diff, colorscale: scale(DIVERGING), zmid: 0,
       zmin: -(amax || 1), zmax: amax || 1, colorbar: bar,
-      hovertemplate: `step %{y}<br>layer %{x} · %{text}<br>${label} %{z:.4~g}<extra></extra>` }],
-    { ...baseLayout(`${label} · ${m} at ${ptext(d.site)}`), ...axes, uirevision: `${uirev}\u0000${S.cmp.mode}` }, PLOT_CONFIG);
+      hovertemplate: `step %{y}<br>layer %{x} · %{text}<br>${label} %{z:.4~g}${relative ? '%' : ''}<extra></extra>` }],
+    { ...baseLayout(`${label} · ${m} at ${ptext(d.site)}`), ...axes, uirevision: `${uirev}\u0000${d.mode}` }, PLOT_CONFIG);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -797,7 +807,7 @@
     $('cmp-b').addEventListener('change', () => { S.cmp.b = $('cmp-b').value; selectCompare(); });
     $('cmp-metric').addEventListener('change', () => { S.cmp.metric = $('cmp-metric').value; S.cmp.site = null; selectCompare(); });
     $('cmp-site').addEventListener('change', () => { S.cmp.site = $('cmp-site').value; selectCompare(); });
-    $('cmp-mode').addEventListener('change', () => { S.cmp.mode = $('cmp-mode').value; writeHash(); drawCompare(); });
+    $('cmp-mode').addEventListener('change', () => { S.cmp.mode = $('cmp-mode').value; writeHash(); loadCompare(S.seq); });
     $('pause').addEventListener('click', () => {
       S.paused = !S.paused;
       $('pause').textContent = S.paused ? 'Resume' : 'Pause';

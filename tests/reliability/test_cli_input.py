@@ -1,0 +1,333 @@
+"""Bad input on the command line, for every command: one line on stderr naming the problem and
+what to do, exit 2 for a usage error (a path, run, metric or site that is not there; a folder where
+a file belongs) and 1 for a failure (a file whose contents are wrong), never a traceback unless
+LAYERSCOPE_DEBUG=1. And the edge cases that are not errors (one layer, one step, 10,000 layers) work.
+
+Most cases call the CLI's entry point in this process (the same ``main`` and error handler a user
+runs, without paying an interpreter start per case); the "missing path" cases and the debug switch
+run ``python -m layerscope`` as a subprocess, as a user does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from layerscope.cli.main import COMMANDS
+from tests.reliability._helpers import error_line, make_store, run_cli
+
+# Every command layerscope has or is getting, and how each takes its paths. A command registered in
+# COMMANDS but missing here fails test_every_command_is_in_the_matrix: add it when it lands.
+SOURCE_CMDS = ("plot", "report", "view", "compare")  # a run store or a CSV
+ALL_CMDS = ("demo", "runs", "plot", "export", "report", "layers", "compare", "view", "sweep", "serve")
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a one-run store, a two-run store, a probe and a folder holding one checkpoint."""
+    import torch
+
+    from layerscope.testing import tiny_gpt
+
+    d = tmp_path_factory.mktemp("inputs")
+    make_store(d / "one.db", runs=("a",))
+    make_store(d / "two.db", runs=("a", "b"))
+    torch.save(torch.randint(0, 256, (2, 16)), d / "probe.pt")
+    (d / "ckpts").mkdir()
+    torch.save(tiny_gpt().state_dict(), d / "ckpts" / "step_100.pt")
+    return d
+
+
+def argv(cmd: str, d: Path, out: Path, path: Path | None = None, role: str = "source",
+         extra: tuple[str, ...] = ()) -> list[str]:
+    """The command line of ``cmd`` with ``path`` in the argument ``role``; the rest valid."""
+    store = d / ("two.db" if cmd == "compare" else "one.db")
+    src = path if role == "source" and path is not None else store
+    if cmd == "runs":
+        return ["runs", str(src), *extra]
+    if cmd == "export":
+        o = path if role == "output" else out / "out.csv"
+        return ["export", str(src), "-o", str(o), *extra]
+    if cmd == "plot":
+        o = path if role == "output" else out / "out.png"
+        return ["plot", str(src), "-o", str(o), *extra]
+    if cmd == "report":
+        if role == "output":
+            return ["report", str(src), "-o", str(path), *extra]
+        if role == "json":
+            return ["report", str(src), "--json", str(path), *extra]
+        return ["report", str(src), *extra]
+    if cmd == "view":  # -o is a folder: index.html goes inside
+        o = path if role == "output" else out / "bundle"
+        return ["view", str(src), "-o", str(o), *extra]
+    if cmd == "layers":  # a model, not data: the path is a Hugging Face config
+        return ["layers", "--hf-config", str(path), *extra]
+    if cmd == "compare":
+        runs = ("--run", "a", "--run", "b") if "--run" not in extra else ()
+        o = ("-o", str(path)) if role == "output" else ()
+        return ["compare", str(src), *runs, *o, *extra]
+    if cmd == "serve":
+        return ["serve", str(src), "--port", "0", *extra]
+    if cmd == "sweep":
+        ck = path if role == "source" and path is not None else d / "ckpts"
+        probe = path if role == "probe" else d / "probe.pt"
+        st = path if role == "store" else out / "sweep.db"
+        return ["sweep", str(ck), "--model", "layerscope.testing.model:tiny_gpt", "--probe", str(probe),
+                "--store", str(st), "--run", "r", *extra]
+    if cmd == "demo":
+        return ["demo", "--out", str(path), *extra]
+    raise AssertionError(f"no command line for {cmd!r}; add it to argv()")
+
+
+def need(cmd: str) -> None:
+    if cmd not in COMMANDS:
+        pytest.skip(f"`layerscope {cmd}` is not registered in cli/main.py COMMANDS yet")
+
+
+@pytest.fixture
+def cli_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """Run layerscope's CLI entry point in this process; exit code and output as a user sees them."""
+    from layerscope.cli.main import main
+
+    monkeypatch.delenv("LAYERSCOPE_DEBUG", raising=False)
+    monkeypatch.setenv("COLUMNS", "120")
+
+    def run(*args: str | os.PathLike[str]) -> Result:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def test_every_command_is_in_the_matrix() -> None:
+    unknown = sorted(set(COMMANDS) - set(ALL_CMDS))
+    assert not unknown, f"commands without bad-input cases: {unknown}; add them to ALL_CMDS and argv()"
+
+
+# -- paths -----------------------------------------------------------------------------------------
+PATH_CASES = [(c, "source") for c in ("runs", "export", "plot", "report", "view", "layers", "compare", "sweep")] + [
+    ("sweep", "probe"), ("serve", "source"), ("sweep", "store")]  # serve, sweep --store: the folder is missing
+
+
+@pytest.mark.parametrize("cmd,role", PATH_CASES, ids=[f"{c}-{r}" for c, r in PATH_CASES])
+def test_missing_path(inputs: Path, tmp_path: Path, cmd: str, role: str) -> None:
+    need(cmd)
+    # serve and sweep --store accept a store that does not exist yet, but not a folder that does not.
+    missing = tmp_path / "no-such-folder" / ("runs.db" if role != "probe" else "probe.pt")
+    r = run_cli(*argv(cmd, inputs, tmp_path, missing, role), timeout=60)
+    error_line(r, 2, "does not exist")
+
+
+FOLDER_CASES = [(c, "source") for c in ("runs", "export", "plot", "report", "view", "compare", "serve")] + [
+    ("sweep", "probe"), ("sweep", "store"), ("plot", "output"), ("export", "output"), ("report", "output"),
+    ("report", "json"), ("compare", "output")]
+
+
+@pytest.mark.parametrize("cmd,role", FOLDER_CASES, ids=[f"{c}-{r}" for c, r in FOLDER_CASES])
+def test_folder_where_a_file_is_expected(cli_main, inputs: Path, tmp_path: Path, cmd: str, role: str) -> None:
+    need(cmd)
+    folder = tmp_path / "a-folder.db"
+    folder.mkdir()
+    r = cli_main(*argv(cmd, inputs, tmp_path, folder, role))
+    error_line(r, 2, "folder")  # type: ignore[arg-type]
+    assert folder.is_dir() and not any(folder.iterdir()), "the folder was written into"
+
+
+@pytest.mark.parametrize("cmd", ["plot", "export", "report", "compare"])
+def test_output_in_a_missing_folder(cli_main, inputs: Path, tmp_path: Path, cmd: str) -> None:
+    need(cmd)
+    suffix = {"plot": "png", "export": "csv", "report": "md", "compare": "png"}[cmd]
+    r = cli_main(*argv(cmd, inputs, tmp_path, tmp_path / "no-such-folder" / f"out.{suffix}", "output"))
+    error_line(r, 2, "does not exist")  # type: ignore[arg-type]
+
+
+def test_view_into_a_file(cli_main, inputs: Path, tmp_path: Path) -> None:
+    need("view")
+    f = tmp_path / "bundle"
+    f.write_text("keep me")
+    error_line(cli_main(*argv("view", inputs, tmp_path, f, "output")), 2, "is a file", "folder")  # type: ignore[arg-type]
+    assert f.read_text() == "keep me"
+
+
+def test_demo_out_is_a_file(cli_main, tmp_path: Path) -> None:
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me")
+    error_line(cli_main(*argv("demo", tmp_path, tmp_path, f)), 2, "is a file", "folder")  # type: ignore[arg-type]
+    assert f.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("cmd", ["runs", "plot", "report", "sweep", "serve"])
+def test_debug_switch_shows_the_traceback(inputs: Path, tmp_path: Path, cmd: str) -> None:
+    need(cmd)
+    r = run_cli(*argv(cmd, inputs, tmp_path, tmp_path / "nope" / "x.db"), env={"LAYERSCOPE_DEBUG": "1"}, timeout=60)
+    assert r.returncode != 0 and "Traceback" in r.stderr and "does not exist" in r.stderr
+
+
+# -- CSV contents ----------------------------------------------------------------------------------
+WIDE = "step,1,2,3\n"
+TIDY = "step,layer,value\n"
+BAD_CSVS = {
+    # name: (text, exit code, words the line must hold)
+    "empty": ("", 1, ["is empty"]),
+    "blank-lines-only": ("\n\n  \n", 1, ["is empty"]),
+    "header-only-wide": (WIDE, 1, ["no data rows"]),
+    "header-only-tidy": (TIDY, 1, ["no data rows"]),
+    "non-numeric-step-wide": (WIDE + "100,1,2,3\nten,1,2,3\n", 1, ["line 3", "'ten'", "not a whole number"]),
+    "non-numeric-step-tidy": (TIDY + "1e400,1,0.5\n", 1, ["line 2", "'1e400'", "not a whole number"]),
+    "negative-step-wide": (WIDE + "-5,1,2,3\n", 1, ["line 2", "'-5'", "negative"]),
+    "negative-step-tidy": (TIDY + "10,1,0.5\n-10,1,0.5\n", 1, ["line 3", "'-10'", "negative"]),
+    "duplicate-step-wide": (WIDE + "10,1,2,3\n20,1,2,3\n10,4,5,6\n", 1, ["step 10", "twice", "lines 2 and 4"]),
+    "duplicate-cell-tidy": (TIDY + "10,1,0.5\n10,2,0.5\n10,1,0.7\n", 1, ["step 10, layer 1", "twice"]),
+    "duplicate-layer-column": ("step,1,2,layer_1\n10,1,2,3\n", 1, ["layer 1", "two columns"]),
+    "non-numeric-value": (WIDE + "10,1,abc,3\n", 1, ["'abc'", "not a number"]),
+    "ragged-row": (WIDE + "10,1,2\n", 1, ["line 2", "cells"]),
+    "unknown-shape": ("when,where,what\n1,2,3\n", 1, ["cannot tell the shape"]),
+    "binary": ("\x00\x01PNG\x00", 1, ["NUL"]),
+}
+
+
+@pytest.mark.parametrize("cmd", SOURCE_CMDS)
+@pytest.mark.parametrize("case", sorted(BAD_CSVS))
+def test_bad_csv(cli_main, tmp_path: Path, cmd: str, case: str) -> None:
+    need(cmd)
+    text, code, needles = BAD_CSVS[case]
+    src = tmp_path / "values.csv"
+    src.write_text(text, encoding="utf-8")
+    line = error_line(cli_main(*argv(cmd, tmp_path, tmp_path, src)), code, *needles)  # type: ignore[arg-type]
+    assert "values.csv" in line  # the message names the file
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "out.html").exists()
+
+
+def _write_wide(path: Path, n_steps: int, n_layers: int) -> Path:
+    rng = np.random.default_rng(0)
+    with open(path, "w") as f:
+        f.write("step," + ",".join(str(i) for i in range(1, n_layers + 1)) + "\n")
+        for s in range(n_steps):
+            f.write(f"{(s + 1) * 1000}," + ",".join(f"{v:.5g}" for v in rng.lognormal(size=n_layers)) + "\n")
+    return path
+
+
+EDGE_SHAPES = {"one-layer": (5, 1), "one-step": (1, 5), "one-cell": (1, 1), "10000-layers": (4, 10_000)}
+
+
+@pytest.mark.parametrize("cmd", SOURCE_CMDS)
+@pytest.mark.parametrize("shape", list(EDGE_SHAPES))
+def test_edge_shapes_from_csv_work(cli_main, tmp_path: Path, cmd: str, shape: str) -> None:
+    need(cmd)
+    n_steps, n_layers = EDGE_SHAPES[shape]
+    src = _write_wide(tmp_path / "values.csv", n_steps, n_layers)
+    r = cli_main(*argv(cmd, tmp_path, tmp_path, src))
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    if cmd == "plot":
+        assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"{n_steps} steps x {n_layers} layers" in r.stdout
+
+
+@pytest.mark.parametrize("shape", list(EDGE_SHAPES))
+def test_edge_shapes_from_a_store_work(cli_main, tmp_path: Path, shape: str) -> None:
+    n_steps, n_layers = EDGE_SHAPES[shape]
+    store = make_store(tmp_path / "runs.db", runs=("a", "b"), n_layers=n_layers,
+                       steps=range(10, 10 * n_steps + 1, 10))
+    for cmd in ("runs", "plot", "report", "export", "view", "compare"):
+        if cmd not in COMMANDS:
+            continue
+        extra = ("--run", "a") if cmd in ("plot", "report", "view") else ()
+        r = cli_main(*argv(cmd, tmp_path, tmp_path, store, extra=extra))
+        assert r.returncode == 0, (cmd, r.stderr)
+    rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * n_steps * n_layers * 2  # header + every cell of both runs and metrics
+
+
+# -- runs, metrics and sites that are not there ----------------------------------------------------
+TIDY_SELECT = TIDY.strip() + ",metric,site,run\n" + "".join(
+    f"{s},{layer},0.5,{m},output,{run}\n" for s in (10, 20) for layer in (1, 2) for m in ("rms", "std")
+    for run in ("a", "b"))
+UNKNOWN = {
+    # name: (options, words the line must hold)
+    "run": (["--run", "nope", "--metric", "rms"], ["run", "nope", "--run"]),
+    "metric": (["--run", "a", "--metric", "nope"], ["metric", "nope", "rms"]),
+    "site": (["--run", "a", "--metric", "rms", "--site", "nope"], ["site", "nope", "output"]),
+}
+
+
+@pytest.mark.parametrize("cmd", SOURCE_CMDS)
+@pytest.mark.parametrize("what", list(UNKNOWN))
+@pytest.mark.parametrize("kind", ["store", "csv"])
+def test_unknown_run_metric_site(cli_main, inputs: Path, tmp_path: Path, cmd: str, what: str, kind: str) -> None:
+    need(cmd)
+    opts, needles = UNKNOWN[what]
+    if cmd == "compare":  # run B is the unknown one, or the metric/site of the pair
+        opts = ["--run", "a", "--run", "nope", *opts[2:]] if what == "run" else ["--run", "a", "--run", "b", *opts[2:]]
+    if kind == "store":
+        src = inputs / "two.db"
+    else:
+        src = tmp_path / "values.csv"
+        src.write_text(TIDY_SELECT)
+    error_line(cli_main(*argv(cmd, inputs, tmp_path, src, extra=tuple(opts))), 2, *needles)  # type: ignore[arg-type]
+
+
+def test_export_unknown_run(cli_main, inputs: Path, tmp_path: Path) -> None:
+    error_line(cli_main(*argv("export", inputs, tmp_path, extra=("--run", "nope"))), 2, "run 'nope'")  # type: ignore[arg-type]
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("opt,needles", [(("--metrics", "rms,nope"), ["unknown metric 'nope'"]),
+                                          (("--sites", "nope"), ["'nope'"])])
+def test_sweep_unknown_metric_or_site(cli_main, inputs: Path, tmp_path: Path, opt: tuple[str, str],
+                                      needles: list[str]) -> None:
+    need("sweep")
+    r = cli_main(*argv("sweep", inputs, tmp_path, extra=opt))
+    error_line(r, 2, *needles)  # type: ignore[arg-type]
+    assert not (tmp_path / "sweep.db").exists() or "r" not in _runs(tmp_path / "sweep.db")
+
+
+def _runs(p: Path) -> list[str]:
+    from layerscope.store import Store
+
+    with Store(p, readonly=True) as st:
+        return st.run_names()
+
+
+# -- option values ---------------------------------------------------------------------------------
+OPTION_CASES = [
+    ("demo", ["demo", "--steps", "-5"], ["--steps", "-5"]),
+    ("demo", ["demo", "--every", "ten"], ["--every", "'ten'"]),
+    ("plot", ["plot", "{store}", "-o", "{tmp}/x.png", "--dpi", "lots"], ["--dpi", "'lots'"]),
+    ("sweep", ["sweep", "{tmp}", "--probe", "p.pt", "--store", "s.db", "--run", "r", "--seq-len", "0"], ["--seq-len"]),
+    ("serve", ["serve", "{store}", "--port", "-1"], ["--port"]),
+    ("runs", ["runs", "{store}", "--format", "yaml"], ["--format", "'yaml'"]),
+    ("runs", ["runs", "{store}", "--no-such-option"], ["--no-such-option"]),
+    ("report", ["report"], ["Missing argument"]),
+]
+
+
+@pytest.mark.parametrize("cmd,args,needles", OPTION_CASES, ids=[" ".join(c[1][:1] + c[1][-2:]) for c in OPTION_CASES])
+def test_bad_option_value_is_one_line(cli_main, inputs: Path, tmp_path: Path, cmd: str, args: list[str],
+                                      needles: list[str]) -> None:
+    need(cmd)
+    r = cli_main(*[a.format(store=inputs / "one.db", tmp=tmp_path) for a in args])
+    line = error_line(r, 2, *needles)  # type: ignore[arg-type]
+    assert f"layerscope {cmd} --help" in line  # where the usage is explained
+
+
+def test_unknown_command_is_one_line(cli_main) -> None:
+    error_line(cli_main("plott"), 2, "'plott'", "layerscope --help")  # type: ignore[arg-type]
