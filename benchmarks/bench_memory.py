@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, not args.no_record, args.checkpoints, args.threads)
         return 0
     sizes = [200, 1000, 2000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    import torch
+
+    torch.set_num_threads(args.threads)  # as in the children (the header reports it)
     C.header("memory: peak RSS of a recording (TinyGPT 12 layers x 16, every step, default metrics)")
     rows = []
     peaks = {}
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     base = run(sizes[-1], False, args.checkpoints, args.threads)
     rows.append([f"no recording, {sizes[-1]} steps", base[-1]["hwm"] / 1024, base[0]["rss"] / 1024,
                  base[-2]["rss"] / 1024, (base[-2]["rss"] - base[0]["rss"]) / 1024, 0.0])
-    print(C.table(["run", "peak RSS MiB", f"RSS at first checkpoint", "RSS at end", "growth MiB", "store MiB"],
+    print(C.table(["run", "peak RSS MiB", "RSS at first checkpoint", "RSS at end", "growth MiB", "store MiB"],
                   rows, "lrrrrr"))
     big, small = sizes[-1], sizes[0]
     diff = peaks[big] - peaks[small]

@@ -10,19 +10,14 @@ process down:
 - polling is incremental: ``since_step`` reads only the rows recorded after the last step the page
   has, through the primary key, so a poll costs the same at step 100 as at step 100 000.
 
-Full matrices come from :meth:`Store.load`, the reader every renderer uses. The three queries
-below (run summaries, (metric, site) pairs, rows after a step) are here rather than in
-``store/sqlite.py`` only because the store has no cheap equivalent yet: ``Store.run_info`` and
-``Store.metrics`` scan a run's values (their cost grows with the run, which a poll cannot afford)
-and ``Store.load`` has no ``since_step``. They read the schema documented in ``store/sqlite.py``
-and nothing else, and belong in ``Store`` once it offers them.
+Everything is read through :class:`Store` (``run_table``, ``metrics``, ``load(since_step=)``): the
+dashboard writes no SQL of its own.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import NotFoundError, StoreError
+from ..errors import NotFoundError
 from ..store import Heatmap, Store
 
 # A dashboard read waits at most this long for a lock (only WAL recovery or a checkpoint that
@@ -83,32 +78,9 @@ def open_readonly(path: str | os.PathLike[str]) -> Iterator[Store]:
         st.close()
 
 
-def _query(st: Store, sql: str, args: tuple[Any, ...], doing: str) -> list[tuple]:
-    """Run one SELECT in one short read transaction."""
-    conn = st.conn
-    try:
-        conn.execute("BEGIN")
-        try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            conn.execute("COMMIT")
-    except sqlite3.Error as e:
-        raise StoreError(f"store {str(st.path)!r}: {doing} failed ({e}); the page retries at its next poll.") from e
-
-
 def run_summaries(st: Store) -> list[RunSummary]:
     """Every run with its step count and range, in creation order, from one read transaction."""
-    rows = _query(
-        st,
-        "SELECT r.id, r.name, r.created, r.model, r.source, "
-        "       (SELECT count(*) FROM steps s WHERE s.run_id = r.id), "
-        "       (SELECT min(step) FROM steps s WHERE s.run_id = r.id), "
-        "       (SELECT max(step) FROM steps s WHERE s.run_id = r.id), "
-        "       (SELECT count(*) FROM layers l WHERE l.run_id = r.id) "
-        "FROM runs r ORDER BY r.id",
-        (), "listing runs",
-    )
-    return [RunSummary(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], int(r[8])) for r in rows]
+    return [RunSummary(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], int(r[8])) for r in st.run_table()]
 
 
 def run_summary(st: Store, run: str) -> RunSummary:
@@ -120,71 +92,14 @@ def run_summary(st: Store, run: str) -> RunSummary:
 
 
 def metric_pairs(st: Store, run: str) -> list[tuple[str, str]]:
-    """The (metric, site) pairs recorded for ``run``: one primary-key probe per pair.
-
-    Same answer as ``Store.metrics``; each probe is an equality or a range on a key prefix, so it
-    costs O(pairs x log rows), not a scan of the run.
-    """
-    rid = st.run_id(run)
-    out: list[tuple[str, str]] = []
-    first = "SELECT metric, site FROM metric_values WHERE run_id=? ORDER BY metric, site LIMIT 1"
-    row = _query(st, first, (rid,), f"listing metrics of run {run!r}")
-    while row:
-        metric, site = row[0]
-        out.append((metric, site))
-        row = _query(st, "SELECT metric, site FROM metric_values WHERE run_id=? AND metric=? AND site>? "
-                         "ORDER BY site LIMIT 1", (rid, metric, site), f"listing metrics of run {run!r}")
-        if not row:
-            row = _query(st, "SELECT metric, site FROM metric_values WHERE run_id=? AND metric>? "
-                             "ORDER BY metric, site LIMIT 1", (rid, metric), f"listing metrics of run {run!r}")
-    return out
-
-
-def _missing_pair(run: str, metric: str, site: str, pairs: list[tuple[str, str]]) -> NotFoundError:
-    if not pairs:
-        return NotFoundError(f"run {run!r} has no recorded steps yet.")
-    metrics = sorted({m for m, _ in pairs})
-    if metric not in metrics:
-        return NotFoundError(
-            f"metric {metric!r} was not recorded for run {run!r}; recorded metrics: {', '.join(metrics)}."
-        )
-    sites = sorted({s for m, s in pairs if m == metric})
-    return NotFoundError(f"site {site!r} has no {metric!r} values in run {run!r}; recorded sites: {', '.join(sites)}.")
+    """The (metric, site) pairs recorded for ``run`` (index seeks only; see ``Store.metrics``)."""
+    return st.metrics(run)
 
 
 def read_matrix(st: Store, run: str, metric: str, site: str, since_step: int | None = None) -> Heatmap:
-    """The (steps x layers) matrix of one run, metric and site; with ``since_step``, only later steps.
-
-    Without ``since_step`` this is exactly :meth:`Store.load`. With it, the rows after
-    ``since_step`` are read through the primary key in one short transaction and the result may
-    have no steps (nothing new yet).
-    """
-    if since_step is None:
-        return st.load(run, metric, site)
-    rid = st.run_id(run)
-    layer_infos = st.layers(run)
-    rows = _query(
-        st,
-        "SELECT step, layer, value FROM metric_values WHERE run_id=? AND metric=? AND site=? AND step>? "
-        "ORDER BY step, layer",
-        (rid, metric, site, int(since_step)),
-        f"reading run {run!r}",
-    )
-    if not rows:
-        pairs = metric_pairs(st, run)
-        if (metric, site) not in pairs:
-            raise _missing_pair(run, metric, site, pairs)
-    n_layers = max([len(layer_infos)] + [int(r[1]) for r in rows])
-    steps = sorted({int(r[0]) for r in rows})
-    index = {s: i for i, s in enumerate(steps)}
-    values = np.full((len(steps), n_layers), np.nan)
-    for step, layer, value in rows:
-        values[index[step], int(layer) - 1] = np.nan if value is None else value
-    names = {li.layer: li.name for li in layer_infos}
-    layers = list(range(1, n_layers + 1))
-    return Heatmap(values=values, steps=steps, layers=layers,
-                   layer_names=[names.get(i, str(i)) for i in layers], metric=metric, site=site, run=run,
-                   meta={"store": str(st.path)})
+    """The (steps x layers) matrix of one run, metric and site; with ``since_step``, only later steps
+    (possibly none: nothing new yet). One short read transaction, through the primary key."""
+    return st.load(run, metric, site, since_step=since_step)
 
 
 # -- JSON shapes ---------------------------------------------------------------------------------

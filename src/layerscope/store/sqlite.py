@@ -469,6 +469,18 @@ class Store:
     def run_names(self) -> list[str]:
         return [r[0] for r in self._read("SELECT name FROM runs ORDER BY id")]
 
+    def run_table(self) -> list[tuple[int, str, str, str, str, int, int | None, int | None, int]]:
+        """``(id, name, created, model, source, n_steps, first_step, last_step, n_layers)`` of every
+        run, in creation order, from one short read (no scan of any run's values)."""
+        return self._read(
+            "SELECT r.id, r.name, r.created, r.model, r.source, "
+            "       (SELECT count(*) FROM steps s WHERE s.run_id = r.id), "
+            "       (SELECT min(step) FROM steps s WHERE s.run_id = r.id), "
+            "       (SELECT max(step) FROM steps s WHERE s.run_id = r.id), "
+            "       (SELECT count(*) FROM layers l WHERE l.run_id = r.id) "
+            "FROM runs r ORDER BY r.id"
+        )
+
     def run_id(self, run: str) -> int:
         if run in self._run_ids:
             return self._run_ids[run]
