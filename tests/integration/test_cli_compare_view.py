@@ -100,7 +100,7 @@ def test_compare_json_relative_several_metrics_and_html(cli, store, tmp_path):
         (["--run", "base"], "give exactly two runs"),
         (["--run", "base", "--run", "base"], "given twice"),
         (["--run", "base", "--run", "nope"], "run 'nope' not found"),
-    (["--run", "base", "--run", "lr_hi", "--log"], "use --symlog"),
+        (["--run", "base", "--run", "lr_hi", "--log"], "use --symlog"),
     ],
 )
 def test_compare_bad_runs(cli, store, args, message):

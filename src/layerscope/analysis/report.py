@@ -13,12 +13,10 @@ over all finite cells (what a colour scale shows).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,25 +177,18 @@ class _Fmt:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it and a rename.
+    """Write ``text`` (UTF-8) to ``path`` atomically, with a normal file mode; a pipe is written into.
 
     Raises NotFoundError when ``path`` is a folder or its folder does not exist.
     """
+    from .._io import write_text_atomic as _write
+
     p = Path(path)
     if p.is_dir():
         raise NotFoundError(f"{str(p)!r} is a folder; pass a file name such as {str(p / 'report.md')!r}.")
     if not p.parent.exists():
         raise NotFoundError(f"folder {str(p.parent)!r} for {str(p)!r} does not exist; create it first.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return p
+    return _write(p, text)
 
 
 def format_percent(x: float) -> str:

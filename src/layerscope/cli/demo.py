@@ -73,11 +73,7 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
                f"recorded {len(hm.steps)} steps x {len(hm.layers)} layers")
     click.echo(f"wrote {db}")
     click.echo(f"wrote {png}")
-    try:
-        from ..analysis import report
-    except ImportError:  # the analysis package is optional while it is being built
-        return
-    rep = report(hm)
-    md = out_dir / "report.md"
-    md.write_text(rep.to_markdown(), encoding="utf-8")
+    from ..analysis import report
+
+    md = report(hm).save(out_dir / "report.md")
     click.echo(f"wrote {md}")

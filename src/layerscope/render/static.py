@@ -17,17 +17,15 @@ drawing is safe in threads and never opens a window.
 from __future__ import annotations
 
 import os
-import shutil
-import stat
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .._format import format_value
 from ..errors import ConfigError, NotFoundError, StoreError
+from .._io import write_atomic  # noqa: F401  (re-exported: render.static.write_atomic)
 from ..store.heatmap import Heatmap
 from .options import MAX_ANNOTATE, RenderOptions, RenderWarning
 from .scale import (
@@ -111,61 +109,6 @@ def _layout_once(fig: Any, dpi: int) -> None:
         for im in images:
             im.set_visible(True)
     fig.set_layout_engine("none")
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it; restored at once
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(filename)`` so that ``path`` never holds half a result.
-
-    A regular file is written as a temporary file next to it and renamed into place, with the mode
-    any other program would give it (an existing file's own mode, else 0666 minus the umask; mkstemp
-    alone would leave 0600). A pipe or device (``-o /dev/stdout``, a FIFO) is written into directly.
-    Failures become one StoreError line.
-    """
-    out = Path(path)
-
-    def fail(e: OSError) -> StoreError:
-        return StoreError(f"cannot write {str(out)!r}: {e.strerror or e}; choose another output path.")
-
-    try:
-        st: os.stat_result | None = os.stat(out)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise fail(e) from e
-    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
-        # Writers may seek (PNG does): render to a private temporary file, then stream it in.
-        try:
-            with tempfile.TemporaryDirectory(prefix="layerscope-") as d:
-                tmp = os.path.join(d, out.name)
-                write(tmp)
-                with open(tmp, "rb") as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        except OSError as e:
-            raise fail(e) from e
-        return out
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else "."
-        )
-    except OSError as e:
-        raise fail(e) from e
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except OSError as e:
-        raise fail(e) from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:

@@ -585,7 +585,6 @@ class Store:
             if not pairs:
                 raise NotFoundError(f"run {run!r} in {str(self.path)!r} has no recorded steps yet.")
             metrics = sorted({m for m, _ in pairs})
-            sites = sorted({s for _, s in pairs})
             if metric not in metrics:
                 raise NotFoundError(
                     f"metric {metric!r} was not recorded for run {run!r}; recorded metrics: "
