@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from .capture import Layer, Selection, SiteHook, discover_layers, extract_tensor, resolve_sites, unwrap
 from .config import RecorderConfig
-from .errors import ConfigError
+from .errors import ConfigError, DistributedError
 from .stats import (
     N_STATE,
     SlotAccumulator,
@@ -193,10 +193,10 @@ class Recorder:
         self._gated = hooks == "gate" or (hooks == "auto" and is_compiled(model))
         self._listening = False
         if self._gated:
-            import torch._dynamo
+            from torch import _dynamo
 
             # Graphs compiled before the hooks existed do not call them: compile again, once.
-            torch._dynamo.reset()
+            _dynamo.reset()
         self._in_probe = False
         self._closed = False
         self._last_step: int | None = None
@@ -211,6 +211,36 @@ class Recorder:
 
         self.store: Store | None = None
         self._owns_store = False
+        error: BaseException | None = None
+        try:
+            self._open_store(store, run, model, source, resume, edges)
+        except BaseException as e:  # noqa: BLE001 - re-raised below, after the other ranks know
+            error = e
+        if self.world_size > 1:
+            # Rank 0 alone opens the store; if it fails, the other ranks must not go on to wait
+            # forever at the first record step's collective. One host sync, once.
+            import torch.distributed as dist
+
+            flag = torch.tensor([0 if error is None else 1], device=self._reduce_device())
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
+            if error is None and int(flag.item()):
+                raise DistributedError(
+                    f"rank 0 could not open run {run!r} in the store; see rank 0's error. Nothing was recorded."
+                )
+        if error is not None:
+            if self.store is not None and self._owns_store:
+                self.store.close()
+            raise error
+
+        if start_step is None:
+            if self._probe is None:
+                self._attach()  # the first step's number is unknown: listen, discard if not recorded
+        else:
+            self._schedule(int(start_step))
+        _live.add(self)
+
+    def _open_store(self, store: Any, run: str, model: nn.Module, source: str, resume: bool,
+                    edges: Sequence[float]) -> None:
         if self.rank == 0 and store is not None:
             self.store = store if isinstance(store, Store) else Store(store)
             self._owns_store = not isinstance(store, Store)
@@ -231,13 +261,6 @@ class Recorder:
                 )
             if self._probe_hash and old.get("probe_hash") is None:
                 self.store.update_run_config(run, probe_hash=self._probe_hash)
-
-        if start_step is None:
-            if self._probe is None:
-                self._attach()  # the first step's number is unknown: listen, discard if not recorded
-        else:
-            self._schedule(int(start_step))
-        _live.add(self)
 
     # -- set-up ------------------------------------------------------------------------------
     def _model_device(self) -> torch.device:

@@ -80,3 +80,24 @@ def test_rank0_equals_single_process_on_union(tmp_path: Path) -> None:
             assert s0.run_config("ddp")["world_size"] == 2
     finally:
         unregister_metric("batch_max")
+
+
+def _failing_worker(rank: int, world: int, tmp: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/pg2", rank=rank, world_size=world)
+    try:
+        try:
+            # Rank 0 cannot create the store (its folder is missing); rank 1 never opens it.
+            layerscope.Recorder(_model(), os.path.join(tmp, "no-such-folder", "r.db"), run="x")
+        except layerscope.LayerscopeError as e:
+            Path(tmp, f"raised{rank}").write_text(type(e).__name__)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(120)
+def test_rank0_failing_to_open_the_store_stops_every_rank(tmp_path: Path) -> None:
+    mp.spawn(_failing_worker, args=(2, str(tmp_path)), nprocs=2, join=True)  # no hang
+    assert (tmp_path / "raised0").read_text() == "NotFoundError"
+    assert (tmp_path / "raised1").read_text() == "DistributedError"

@@ -463,6 +463,40 @@ def test_keyword_probe_and_text_probe(tmp_path: Path, probe: torch.Tensor) -> No
     assert res.written == [1]
 
 
+def test_sharded_index_problems(tmp_path: Path) -> None:
+    sd = _model(1).state_dict()
+    folder = tmp_path / "checkpoint-5"
+    _hf_shards(sd, folder)
+    index = folder / "model.safetensors.index.json"
+    assert read_checkpoint(index, "checkpoint-5").state_dict.keys() == sd.keys() - {"lm_head.weight"}
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"^checkpoint-5: shard 'model-00002-of-00002.safetensors' .* is missing"):
+        read_checkpoint(index, "checkpoint-5")
+    data = json.loads(index.read_text())
+    data["weight_map"] = {k: "../../elsewhere.safetensors" for k in data["weight_map"]}
+    index.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="outside its folder"):
+        read_checkpoint(index, "checkpoint-5")
+
+
+def test_cli_json_summary(tmp_path: Path, probe_file: Path, factory_py: Path) -> None:
+    from click.testing import CliRunner
+
+    from layerscope.cli.main import cli
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    torch.save(_model(1).state_dict(), ck / "step_1.pt")
+    (ck / "step_2.pt").write_bytes(b"")
+    r = CliRunner().invoke(cli, ["sweep", str(ck), "--model", f"{factory_py}:model", "--probe", str(probe_file),
+                                 "--store", str(tmp_path / "r.db"), "--run", "s", "--format", "json"])
+    assert r.exit_code == 1, r.output
+    out = json.loads(r.stdout)
+    assert out["written"] == [1] and out["exit_code"] == 1
+    assert out["failed"][0]["message"].startswith("step_2.pt: the file is empty")
+    assert "error: step_2.pt: the file is empty" in r.stderr
+
+
 def test_cli_help_and_usage_errors(tmp_path: Path) -> None:
     from click.testing import CliRunner
 

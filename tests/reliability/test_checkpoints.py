@@ -59,7 +59,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
 
 BAD = {
     # file: what its line must say (besides its name)
-    "step_200.pt": ["refused", "builtins.exec", "--trust-checkpoints"],  # names the global it refused
+    "step_200.pt": ["refused", "global exec", "--trust-checkpoints"],  # names the global it refused
     "step_250.pt": ["--trust-checkpoints"],  # a plain pickle: trusting it is the way to read it
     "step_300.pt": ["truncated"],
     "step_350.pt": ["empty"],

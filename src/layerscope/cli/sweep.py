@@ -103,13 +103,14 @@ def sweep(ckpt_dir: str, model: str | None, hf: bool, probe: str, store: str, ru
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()
-    if rank != 0:
-        return result.exit_code
-    if fmt == "json":
-        echo_json(result.to_dict())
-    else:
-        _summary(result, ckpt_dir)
-    return result.exit_code
+    if rank == 0:
+        if fmt == "json":
+            echo_json(result.to_dict())
+        else:
+            _summary(result, ckpt_dir)
+    if result.exit_code:
+        raise click.exceptions.Exit(result.exit_code)  # 1: some checkpoints failed (said above)
+    return 0
 
 
 class _Display:

@@ -174,6 +174,8 @@ class Problem:
 
 @dataclass
 class Discovery:
+    """What :func:`find_checkpoints` found under ``root``: usable checkpoints, and problems."""
+
     checkpoints: list[Checkpoint]  # sorted by step, one per step
     problems: list[Problem]
     root: Path

@@ -33,7 +33,11 @@ STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "model_state", "mo
 STEP_KEYS = ("global_step", "iter_num", "step", "iteration", "num_updates")
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_BLOCKED = re.compile(r"unsupported (?:GLOBAL|global)[: ]+([^\s,]+)", re.IGNORECASE)
+# How torch's weights_only unpickler names a global it refuses, across versions:
+# "Unsupported global: GLOBAL builtins.exec was not an allowed global ..." and
+# "Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
+_BLOCKED = re.compile(r"GLOBAL ([A-Za-z_][\w.]*)")
+_WO_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+)")
 
 
 @dataclass
@@ -76,8 +80,15 @@ def _torch_load(path: Path, label: str, trust: bool) -> Any:
         if not trust and type(e).__name__ == "UnpicklingError" and "weights only load failed" in low:
             if _BLOCKED.search(msg):
                 raise CheckpointError(_unsafe_msg(label, e)) from None
-            detail = msg.split("\n\n")[1].strip().splitlines()[0] if "\n\n" in msg else "not a torch pickle"
-            raise CheckpointError(f"{label}: not a readable torch checkpoint ({detail[:160]}); "
+            m = _WO_DETAIL.search(msg)
+            detail = m.group(1).strip() if m and m.group(1).strip() else \
+                next((ln.strip() for ln in msg.split("\n\n")[1:] if ln.strip()), "")
+            detail = detail.splitlines()[0][:120] if detail else "unreadable"
+            if head[:1] == b"\x80" or mmap:  # a pickle (raw, or inside torch's zip) the safe loader cannot read
+                raise CheckpointError(f"{label}: a pickle that the safe loader cannot read ({detail}); re-save it "
+                                      "with torch.save(model.state_dict(), ...), or pass --trust-checkpoints only "
+                                      "if you trust where it came from.") from None
+            raise CheckpointError(f"{label}: not a torch checkpoint (neither a zip archive nor a pickle: {detail}); "
                                   "it is corrupt or of another format: re-save it or remove it.") from None
         if "central directory" in low or "failed reading" in low or "eof" in low or isinstance(e, EOFError):
             detail = (msg.splitlines() or [""])[0].split(". ")[0][:120] or type(e).__name__

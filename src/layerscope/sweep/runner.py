@@ -303,6 +303,9 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
         else tuple(cfg.sites)
     compile_step_regex(cfg.step_regex)
     _device(cfg.device)
+    store = Path(cfg.store)
+    if store.is_dir() or not store.absolute().parent.is_dir():
+        Store(store).close()  # raises the store's own one-line error, before any work and without a file
     if isinstance(cfg.probe, (str, os.PathLike)):
         probe = load_probe(cfg.probe, cfg.tokenizer, cfg.seq_len)
     else:
