@@ -1,7 +1,7 @@
 """Sweep cost: ``layerscope sweep`` per checkpoint against a bare load + forward, and 1 -> 2 workers.
 
-Checkpoints of the built-in GPT (``--n-layer`` blocks of width ``--n-embd``, distinct weights each)
-are written once, as ``.safetensors`` and as ``.pt``. Then, in interleaved rounds:
+Checkpoints of the built-in GPT (``--n-layer`` blocks, default 12, of width ``--n-embd``, default
+256; distinct weights each) are written once, as ``.safetensors`` and as ``.pt``. Then, in interleaved rounds:
 
     bare <fmt>     build the model once; per checkpoint: read the file (safetensors.load_file or
                    torch.load(weights_only=True)), model.load_state_dict, one eval-mode no-grad
@@ -13,12 +13,19 @@ are written once, as ``.safetensors`` and as ``.pt``. Then, in interleaved round
 
 Both are end to end, divided by the number of checkpoints (target: sweep <= 1.15x bare).
 
-Then ``--workers 1`` (in this process) against ``--workers 2`` (a spawned pool; its start-up is
-counted), one torch thread per process, interleaved: the end-to-end speed-up, and the steady-state
-one (checkpoints per second between the first and the last finished checkpoint).
+Then ``--workers 1`` (this process alone) against ``--workers 2`` (this process and a spawned one,
+whose start-up is counted), one torch thread per process, interleaved: the end-to-end speed-up,
+and the steady-state one (checkpoints per second once both processes sweep). The end-to-end figure
+depends on how long the sweep is against a process's start-up (importing torch, building the
+model: seconds); the steady-state figure is what a long sweep gets.
 
-    python benchmarks/bench_sweep.py            # ~3 min on 2 CPU cores
-    python benchmarks/bench_sweep.py --quick    # ~1 min, rough
+The statistics are part of the sweep's cost: hooks on every block, as in live recording. They
+grow with the width and the forward with its square, so the ratio falls as the model grows; at
+width 128 the statistics alone are about a fifth of a forward.
+
+    python benchmarks/bench_sweep.py                  # ~4 min on 2 CPU cores
+    python benchmarks/bench_sweep.py --quick          # ~1 min, rough
+    python benchmarks/bench_sweep.py --n-embd 128     # the smaller model
 """
 
 from __future__ import annotations
@@ -74,13 +81,24 @@ def bare(folder: Path, factory: functools.partial, probe: torch.Tensor) -> int:
 
 
 class _Clock:
-    """A SweepListener that notes when each checkpoint finished (for the steady-state rate)."""
+    """A SweepListener that notes when, and by which process, each checkpoint was finished."""
 
     def __init__(self) -> None:
-        self.done: list[float] = []
+        self.done: list[tuple[float, int]] = []
 
     def on_start(self, todo: int, skipped: int, processes: int) -> None:
         self.done = []
+
+    def steady_rate(self) -> float:
+        """Checkpoints per second once every process sweeps: from the first checkpoint finished by the
+        last process to start, to the last checkpoint."""
+        firsts: dict[int, float] = {}
+        for t, pid in self.done:
+            firsts.setdefault(pid, t)
+        start = max(firsts.values())
+        n = sum(t > start for t, _ in self.done)
+        end = self.done[-1][0]
+        return n / (end - start) if n and end > start else float("nan")
 
     def on_problem(self, problem: object) -> None:
         raise AssertionError(f"benchmark checkpoint failed: {problem}")
@@ -88,7 +106,7 @@ class _Clock:
     def on_outcome(self, outcome: object) -> None:
         if getattr(outcome, "error", None):
             raise AssertionError(outcome.error)  # type: ignore[attr-defined]
-        self.done.append(time.perf_counter())
+        self.done.append((time.perf_counter(), outcome.pid))  # type: ignore[attr-defined]
 
     def on_identical(self, name: str, same_as: str) -> None:
         raise AssertionError(f"benchmark checkpoints {name} and {same_as} are identical")
@@ -109,7 +127,7 @@ def do_sweep(folder: Path, factory: functools.partial, probe: torch.Tensor, work
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--n-layer", type=int, default=12)
-    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--n-embd", type=int, default=256)
     p.add_argument("--checkpoints", type=int, default=None, help="default 24 (--quick: 8)")
     p.add_argument("--rounds", type=int, default=None, help="default 7 (--quick: 3)")
     args = p.parse_args()
@@ -157,8 +175,7 @@ def main() -> None:
 
         def workers(k: int) -> None:
             do_sweep(dirs["safetensors"], factory, probe, k, args.threads, scratch, clocks[k])
-            d = clocks[k].done
-            steady[k].append((len(d) - 1) / (d[-1] - d[0]) if len(d) > 1 else float("nan"))
+            steady[k].append(clocks[k].steady_rate())
 
         wt = C.interleave({"workers=1": functools.partial(workers, 1), "workers=2": functools.partial(workers, 2)},
                           rounds)

@@ -422,11 +422,17 @@ class Recorder:
         self._last_flush = time.monotonic()
         if not pending or self.rank != 0:
             return
-        records = self._to_records(pending)
-        if self.store is not None:
-            self.store.write_steps(self.run, records)
-        else:
-            self.history.extend(records)
+        try:
+            records = self._to_records(pending)
+            if self.store is not None:
+                self.store.write_steps(self.run, records)
+            else:
+                self.history.extend(records)
+        except BaseException:
+            # Disk full, store locked too long...: keep the steps for the next flush. A step that
+            # was written before the failure is written again, which replaces it (never duplicates).
+            self._pending = pending + self._pending
+            raise
 
     def _to_records(self, pending: list[tuple[int, WindowState]]) -> list[StepRecord]:
         # Pack everything into one flat tensor: one device -> host copy for the whole flush.

@@ -206,8 +206,6 @@ def test_full_disk_keeps_committed_steps_and_resumes_when_space_is_back(tmp_path
     assert assert_whole(p, scalar_metrics=4)["a"] == list(range(1, 200))
 
 
-@pytest.mark.xfail(strict=True, reason="recorder.py: Recorder.flush drops the pending steps before writing "
-                                       "them, so a write that fails (disk full) loses them for good")
 def test_recorder_keeps_steps_a_full_disk_refused_and_writes_them_later(tmp_path: Path, tiny_model) -> None:
     import torch
 

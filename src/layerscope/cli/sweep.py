@@ -80,9 +80,13 @@ def sweep(ckpt_dir: str, model: str | None, hf: bool, probe: str, store: str, ru
     cfg = SweepConfig(ckpt_dir, store, run, probe, model=model, hf=hf, metrics=metrics, sites=sites,
                       layers=layers, step_regex=step_regex, tokenizer=tokenizer, seq_len=seq_len, force=force,
                       trust=trust, workers=workers, device=device, threads=threads)
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    rank = int(os.environ.get("RANK", "0") or 0)
-    launched = "RANK" in os.environ and world > 1 and "MASTER_ADDR" in os.environ
+    try:  # set by torchrun (and other launchers) for every process it starts
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        launched = "RANK" in os.environ and world > 1 and "MASTER_ADDR" in os.environ
+        rank = int(os.environ["RANK"]) if launched else 0
+    except ValueError:
+        raise ConfigError(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} are not "
+                          "whole numbers; launch with torchrun, or unset them.") from None
     if launched and workers > 1:
         raise ConfigError("--workers with torchrun: torchrun already starts one sweep process per rank; "
                           "drop --workers, or run without torchrun.")
