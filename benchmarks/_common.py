@@ -9,13 +9,14 @@ absolute times drift. Absolute times are printed only as context.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import random
 import statistics
 import sys
 import time
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -150,7 +151,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str |
 
 def _fmt(c: object) -> str:
     if isinstance(c, float):
-        if c != c:
+        if math.isnan(c):
             return "-"
         a = abs(c)
         return f"{c:.3g}" if a < 10 else f"{c:,.0f}" if a >= 1000 else f"{c:.1f}"
@@ -159,7 +160,7 @@ def _fmt(c: object) -> str:
 
 def verdict(value: float, target: float, lower_is_better: bool = True) -> str:
     """'ok' / 'MISSED' against a target (printed next to the figure, never asserted)."""
-    if value != value:
+    if math.isnan(value):
         return "-"
     ok = value <= target if lower_is_better else value >= target
     return "ok" if ok else "MISSED"

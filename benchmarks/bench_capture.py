@@ -22,8 +22,8 @@ On a CUDA machine the same comparison runs on the GPU, with ``torch.cuda.set_syn
 ("error")`` around the forwards of the layerscope variants (any host sync in a hook raises), and
 ``torch.cuda.synchronize()`` closing each timed part.
 
-    python benchmarks/bench_capture.py                # ~5 min on 2 CPU cores
-    python benchmarks/bench_capture.py --quick        # ~1 min, rough
+    python benchmarks/bench_capture.py                # ~8 min on 2 CPU cores
+    python benchmarks/bench_capture.py --quick        # ~3 min, rough
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import _common as C
+import numpy as np
+import torch
 
 DEFAULT = ("mean", "std", "rms", "max_abs")
 
@@ -86,7 +86,6 @@ def build(args: Any, device: torch.device, store: str) -> list[Variant]:
     from layerscope.testing.model import GPTConfig, TinyGPT
 
     all_but_hist = tuple(m for m in BUILTIN_METRICS if m != "hist")
-    n_variants = 11
     specs: list[tuple[str, int | None, Any]] = [
         ("none", None, None),
         ("ls every=1 (rms)", 1, ("rms",)),
@@ -99,13 +98,12 @@ def build(args: Any, device: torch.device, store: str) -> list[Variant]:
         ("fastai-style .item()", 1, "fastai"),
         ("naive copy to host", 1, "naive"),
     ]
-    assert len(specs) <= n_variants
     out = []
     for i, (name, every, what) in enumerate(specs):
         torch.manual_seed(0)
         model = TinyGPT(GPTConfig()).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-        v = Variant(name, every if what not in (None,) else None, model, opt)
+        v = Variant(name, every if what is not None else None, model, opt)
         if what in ("fastai", "naive"):
             mk = fastai_hook if what == "fastai" else naive_hook
             v.handles = [blk.register_forward_hook(mk(v.sink)) for blk in model.h]
@@ -267,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
           f"interleaved; {len(variants)} variants; threads={args.threads}; clock={args.clock}")
     for line in verify(variants, store):
         print("verified:", line)
+    for v in variants:
+        k = sum(r[4] for rnd in v.samples for r in rnd)
+        if v.rec is not None and k < 3:
+            print(f"WARNING {v.name}: only {k} recorded steps were timed; its figure is not meaningful. "
+                  f"Give --rounds x --steps >= {3 * v.every}.")
     if device.type == "cuda":
         print("sync guard: set_sync_debug_mode('error') around every layerscope forward: no host sync raised")
     for name in ("ls every=1 (default 4)", "fastai-style .item()", "naive copy to host"):

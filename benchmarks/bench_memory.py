@@ -19,7 +19,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
+import _common as C
 
 FLAT_MIB = 8.0  # allowed difference of peaks (SQLite cache, allocator slack), far below any leak
 

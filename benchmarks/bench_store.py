@@ -28,9 +28,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-
-import numpy as np  # noqa: E402
+import _common as C
+import numpy as np
 
 N_LAYERS = 96
 METRICS = ("mean", "std", "rms", "max_abs", "min", "max", "abs_mean", "kurtosis")
@@ -137,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         recf.prepare()
         jobs = {
             "Recorder.flush": recf.flush,
-            "Store.write_steps": lambda: st.write_steps("direct", recs),
-            "bare sqlite": lambda: bare.write(recs),
+            "Store.write_steps": lambda recs=recs: st.write_steps("direct", recs),
+            "bare sqlite": lambda recs=recs: bare.write(recs),
         }
         for name in names[r % 3:] + names[: r % 3]:
             c0, w0 = time.process_time(), time.perf_counter()

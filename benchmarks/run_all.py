@@ -21,7 +21,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import _common as C  # noqa: E402
+import _common as C
 
 
 def main(argv: list[str] | None = None) -> int:

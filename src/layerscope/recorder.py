@@ -206,6 +206,8 @@ class Recorder:
         self.n_recorded = 0
 
         self._device = self._model_device()
+        if self.spec.binner is not None:
+            self.spec.binner.prepare(self._device)  # so the first recorded forward does not copy
         self._probe = _to_device(probe, self._device) if probe is not None else None
         self._probe_hash = probe_hash(probe) if probe is not None else None
 

@@ -9,8 +9,8 @@ collective that every rank calls.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -266,4 +266,4 @@ def derive_values(
     return out
 
 
-__all__ = ["StatSpec", "SlotAccumulator", "WindowState", "collect", "reduce_across_ranks", "derive_values", "N_RAW"]
+__all__ = ["N_RAW", "SlotAccumulator", "StatSpec", "WindowState", "collect", "derive_values", "reduce_across_ranks"]

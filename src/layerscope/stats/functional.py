@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ def _batch(
     x: torch.Tensor,
     groups: frozenset[str] | set[str],
     eps: float = 1e-6,
-    binner: "HistBinner | None" = None,
+    binner: HistBinner | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """One activation tensor -> (raw vector, per-unit max |x| or None, histogram or None).
 
@@ -193,8 +193,9 @@ def batch_raw(
     rather than boolean masks, which are several times slower on CPU.
 
     With ``xz`` = x with non-finite entries set to 0, ``nf`` the number of finite entries and
-    ``c = sum(xz) / max(nf, 1)`` (the shift): ``s_k = sum over finite x of (x - c)**k``,
-    ``sum_abs = sum |xz|``, ``max_abs = max |xz|``, min/max over finite entries.
+    ``c = sum(xz) / nf`` (the shift; NaN when ``nf == 0``, which leaves the state unaffected):
+    ``s_k = sum over finite x of (x - c)**k``, ``sum_abs = sum |xz|``, ``max_abs = max |xz|``,
+    min/max over finite entries.
     """
     return _batch(x, groups - {"hist", "units"} if ("hist" in groups or "units" in groups) else groups, eps)[0]
 
@@ -249,6 +250,10 @@ class HistBinner:
     @property
     def fast(self) -> bool:
         return self._base is not None
+
+    def prepare(self, device: torch.device | str) -> None:
+        """Copy the lookup tables to ``device`` now (a host-to-device copy), not in the first hook."""
+        self._tables(torch.device(device))
 
     def _tables(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         t = self._dev.get(device)

@@ -6,9 +6,16 @@ Schema (version ``SCHEMA_VERSION``)::
     runs(id, name UNIQUE, created, model, config JSON, version, source)
     layers(run_id, layer, name, stack, depth)       -- layer: 1..N over all stacks, fixed at discovery
     steps(run_id, step, source, time)               -- one row per committed step (the step is whole)
-    metric_values(run_id, metric, site, step, layer, value)   -- long format, PK ordered for reading
-                                                              -- one (run, metric, site) matrix
+    metric_values(run_id, metric, site, step, layer, value)   -- long format: the canonical rows,
+                                                              -- for SQL users and export
+    matrix_rows(run_id, metric, site, step, vals BLOB)        -- the same values, one row per step
+                                                              -- (float64 LE, one per layer, NaN
+                                                              -- where absent): what load() reads
     hists(run_id, site, step, layer, counts BLOB)   -- fixed-edge histogram counts (float64 LE)
+
+``matrix_rows`` repeats ``metric_values`` in the shape readers need: SQLite hands Python one
+tuple per row, so 480,000 long rows (a 96-layer x 5000-step matrix) take ~300 ms to read, and the
+5,000 rows of ``matrix_rows`` a few ms. Both are written in the same transaction.
 
 Each flushed step is written in one transaction: a reader sees all of a step or none of it, and a
 process killed mid-write loses at most the step it was writing. Readers use short transactions and
@@ -70,6 +77,14 @@ CREATE TABLE IF NOT EXISTS metric_values (
     layer  INTEGER NOT NULL,
     value  REAL,
     PRIMARY KEY (run_id, metric, site, step, layer)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS matrix_rows (
+    run_id INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    site   TEXT NOT NULL,
+    step   INTEGER NOT NULL,
+    vals   BLOB NOT NULL,
+    PRIMARY KEY (run_id, metric, site, step)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS hists (
     run_id INTEGER NOT NULL,
@@ -392,7 +407,7 @@ class Store:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("metric_values", "hists", "steps", "layers"):
+                for table in ("metric_values", "matrix_rows", "hists", "steps", "layers"):
                     self.conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
                 self.conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
                 self.conn.execute("COMMIT")
@@ -433,19 +448,24 @@ class Store:
         for rec in records:
             step = int(rec.step)
             rows = []
+            mrows = []
             for (metric, site), vals in rec.values.items():
-                for j, v in enumerate(vals):
-                    fv = float(v)
+                arr = np.asarray([float(v) for v in vals], dtype="<f8")
+                mrows.append((run_id, metric, site, step, arr.tobytes()))
+                for j, fv in enumerate(arr.tolist()):
                     rows.append((run_id, metric, site, step, j + 1, None if math.isnan(fv) else fv))
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for metric, site in rec.values:
-                        conn.execute(
-                            "DELETE FROM metric_values WHERE run_id=? AND metric=? AND site=? AND step=?",
-                            (run_id, metric, site, step),
-                        )
-                    conn.executemany("INSERT INTO metric_values VALUES (?,?,?,?,?,?)", rows)
+                    seen = conn.execute("SELECT 1 FROM steps WHERE run_id=? AND step=?", (run_id, step)).fetchone()
+                    if seen:  # recorded before (a resumed run): its rows are replaced, never duplicated
+                        for metric, site in rec.values:
+                            conn.execute(
+                                "DELETE FROM metric_values WHERE run_id=? AND metric=? AND site=? AND step=?",
+                                (run_id, metric, site, step),
+                            )
+                    conn.executemany("INSERT OR REPLACE INTO metric_values VALUES (?,?,?,?,?,?)", rows)
+                    conn.executemany("INSERT OR REPLACE INTO matrix_rows VALUES (?,?,?,?,?)", mrows)
                     if rec.hists:
                         for site, counts in rec.hists.items():
                             arr = np.ascontiguousarray(counts, dtype="<f8")
@@ -561,19 +581,27 @@ class Store:
         run = self.resolve_run(run)
         rid = self.run_id(run)
         layer_infos = self.layers(run)
+        after = -(2**63) if since_step is None else int(since_step)
         try:
             # One short read transaction: a concurrent writer's step is either all in or all out.
             self.conn.execute("BEGIN")
             try:
-                rows = self.conn.execute(
+                mrows = self.conn.execute(
+                    "SELECT step, vals FROM matrix_rows WHERE run_id=? AND metric=? AND site=? AND step>? "
+                    "ORDER BY step",
+                    (rid, metric, site, after),
+                ).fetchall()
+                rows = [] if mrows else self.conn.execute(  # a store written before matrix_rows existed
                     "SELECT step, layer, value FROM metric_values WHERE run_id=? AND metric=? AND site=? "
                     "AND step>? ORDER BY step, layer",
-                    (rid, metric, site, -(2**63) if since_step is None else int(since_step)),
+                    (rid, metric, site, after),
                 ).fetchall()
             finally:
                 self.conn.execute("COMMIT")
         except sqlite3.Error as e:
             raise _translate(e, self.path, f"reading run {run!r}") from e
+        if mrows:
+            rows = mrows
         names = {li.layer: li.name for li in layer_infos}
         source = self._read("SELECT source FROM runs WHERE id=?", (rid,))[0][0]
         meta = {"store": str(self.path), "source": source}
@@ -594,11 +622,24 @@ class Store:
                 f"site {site!r} has no {metric!r} values in run {run!r}; recorded sites: "
                 f"{', '.join(sorted({s for m, s in pairs if m == metric}))}. Pass one of them with --site."
             )
-        arr = np.array([(r[0], r[1], np.nan if r[2] is None else r[2]) for r in rows], dtype=np.float64)
-        steps, step_idx = np.unique(arr[:, 0].astype(np.int64), return_inverse=True)
-        n_layers = max(len(layer_infos), int(arr[:, 1].max()))
-        values = np.full((len(steps), n_layers), np.nan)
-        values[step_idx, arr[:, 1].astype(np.int64) - 1] = arr[:, 2]
+        if mrows:
+            steps = np.fromiter((r[0] for r in mrows), dtype=np.int64, count=len(mrows))
+            widths = {len(r[1]) for r in mrows}
+            n_layers = max(len(layer_infos), max(widths) // 8)
+            if widths == {8 * n_layers}:
+                values = np.frombuffer(b"".join(r[1] for r in mrows), dtype="<f8").reshape(len(mrows), n_layers)
+                values = values.astype(np.float64)  # a writable, native-order copy
+            else:
+                values = np.full((len(mrows), n_layers), np.nan)
+                for i, (_, blob) in enumerate(mrows):
+                    v = np.frombuffer(blob, dtype="<f8")
+                    values[i, : v.size] = v
+        else:
+            arr = np.array(rows, dtype=np.float64)  # None -> NaN
+            steps, step_idx = np.unique(arr[:, 0].astype(np.int64), return_inverse=True)
+            n_layers = max(len(layer_infos), int(arr[:, 1].max()))
+            values = np.full((len(steps), n_layers), np.nan)
+            values[step_idx, arr[:, 1].astype(np.int64) - 1] = arr[:, 2]
         layers = list(range(1, n_layers + 1))
         return Heatmap(
             values=values,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -440,12 +441,15 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
 class _Children:
     """The spawned processes of ``--workers N`` (N - 1 of them; this process is the N-th).
 
-    Each child has its own pipe and holds at most one checkpoint, handed to it only when it is idle,
-    so nothing waits in a queue: until the children have started (imported torch, built the
-    model), this process sweeps alone, and a short sweep is not slower than with one worker. A
-    child that dies (out of memory) costs the checkpoint it held, reported as a failure; the
-    others go on.
+    Each child has its own pipe and is handed checkpoints only once it has started (imported torch,
+    built the model): until then this process sweeps alone, so a short sweep is not held up by
+    them. A started child holds two checkpoints, the one it sweeps and the next, so it never waits
+    for this process (busy with a checkpoint of its own) to hand it work. A child that dies (out of
+    memory) costs the checkpoint it was sweeping, reported as a failure; the one it held next goes
+    back to the others.
     """
+
+    DEPTH = 2  # checkpoints held by a started child
 
     def __init__(self, spec: WorkerSpec, n: int) -> None:
         import multiprocessing as mp
@@ -462,28 +466,26 @@ class _Children:
             self.procs[p.pid] = p
             self.conns[p.pid] = mine
         self.ready: set[int] = set()  # started and alive
-        self.holding: dict[int, Checkpoint] = {}  # pid -> the checkpoint it is sweeping
+        self.holding: dict[int, deque[Checkpoint]] = {}  # pid -> what it holds, the one it sweeps first
 
     def sweep(self, todo: list[Checkpoint], local: CheckpointWorker, writer: _Writer) -> None:
-        from collections import deque
-
         queue = deque(todo)
-        while queue or self.holding:
-            self._poll(writer, timeout=0 if queue else 0.5)
-            for pid in sorted(self.ready - set(self.holding)):  # idle children get the next ones
-                if not queue:
-                    break
-                ckpt = queue.popleft()
-                try:
-                    self.conns[pid].send(ckpt)
-                    self.holding[pid] = ckpt
-                except (BrokenPipeError, EOFError, OSError):
-                    queue.appendleft(ckpt)  # it died while idle: nothing lost; _poll notices
-                    self.ready.discard(pid)
+        while queue or any(self.holding.values()):
+            self._poll(queue, writer, timeout=0 if queue else 0.5)
+            for pid in sorted(self.ready):
+                held = self.holding.setdefault(pid, deque())
+                while queue and len(held) < self.DEPTH:
+                    ckpt = queue.popleft()
+                    try:
+                        self.conns[pid].send(ckpt)
+                    except (BrokenPipeError, EOFError, OSError):
+                        queue.appendleft(ckpt)  # it died: _poll settles what it held
+                        break
+                    held.append(ckpt)
             if queue:
                 writer.add(local.process(queue.popleft()))
 
-    def _poll(self, writer: _Writer, timeout: float) -> None:
+    def _poll(self, queue: deque[Checkpoint], writer: _Writer, timeout: float) -> None:
         from multiprocessing.connection import wait
 
         live = [pid for pid in self.conns if pid in self.ready or self.procs[pid].exitcode is None]
@@ -502,8 +504,8 @@ class _Children:
                     elif kind == "failed":
                         raise ConfigError(f"a --workers process could not start ({payload}); "
                                           "run with fewer --workers.")
-                    else:  # done
-                        self.holding.pop(pid, None)
+                    else:  # done: the first it held
+                        self.holding[pid].popleft()
                         writer.add(payload)
             except (EOFError, OSError):  # its end of the pipe closed: it exited
                 gone = True
@@ -511,11 +513,13 @@ class _Children:
                 p = self.procs[pid]
                 p.join(timeout=5)
                 self.ready.discard(pid)
-                ckpt = self.holding.pop(pid, None)
-                if ckpt is not None:
+                held = self.holding.pop(pid, deque())
+                if held:
+                    ckpt = held.popleft()
                     writer.add(Outcome(ckpt.name, str(ckpt.path), ckpt.step, pid=pid, error=(
                         f"{ckpt.name}: the worker process sweeping it died (exit code {p.exitcode}; out of "
                         "memory?); rerun to retry it, with fewer --workers.")))
+                    queue.extendleft(reversed(held))  # never started: someone else sweeps them
                 self.conns.pop(pid).close()
 
     def stop(self) -> None:
