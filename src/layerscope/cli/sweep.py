@@ -26,7 +26,7 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
 @click.option("--metrics", default="mean,std,rms,max_abs", show_default=True, metavar="LIST",
               help="Comma-separated metric names, or 'all'.")
 @click.option("--sites", default="output", show_default=True, metavar="LIST",
-              help="Comma-separated sites: output, mlp_act, attn_out, mlp_out.")
+              help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in.")
 @click.option("--layers", default=None, metavar="GLOB", help="Modules to record (default: the block stack).")
 @click.option("--step-regex", default=None, metavar="REGEX",
               help=r"Step from the path relative to CKPT_DIR: group 1 or (?P<step>...), e.g. 'epoch(\d+)'.")

@@ -248,6 +248,8 @@ class Store:
                 conn.execute("PRAGMA foreign_keys=ON")
                 if create:
                     self._create_schema(conn)
+                else:
+                    self._add_matrix_rows(conn)
         except sqlite3.Error as e:
             if conn is not None:
                 conn.close()
@@ -297,6 +299,39 @@ class Store:
         if self.readonly:
             raise StoreError(f"store {str(self.path)!r} is empty; record a run into it first.")
         return True
+
+    @staticmethod
+    def _add_matrix_rows(conn: sqlite3.Connection) -> None:
+        """A store written before ``matrix_rows`` existed: add the table and fill it from the long
+        rows, in one transaction (readers of such a store fall back to the long rows meanwhile)."""
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name='matrix_rows'").fetchone():
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='matrix_rows'").fetchone():
+                ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS matrix_rows"):]
+                conn.execute(ddl[: ddl.index(";")])
+                cur = conn.execute("SELECT run_id, metric, site, step, layer, value FROM metric_values "
+                                   "ORDER BY run_id, metric, site, step, layer")
+                key, vals = None, {}
+                def emit() -> None:
+                    if key is not None:
+                        arr = np.full(max(vals), np.nan)
+                        for j, v in vals.items():
+                            arr[j - 1] = np.nan if v is None else v
+                        conn.execute("INSERT INTO matrix_rows VALUES (?,?,?,?,?)",
+                                     (*key, arr.astype("<f8").tobytes()))
+                for run_id, metric, site, step, layer, value in cur.fetchall():
+                    if (run_id, metric, site, step) != key:
+                        emit()
+                        key, vals = (run_id, metric, site, step), {}
+                    vals[layer] = value
+                emit()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     @staticmethod
     def _create_schema(conn: sqlite3.Connection) -> None:
@@ -590,7 +625,7 @@ class Store:
                     "SELECT step, vals FROM matrix_rows WHERE run_id=? AND metric=? AND site=? AND step>? "
                     "ORDER BY step",
                     (rid, metric, site, after),
-                ).fetchall()
+                ).fetchall() if self._has_matrix_rows() else []
                 rows = [] if mrows else self.conn.execute(  # a store written before matrix_rows existed
                     "SELECT step, layer, value FROM metric_values WHERE run_id=? AND metric=? AND site=? "
                     "AND step>? ORDER BY step, layer",
@@ -651,6 +686,12 @@ class Store:
             run=run,
             meta=meta,
         )
+
+    def _has_matrix_rows(self) -> bool:
+        if getattr(self, "_matrix_rows_ok", False):
+            return True
+        self._matrix_rows_ok = bool(self._read("SELECT 1 FROM sqlite_master WHERE name='matrix_rows'"))
+        return self._matrix_rows_ok
 
     def load_hist(self, run: str | None = None, site: str = "output") -> tuple[np.ndarray, list[int], np.ndarray]:
         """Histogram counts ``(steps, layers, bins)``, the steps, and the bin edges of a run."""
