@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-import numpy as np
 import pytest
 
 pytest.importorskip("flask")

@@ -27,12 +27,12 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
 
-from ..errors import CheckpointError, ConfigError, DistributedError, LayerscopeError, NotFoundError
+from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import StepRecord, Store
 from .discover import Checkpoint, Discovery, Problem, compile_step_regex, find_checkpoints, relative_name
