@@ -35,6 +35,7 @@ from .stats import (
     WindowState,
     collect,
     default_hist_edges,
+    finish_states,
     derive_values,
     reduce_across_ranks,
     resolve_metrics,
@@ -409,7 +410,8 @@ class Recorder:
 
     def _record(self, step: int) -> None:
         dev = self._reduce_device()
-        ws = collect(self._accs, self.spec, dev)
+        # A single process defers turning raw sums into states to the flush (one batched call).
+        ws = collect(self._accs, self.spec, dev, defer=self.world_size == 1)
         if self.world_size > 1:
             ws = reduce_across_ranks(ws, self.spec, self._group)
         self._pending.append((step, ws))
@@ -437,6 +439,7 @@ class Recorder:
             raise
 
     def _to_records(self, pending: list[tuple[int, WindowState]]) -> list[StepRecord]:
+        finish_states([ws for _, ws in pending])
         # Pack everything into one flat tensor: one device -> host copy for the whole flush.
         parts: list[torch.Tensor] = []
         layout: list[tuple[int, int, list[int], bool, bool]] = []

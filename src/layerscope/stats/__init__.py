@@ -1,6 +1,14 @@
 """Sufficient statistics on the device, the metric registry, and their exact merge across ranks."""
 
-from .accumulator import SlotAccumulator, StatSpec, WindowState, collect, derive_values, reduce_across_ranks
+from .accumulator import (
+    SlotAccumulator,
+    StatSpec,
+    WindowState,
+    collect,
+    derive_values,
+    finish_states,
+    reduce_across_ranks,
+)
 from .functional import (
     GROUPS,
     N_STATE,
@@ -25,7 +33,7 @@ from .registry import (
 
 __all__ = [
     "BUILTIN_METRICS", "DEFAULT_METRICS", "GROUPS", "N_STATE", "Metric", "SlotAccumulator", "StatSpec",
-    "Stats", "WindowState", "available_metrics", "batch_raw", "collect", "default_hist_edges",
+    "Stats", "WindowState", "available_metrics", "batch_raw", "collect", "default_hist_edges", "finish_states",
     "derive_values", "empty_state", "get_metric", "merge_states", "raw_to_state", "reduce_across_ranks",
     "register_metric", "resolve_metrics", "state_of", "unregister_metric",
 ]
