@@ -127,7 +127,10 @@ def test_dead_frac_counts_units_of_last_dim() -> None:
     assert got["dead_frac"] == pytest.approx(2 / 10)
 
 
-finite_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False, width=32)
+# Magnitudes below ~1e-12 are left out: their float32 squares (and fourth powers) are subnormal and
+# lose relative precision (documented in docs/metrics.md); exact zeros stay in via `specials`.
+finite_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False,
+                          width=32).filter(lambda v: v == 0 or abs(v) >= 1e-12)
 specials = st.sampled_from([float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1e-7])
 
 
