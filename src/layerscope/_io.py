@@ -18,12 +18,26 @@ def _umask() -> int:
     return mask
 
 
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names something to write into rather than a file to replace: a pipe, a
+    device, or anything under /dev or /proc (``-o /dev/stdout`` while stdout is redirected to a file
+    resolves to a regular file, and renaming over it would replace the /dev node itself)."""
+    p = Path(path)
+    try:
+        if str(p.absolute()).startswith(("/dev/", "/proc/")):
+            return p.exists()
+        return p.exists() and not stat.S_ISREG(p.stat().st_mode) and not p.is_dir()
+    except OSError:
+        return False
+
+
 def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(filename)`` so that ``path`` never holds half a result.
 
     A regular file is written as a temporary file next to it and renamed into place, with the mode
     any other program would give it (an existing file's own mode, else 0666 minus the umask; mkstemp
-    alone would leave 0600). A pipe or device (``-o /dev/stdout``, a FIFO) is written into directly.
+    alone would leave 0600); through a symbolic link, the file it points to is replaced and the link
+    stays. A pipe or device (``-o /dev/stdout``, a FIFO) is written into, after what it holds.
     Failures become one StoreError line.
     """
     out = Path(path)
@@ -31,26 +45,27 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     def fail(e: OSError) -> StoreError:
         return StoreError(f"cannot write {str(out)!r}: {e.strerror or e}; choose another output path.")
 
-    try:
-        st: os.stat_result | None = os.stat(out)
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        raise fail(e) from e
-    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+    if is_stream(out):
         # Writers may seek (PNG does): render to a private temporary file, then stream it in.
         try:
             with tempfile.TemporaryDirectory(prefix="layerscope-") as d:
                 tmp = os.path.join(d, out.name)
                 write(tmp)
-                with open(tmp, "rb") as src, open(out, "wb") as dst:
+                with open(tmp, "rb") as src, open(out, "ab") as dst:
                     shutil.copyfileobj(src, dst)
         except OSError as e:
             raise fail(e) from e
         return out
+    target = out.resolve() if out.is_symlink() else out
+    try:
+        st: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise fail(e) from e
     try:
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else "."
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else "."
         )
     except OSError as e:
         raise fail(e) from e
@@ -58,15 +73,13 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     try:
         write(tmp)
         os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
-        os.replace(tmp, out)
+        os.replace(tmp, target)
     except OSError as e:
         raise fail(e) from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
-
-
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

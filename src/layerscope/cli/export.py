@@ -9,30 +9,6 @@ import click
 from ._common import run_option, store_argument
 
 
-def _is_stream(out: Path) -> bool:
-    """Whether ``-o`` names something to write into rather than a file to replace."""
-    import stat
-
-    try:
-        if str(out).startswith(("/dev/", "/proc/")):
-            return out.exists()
-        return out.exists() and not stat.S_ISREG(out.stat().st_mode)
-    except OSError:
-        return False
-
-
-def _file_mode(out: Path) -> int:
-    """The mode a replaced file keeps, or what ``open()`` would give a new one (0666 less the umask)."""
-    import os
-
-    try:
-        return out.stat().st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
 @click.command("export")
 @store_argument
 @run_option
@@ -49,11 +25,10 @@ def export(store: str, run: str | None, output: str) -> None:
       layerscope export runs.db --run baseline -o - | head
     """
     import csv
-    import os
     import sys
-    import tempfile
 
-    from ..errors import ConfigError, NotFoundError, StoreError
+    from .._io import is_stream, write_atomic
+    from ..errors import ConfigError, NotFoundError
     from ..store import Store
 
     if not Path(store).exists():
@@ -83,34 +58,13 @@ def export(store: str, run: str | None, output: str) -> None:
         if output == "-":
             write_rows(sys.stdout, rows)
             return
-        if _is_stream(out):
-            # A pipe, a device or /dev/stdout: write into it ("a": after what a shell redirect
-            # already holds). Renaming a temporary file over it would replace the node itself.
-            try:
-                with open(out, "a", newline="") as f:
-                    n = write_rows(f, rows)
-            except OSError as e:
-                raise StoreError(f"cannot write {output!r}: {e.strerror or e}; choose another output path.") from e
-            click.echo(f"wrote {n} rows to {output}", err=True)
-            return
-        if out.is_symlink():
-            out = out.resolve()  # replace the file the link points to; the link stays a link
-            parent = out.parent
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".layerscope-", suffix=".csv", dir=parent)
-        except OSError as e:
-            raise StoreError(f"cannot write in {str(parent)!r}: {e.strerror}; choose another output path.") from e
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
+        n = 0
+
+        def write(name: str) -> None:
+            nonlocal n
+            with open(name, "w", newline="") as f:
                 n = write_rows(f, rows)
-            os.chmod(tmp, _file_mode(out))  # mkstemp makes 0600; the CSV gets a normal file's mode
-            os.replace(tmp, out)
-        except OSError as e:
-            os.unlink(tmp) if os.path.exists(tmp) else None
-            raise StoreError(
-                f"cannot write {output!r}: {e.strerror or e}; free space or choose another output path."
-            ) from e
-        except BaseException:
-            os.unlink(tmp) if os.path.exists(tmp) else None
-            raise
-    click.echo(f"wrote {n} rows to {output}")
+
+        write_atomic(out, write)
+    # Into a pipe or /dev/stdout the CSV itself may be on stdout: keep the message out of it.
+    click.echo(f"wrote {n} rows to {output}", err=is_stream(out))

@@ -258,7 +258,7 @@ def echo_warnings() -> Iterator[None]:
     "--site",
     default=None,
     metavar="LIST",
-    help="Site(s), comma-separated, or 'all': output (default), mlp_act, attn_out, mlp_out.",
+    help="Site(s), comma-separated, or 'all': output (default), mlp_act, attn_out, mlp_out, mlp_down_in.",
 )
 @click.option(
     "--kind",

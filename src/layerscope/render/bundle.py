@@ -22,7 +22,8 @@ from .._format import format_step
 from .._version import __version__
 from ..errors import ConfigError, StoreError
 from ..store.heatmap import Heatmap
-from .html import figure_div, heatmap_figure, lines_figure, page, write_text_atomic
+from .._io import write_text_atomic
+from .html import figure_div, heatmap_figure, lines_figure, page
 from .options import RenderOptions
 
 _INLINE_CODE = re.compile(r"`([^`]+)`")

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._format import format_step, format_value
+from .._io import write_text_atomic
 from ..store.heatmap import Heatmap
 from .options import MAX_ANNOTATE, RenderOptions
 from .scale import KIND_LABELS, MISSING_GREY, ColorScale, cell_kinds, color_scale, is_even, nice_ticks, symlog
@@ -536,19 +537,6 @@ def page(title: str, body: str) -> str:
         f"<title>{_html.escape(title)}</title>\n<style>{PAGE_CSS}</style>\n{plotly_script()}\n</head>\n"
         f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
     )
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through :func:`~layerscope.render.static.write_atomic`."""
-    from .static import write_atomic
-
-    data = text.encode("utf-8")
-
-    def write(name: str) -> None:
-        with open(name, "wb") as f:
-            f.write(data)
-
-    return write_atomic(path, write)
 
 
 def write_html(

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._format import format_value
 from ..errors import ConfigError, NotFoundError, StoreError
-from .._io import write_atomic  # noqa: F401  (re-exported: render.static.write_atomic)
+from .._io import write_atomic
 from ..store.heatmap import Heatmap
 from .options import MAX_ANNOTATE, RenderOptions, RenderWarning
 from .scale import (

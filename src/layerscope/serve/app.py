@@ -214,7 +214,7 @@ def create_app(
 
         def read(st: Any) -> dict[str, Any]:
             summary = reader.run_summary(st, run)
-            pairs = reader.metric_pairs(st, run)
+            pairs = st.metrics(run)
             return {
                 **summary.to_dict(),
                 "pairs": [list(p) for p in pairs],

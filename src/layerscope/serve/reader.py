@@ -91,11 +91,6 @@ def run_summary(st: Store, run: str) -> RunSummary:
     raise NotFoundError(f"run {run!r} not found in {str(st.path)!r}.")  # pragma: no cover - raced a delete
 
 
-def metric_pairs(st: Store, run: str) -> list[tuple[str, str]]:
-    """The (metric, site) pairs recorded for ``run`` (index seeks only; see ``Store.metrics``)."""
-    return st.metrics(run)
-
-
 def read_matrix(st: Store, run: str, metric: str, site: str, since_step: int | None = None) -> Heatmap:
     """The (steps x layers) matrix of one run, metric and site; with ``since_step``, only later steps
     (possibly none: nothing new yet). One short read transaction, through the primary key."""

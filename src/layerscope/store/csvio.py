@@ -28,7 +28,6 @@ import io
 import math
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -410,23 +409,19 @@ def _cell(v: float) -> str:
 
 
 def _write_atomic(path: Path, header: Sequence[str], rows: Any) -> Path:
-    """Write rows to a temporary file beside ``path`` and rename it, so a crash never leaves half a file."""
+    """Write the CSV through :func:`layerscope._io.write_atomic`: a crash never leaves half a file."""
+    from .._io import write_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+
+    def write(name: str) -> None:
+        with open(name, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(header)
             w.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+
+    return write_atomic(path, write)
 
 
 def write_wide_csv(heatmap: Heatmap, path: str | os.PathLike[str]) -> Path:
