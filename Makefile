@@ -30,6 +30,12 @@ demo: $(VENV)/.installed-core
 test: $(VENV)/.installed-test
 	$(VPY) -m pytest
 
+# ruff (rules and format) and mypy (the package ships py.typed, so its types must hold).
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/mypy
+
 bench: $(VENV)/.installed-core
 	$(VPY) benchmarks/run_all.py
 

@@ -75,7 +75,7 @@ def interleave(
     rng = random.Random(seed)
     out: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         if r >= len(names):
             rng.shuffle(order)
         for n in order:
@@ -100,6 +100,7 @@ def interleave_cpu_wall(
             fn()
             cpu[name].append(time.process_time() - c0)
             wall[name].append(time.perf_counter() - w0)
+
         return run
 
     interleave({n: timed(n, f) for n, f in variants.items()}, rounds, seed)
@@ -143,9 +144,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str |
     align = align or "l" + "r" * (len(headers) - 1)
 
     def line(r: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)) + " |"
+        return (
+            "| "
+            + " | ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align))
+            + " |"
+        )
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else (":" + "-" * (w + 1)) for w, a in zip(widths, align)) + "|"
+    sep = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if a == "r" else (":" + "-" * (w + 1)) for w, a in zip(widths, align)
+        )
+        + "|"
+    )
     return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
 
 
@@ -168,9 +179,15 @@ def verdict(value: float, target: float, lower_is_better: bool = True) -> str:
 
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true", help="a short run: checks that it works, numbers are rough")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads, fixed for every variant (default 1: least disturbed by other work)")
+    p.add_argument(
+        "--quick", action="store_true", help="a short run: checks that it works, numbers are rough"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads, fixed for every variant (default 1: least disturbed by other work)",
+    )
     return p
 
 

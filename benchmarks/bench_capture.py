@@ -67,8 +67,15 @@ def fastai_hook(sink: list) -> Callable:
     # fastai's ActivationStats: python floats per statistic per layer per batch (host sync each).
     def hook(module: torch.nn.Module, args: Any, out: torch.Tensor) -> None:
         o = out.detach().float()
-        sink.append((o.mean().item(), o.std(unbiased=False).item(), o.pow(2).mean().sqrt().item(),
-                     o.abs().max().item()))  # 4 host syncs
+        sink.append(
+            (
+                o.mean().item(),
+                o.std(unbiased=False).item(),
+                o.pow(2).mean().sqrt().item(),
+                o.abs().max().item(),
+            )
+        )  # 4 host syncs
+
     return hook
 
 
@@ -77,6 +84,7 @@ def naive_hook(sink: list) -> Callable:
     def hook(module: torch.nn.Module, args: Any, out: torch.Tensor) -> None:
         a = out.detach().to("cpu", copy=True).float().numpy()  # host sync + full copy
         sink.append((float(a.mean()), float(a.std()), float(np.sqrt((a * a).mean())), float(np.abs(a).max())))
+
     return hook
 
 
@@ -110,8 +118,15 @@ def build(args: Any, device: torch.device, store: str) -> list[Variant]:
         elif what is not None:
             # The recorder's time-based flush (10 s) is stretched by the number of interleaved
             # variants, so each flushes as often per step of its own as it would running alone.
-            v.rec = Recorder(model, store, run=f"v{i}", metrics=what, every=every,
-                             flush_secs=10.0 * len(specs), resume=False)
+            v.rec = Recorder(
+                model,
+                store,
+                run=f"v{i}",
+                metrics=what,
+                every=every,
+                flush_secs=10.0 * len(specs),
+                resume=False,
+            )
             v.guard = device.type == "cuda"
         out.append(v)
     return out
@@ -191,7 +206,9 @@ def verify(variants: list[Variant], store: str) -> list[str]:
             if have != want:
                 raise SystemExit(f"{v.name}: {len(have)} steps in the store, expected {len(want)}")
             if want:
-                hm = st.load(f"v{i}", metric=v.rec.config.metrics[0] if v.rec.config.metrics[0] != "hist" else "mean")
+                hm = st.load(
+                    f"v{i}", metric=v.rec.config.metrics[0] if v.rec.config.metrics[0] != "hist" else "mean"
+                )
                 if hm.values.shape != (len(want), 12) or not np.isfinite(hm.values).all():
                     raise SystemExit(f"{v.name}: stored matrix {hm.values.shape} is incomplete")
             notes.append(f"{v.name}: {len(have)} steps x 12 layers in the store")
@@ -205,16 +222,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per variant first (default 5)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--clock", choices=("cpu", "wall"), default=None,
-                   help="cpu: the process's CPU time, blind to other work on a shared machine (default "
-                        "on CPU; excludes I/O waits, whose wall-clock ratio is printed beside); wall: "
-                        "perf_counter (default on CUDA)")
+    p.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default=None,
+        help="cpu: the process's CPU time, blind to other work on a shared machine (default "
+        "on CPU; excludes I/O waits, whose wall-clock ratio is printed beside); wall: "
+        "perf_counter (default on CUDA)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.rounds, args.warmup = 2, 50, 3
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          (args.device if args.device != "auto" else "cpu"))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else (args.device if args.device != "auto" else "cpu")
+    )
     if args.clock is None:
         args.clock = "wall" if device.type == "cuda" else "cpu"
     from layerscope.testing.corpus import Corpus
@@ -228,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     for v in variants:
         run_block(v, args.warmup, batches, device, timed=False)
     for r in range(args.rounds):
-        order = variants[r % len(variants):] + variants[: r % len(variants)]
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for v in order:
             run_block(v, args.steps, batches, device)
     for v in variants:
@@ -245,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             est, best = cost(v, clock), cost(base, clock)
             ms = est(v.samples) * 1e3
             ratio = ms / (best(base.samples) * 1e3)
-            lo, hi = C.bootstrap_ratio(v.samples, base.samples, est, den_estimator=best) if v is not base else (1.0, 1.0)
+            lo, hi = (
+                C.bootstrap_ratio(v.samples, base.samples, est, den_estimator=best)
+                if v is not base
+                else (1.0, 1.0)
+            )
             figs[clock] = (ms, ratio, lo, hi)
         ms, ratio, lo, hi = figs[args.clock]
         other = "wall" if args.clock == "cpu" else "cpu"
@@ -254,22 +282,51 @@ def main(argv: list[str] | None = None) -> int:
         # Where the overhead is: in the training step (hooks) vs in rec.step() (collect + flush).
         i = 0 if args.clock == "cpu" else 2
         rec_ms = float(np.mean([r[i + 1] for rnd in v.samples for r in rnd])) * 1e3
-        rows.append([v.name, ms, f"{ratio:.3f}", f"{lo:.3f}-{hi:.3f}", f"{(ratio - 1) * 100:+.1f}%",
-                     ms - rec_ms - figs[args.clock][0] / ratio, rec_ms,
-                     f"{figs[other][1]:.3f}", f"<= {tgt:.2f} {C.verdict(ratio, tgt)}" if tgt else ""])
-    print(C.table(["variant", f"step ms ({args.clock})", "ratio", "90% interval", "overhead",
-                   "in step +ms", "rec.step ms", f"ratio ({other})", "target"], rows, "lrrrrrrrl"))
+        rows.append(
+            [
+                v.name,
+                ms,
+                f"{ratio:.3f}",
+                f"{lo:.3f}-{hi:.3f}",
+                f"{(ratio - 1) * 100:+.1f}%",
+                ms - rec_ms - figs[args.clock][0] / ratio,
+                rec_ms,
+                f"{figs[other][1]:.3f}",
+                f"<= {tgt:.2f} {C.verdict(ratio, tgt)}" if tgt else "",
+            ]
+        )
+    print(
+        C.table(
+            [
+                "variant",
+                f"step ms ({args.clock})",
+                "ratio",
+                "90% interval",
+                "overhead",
+                "in step +ms",
+                "rec.step ms",
+                f"ratio ({other})",
+                "target",
+            ],
+            rows,
+            "lrrrrrrrl",
+        )
+    )
     print()
     n = sum(len(r) for r in base.samples)
-    print(f"{args.rounds} rounds x {args.steps} steps per variant ({n} timed steps each), "
-          f"interleaved; {len(variants)} variants; threads={args.threads}; clock={args.clock}")
+    print(
+        f"{args.rounds} rounds x {args.steps} steps per variant ({n} timed steps each), "
+        f"interleaved; {len(variants)} variants; threads={args.threads}; clock={args.clock}"
+    )
     for line in verify(variants, store):
         print("verified:", line)
     for v in variants:
         k = sum(r[4] for rnd in v.samples for r in rnd)
         if v.rec is not None and k < 3:
-            print(f"WARNING {v.name}: only {k} recorded steps were timed; its figure is not meaningful. "
-                  f"Give --rounds x --steps >= {3 * v.every}.")
+            print(
+                f"WARNING {v.name}: only {k} recorded steps were timed; its figure is not meaningful. "
+                f"Give --rounds x --steps >= {3 * v.every}."
+            )
     if device.type == "cuda":
         print("sync guard: set_sync_debug_mode('error') around every layerscope forward: no host sync raised")
     for name in ("ls every=1 (default 4)", "fastai-style .item()", "naive copy to host"):

@@ -52,8 +52,12 @@ def child(steps: int, record: bool, checkpoints: int, threads: int) -> None:
         if rec is not None:
             rec.step(step)
         if step % every == 0:
-            print(json.dumps({"step": step, "rss": C.vm_kib("VmRSS"), "hwm": C.vm_kib("VmHWM"),
-                              "store": store_mib()}), flush=True)
+            print(
+                json.dumps(
+                    {"step": step, "rss": C.vm_kib("VmRSS"), "hwm": C.vm_kib("VmHWM"), "store": store_mib()}
+                ),
+                flush=True,
+            )
     if rec is not None:
         rec.close()
         from layerscope.store import Store
@@ -66,8 +70,16 @@ def child(steps: int, record: bool, checkpoints: int, threads: int) -> None:
 
 
 def run(steps: int, record: bool, checkpoints: int, threads: int) -> list[dict]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(steps), "--checkpoints", str(checkpoints),
-           "--threads", str(threads)] + ([] if record else ["--no-record"])
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        str(steps),
+        "--checkpoints",
+        str(checkpoints),
+        "--threads",
+        str(threads),
+    ] + ([] if record else ["--no-record"])
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"child {steps} steps failed:\n{out.stderr[-2000:]}")
@@ -98,21 +110,46 @@ def main(argv: list[str] | None = None) -> int:
         done = res[-1]
         first = series[n][0]
         peaks[n] = done["hwm"] / 1024
-        rows.append([f"recording, {n} steps", peaks[n], first["rss"] / 1024, series[n][-1]["rss"] / 1024,
-                     (series[n][-1]["rss"] - first["rss"]) / 1024, done["store"]])
+        rows.append(
+            [
+                f"recording, {n} steps",
+                peaks[n],
+                first["rss"] / 1024,
+                series[n][-1]["rss"] / 1024,
+                (series[n][-1]["rss"] - first["rss"]) / 1024,
+                done["store"],
+            ]
+        )
     base = run(sizes[-1], False, args.checkpoints, args.threads)
-    rows.append([f"no recording, {sizes[-1]} steps", base[-1]["hwm"] / 1024, base[0]["rss"] / 1024,
-                 base[-2]["rss"] / 1024, (base[-2]["rss"] - base[0]["rss"]) / 1024, 0.0])
-    print(C.table(["run", "peak RSS MiB", "RSS at first checkpoint", "RSS at end", "growth MiB", "store MiB"],
-                  rows, "lrrrrr"))
+    rows.append(
+        [
+            f"no recording, {sizes[-1]} steps",
+            base[-1]["hwm"] / 1024,
+            base[0]["rss"] / 1024,
+            base[-2]["rss"] / 1024,
+            (base[-2]["rss"] - base[0]["rss"]) / 1024,
+            0.0,
+        ]
+    )
+    print(
+        C.table(
+            ["run", "peak RSS MiB", "RSS at first checkpoint", "RSS at end", "growth MiB", "store MiB"],
+            rows,
+            "lrrrrr",
+        )
+    )
     big, small = sizes[-1], sizes[0]
     diff = peaks[big] - peaks[small]
     print()
-    print(f"peak RSS, {big} vs {small} steps: {diff:+.1f} MiB -> "
-          f"{'flat' if abs(diff) <= FLAT_MIB else 'GROWS'} (allowed {FLAT_MIB:.0f} MiB); "
-          f"recording costs {peaks[big] - base[-1]['hwm'] / 1024:+.1f} MiB of peak over no recording")
-    print(f"RSS of the {big}-step run at each checkpoint (MiB): "
-          + " ".join(f"{r['rss'] / 1024:.1f}" for r in series[big]))
+    print(
+        f"peak RSS, {big} vs {small} steps: {diff:+.1f} MiB -> "
+        f"{'flat' if abs(diff) <= FLAT_MIB else 'GROWS'} (allowed {FLAT_MIB:.0f} MiB); "
+        f"recording costs {peaks[big] - base[-1]['hwm'] / 1024:+.1f} MiB of peak over no recording"
+    )
+    print(
+        f"RSS of the {big}-step run at each checkpoint (MiB): "
+        + " ".join(f"{r['rss'] / 1024:.1f}" for r in series[big])
+    )
     return 0
 
 

@@ -53,8 +53,15 @@ def report_matrix(n_steps: int = 5000, n_layers: int = 200, seed: int = 1):
     rng = np.random.default_rng(seed)
     t = np.linspace(0.0, 1.0, n_steps)[:, None]
     d = np.linspace(0.0, 1.0, n_layers)[None, :]
-    v = 0.008 * np.clip(d - 0.3, 0, None) * np.minimum(1.0, 1.4 * t) * (1 + 0.02 * rng.standard_normal((n_steps, n_layers)))
-    return Heatmap(v, steps=[60 * (i + 1) for i in range(n_steps)], layers=range(1, n_layers + 1), metric="rms")
+    v = (
+        0.008
+        * np.clip(d - 0.3, 0, None)
+        * np.minimum(1.0, 1.4 * t)
+        * (1 + 0.02 * rng.standard_normal((n_steps, n_layers)))
+    )
+    return Heatmap(
+        v, steps=[60 * (i + 1) for i in range(n_steps)], layers=range(1, n_layers + 1), metric="rms"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 
     hm = matrix()
     big = report_matrix()
-    print(f"import + matrices ({hm.shape[0]} x {hm.shape[1]}, {big.shape[0]} x {big.shape[1]}): "
-          f"{time.perf_counter() - t0:.2f} s")
+    print(
+        f"import + matrices ({hm.shape[0]} x {hm.shape[1]}, {big.shape[0]} x {big.shape[1]}): "
+        f"{time.perf_counter() - t0:.2f} s"
+    )
 
     def timed(label: str, fn) -> float:
         w, c = time.perf_counter(), time.process_time()
@@ -89,10 +98,18 @@ def main(argv: list[str] | None = None) -> int:
 
     png, html, rep = [], [], []
     for k in range(args.repeat):  # interleaved: PNG, HTML, report, PNG, HTML, report, ...
-        png.append(timed(f"png 96x2000     round {k + 1}", lambda: size(layerscope.plot(hm, out / "bench.png"))))
-        html.append(timed(f"html 96x2000    round {k + 1}", lambda: size(layerscope.plot(hm, out / "bench.html"))))
-        rep.append(timed(f"report 200x5000 round {k + 1}",
-                         lambda: f"({len(layerscope.report(big).to_markdown())} chars)"))
+        png.append(
+            timed(f"png 96x2000     round {k + 1}", lambda: size(layerscope.plot(hm, out / "bench.png")))
+        )
+        html.append(
+            timed(f"html 96x2000    round {k + 1}", lambda: size(layerscope.plot(hm, out / "bench.html")))
+        )
+        rep.append(
+            timed(
+                f"report 200x5000 round {k + 1}",
+                lambda: f"({len(layerscope.report(big).to_markdown())} chars)",
+            )
+        )
     timed("lines png 96x2000     ", lambda: size(layerscope.plot(hm, out / "bench_lines.png", kind="lines")))
     worst = max(png)
     verdict = "ok" if worst <= PNG_BUDGET_S else "OVER BUDGET"

@@ -40,10 +40,11 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
+import _common as C
 
 TARGET = 0.95  # with / without
 DEFAULT_POLL_MS = 1500
@@ -54,11 +55,11 @@ METRIC, SITE = "rms", "output"
 
 # -- the dashboard's client: the page's requests, in a process of its own ----------------------------
 
+
 def page_client(url: str, poll_ms: int, active: Any, idle: Any, seen: Any, stop: Any, out: Any) -> None:
     """Poll like app.js while ``active`` is set, following the newest run; ``seen`` is the last step
     it has; ``idle`` is set between rounds. Puts its stats on ``out`` when ``stop`` is set."""
-    stats: dict[str, Any] = {"runs": 0, "heatmap": 0, "report": 0, "errors": [], "latency": [],
-                             "rounds": []}
+    stats: dict[str, Any] = {"runs": 0, "heatmap": 0, "report": 0, "errors": [], "latency": [], "rounds": []}
 
     def get(path: str, **params: Any) -> Any:
         q = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
@@ -99,7 +100,7 @@ def page_client(url: str, poll_ms: int, active: Any, idle: Any, seen: Any, stop:
                     get("report", run=run, metric=METRIC, site=SITE)
                     report_every = max(REPORT_EVERY_S, REPORT_COST_FACTOR * (time.perf_counter() - t0))
                     report_at, grew = now, False
-            except Exception as e:  # noqa: BLE001 - counted and printed, never hidden
+            except Exception as e:
                 stats["errors"].append(f"{type(e).__name__}: {e}")
             next_poll += poll_ms / 1000
             while active.is_set() and time.monotonic() < next_poll:
@@ -131,9 +132,13 @@ def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
 
 def start_server(store: str, poll_ms: int) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "layerscope", "serve", store, "--port", "0",
-                             "--poll-ms", str(poll_ms)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "layerscope", "serve", store, "--port", "0", "--poll-ms", str(poll_ms)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     line = proc.stdout.readline()  # type: ignore[union-attr]
     m = re.search(r"http://127\.0\.0\.1:\d+/", line)
     if not m:
@@ -144,13 +149,18 @@ def start_server(store: str, poll_ms: int) -> tuple[subprocess.Popen[str], str]:
 
 # -- writers ------------------------------------------------------------------------------------------
 
+
 class RecorderWriter:
     """A training loop recording every step with a Recorder (default 4 metrics, flush_every=1)."""
 
-    SIZES = {"recorder": dict(n_layer=4, n_embd=32, n_head=2, block_size=16, batch=2),
-             "training": dict(n_layer=12, n_embd=64, n_head=4, block_size=32, batch=8)}
-    LABELS = {"recorder": "Recorder, 4-layer GPT, forward only (recording-bound)",
-              "training": "Recorder, 12-layer GPT training loop"}
+    SIZES = {
+        "recorder": dict(n_layer=4, n_embd=32, n_head=2, block_size=16, batch=2),
+        "training": dict(n_layer=12, n_embd=64, n_head=4, block_size=32, batch=8),
+    }
+    LABELS = {
+        "recorder": "Recorder, 4-layer GPT, forward only (recording-bound)",
+        "training": "Recorder, 12-layer GPT training loop",
+    }
 
     def __init__(self, store: str, kind: str) -> None:
         import torch
@@ -229,8 +239,12 @@ class StoreWriter:
     def step(self) -> None:
         self.n += 1
         v = self.rng.random((4, 12)) + self.n * 1e-4
-        self.st.write_step(self.run, self.StepRecord(self.n, {
-            (m, SITE): v[k] for k, m in enumerate(("mean", "std", "rms", "max_abs"))}))
+        self.st.write_step(
+            self.run,
+            self.StepRecord(
+                self.n, {(m, SITE): v[k] for k, m in enumerate(("mean", "std", "rms", "max_abs"))}
+            ),
+        )
 
     def close(self) -> None:
         self.st.close()
@@ -275,7 +289,7 @@ def bench(kind: str, rounds: int, seconds: float, poll_ms: int) -> dict[str, Any
     try:
         idle.wait(60)
         for r in range(rounds):
-            for with_page in ((False, True) if r % 2 == 0 else (True, False)):
+            for with_page in (False, True) if r % 2 == 0 else (True, False):
                 # Every window records a new run, so each measures the same thing: a run starting.
                 run = f"{kind}-{r}-{'on' if with_page else 'off'}"
                 writer.new_run(run)
@@ -307,9 +321,18 @@ def bench(kind: str, rounds: int, seconds: float, poll_ms: int) -> dict[str, Any
     lo, hi = C.bootstrap_ratio([[x] for x in on], [[x] for x in off], lambda xs: C.median(x[0] for x in xs))
     lat = sorted(stats["latency"])
     return {
-        "kind": kind, "label": writer.label, "record_share": writer.record_share, "off": off, "on": on,
-        "pair_ratio": C.median(ratios), "ci": (lo, hi), "stats": stats, "committed": committed, "wal": wal,
-        "server_cpu_on": cpu["on"] / max(cpu["on_s"], 1e-9), "server_cpu_off": cpu["off"] / max(cpu["off_s"], 1e-9),
+        "kind": kind,
+        "label": writer.label,
+        "record_share": writer.record_share,
+        "off": off,
+        "on": on,
+        "pair_ratio": C.median(ratios),
+        "ci": (lo, hi),
+        "stats": stats,
+        "committed": committed,
+        "wal": wal,
+        "server_cpu_on": cpu["on"] / max(cpu["on_s"], 1e-9),
+        "server_cpu_off": cpu["off"] / max(cpu["off_s"], 1e-9),
         "lat_median_ms": 1000 * statistics.median(lat) if lat else float("nan"),
         "lat_max_ms": 1000 * lat[-1] if lat else float("nan"),
     }
@@ -320,7 +343,9 @@ def main() -> None:
     p.add_argument("--writer", choices=["recorder", "training", "store", "all"], default="all")
     p.add_argument("--rounds", type=int, default=None, help="off/on pairs (default 10; --quick 4)")
     p.add_argument("--seconds", type=float, default=None, help="seconds per window (default 2; --quick 1.5)")
-    p.add_argument("--poll-ms", type=int, default=DEFAULT_POLL_MS, help="the page's poll interval (default: the page's)")
+    p.add_argument(
+        "--poll-ms", type=int, default=DEFAULT_POLL_MS, help="the page's poll interval (default: the page's)"
+    )
     a = p.parse_args()
     rounds = a.rounds or (4 if a.quick else 10)
     seconds = a.seconds or (1.5 if a.quick else 2.0)
@@ -328,35 +353,71 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     C.header("bench_serve: write throughput with and without the dashboard watching the store")
-    print(f"{rounds} interleaved rounds of {seconds:g} s per variant; the page polls every {a.poll_ms} ms; "
-          f"target with/without >= {TARGET}")
+    print(
+        f"{rounds} interleaved rounds of {seconds:g} s per variant; the page polls every {a.poll_ms} ms; "
+        f"target with/without >= {TARGET}"
+    )
     print()
     rows = []
-    for kind in (["recorder", "training", "store"] if a.writer == "all" else [a.writer]):
+    for kind in ["recorder", "training", "store"] if a.writer == "all" else [a.writer]:
         res = bench(kind, rounds, seconds, a.poll_ms)
         s = res["stats"]
-        missed = [f"run {run}: page at step {rd['last_step']} of run {rd['run']}, writer at {n}"
-                  for rd, (run, n) in zip(s["rounds"], res["committed"]) if (rd["run"], rd["last_step"]) != (run, n)]
-        rows.append([res["label"], C.median(res["off"]), C.median(res["on"]), res["pair_ratio"],
-                     f"{res['ci'][0]:.3f}-{res['ci'][1]:.3f}", f"{1000 * res['server_cpu_on']:.1f}",
-                     C.verdict(res["pair_ratio"], TARGET, lower_is_better=False)])
+        missed = [
+            f"run {run}: page at step {rd['last_step']} of run {rd['run']}, writer at {n}"
+            for rd, (run, n) in zip(s["rounds"], res["committed"])
+            if (rd["run"], rd["last_step"]) != (run, n)
+        ]
+        rows.append(
+            [
+                res["label"],
+                C.median(res["off"]),
+                C.median(res["on"]),
+                res["pair_ratio"],
+                f"{res['ci'][0]:.3f}-{res['ci'][1]:.3f}",
+                f"{1000 * res['server_cpu_on']:.1f}",
+                C.verdict(res["pair_ratio"], TARGET, lower_is_better=False),
+            ]
+        )
         print(f"### {res['label']}")
         print(f"recording and writing the store: {100 * res['record_share']:.0f}% of the writer's step time")
         print("steps/s without: " + ", ".join(f"{x:.1f}" for x in res["off"]))
         print("steps/s with:    " + ", ".join(f"{x:.1f}" for x in res["on"]))
-        print(f"dashboard: {s['runs']} /api/runs, {s['heatmap']} /api/heatmap ({sum(r['rows'] for r in s['rounds'])} "
-              f"rows), {s['report']} /api/report; latency median {res['lat_median_ms']:.1f} ms, max "
-              f"{res['lat_max_ms']:.0f} ms; {len(s['errors'])} errors")
+        print(
+            f"dashboard: {s['runs']} /api/runs, {s['heatmap']} /api/heatmap ({sum(r['rows'] for r in s['rounds'])} "
+            f"rows), {s['report']} /api/report; latency median {res['lat_median_ms']:.1f} ms, max "
+            f"{res['lat_max_ms']:.0f} ms; {len(s['errors'])} errors"
+        )
         for e in s["errors"][:5]:
             print(f"  error: {e}")
-        print("the page saw every committed step" if not missed else "the page fell behind: " + "; ".join(missed))
-        print(f"server CPU: {1000 * res['server_cpu_on']:.1f} ms per second while the page follows the run, "
-              f"{1000 * res['server_cpu_off']:.1f} ms/s with no page open")
-        print(f"WAL at the end of a window: without {max(res['wal']['off']):.1f} MiB, with "
-              f"{max(res['wal']['on']):.1f} MiB (largest)")
+        print(
+            "the page saw every committed step"
+            if not missed
+            else "the page fell behind: " + "; ".join(missed)
+        )
+        print(
+            f"server CPU: {1000 * res['server_cpu_on']:.1f} ms per second while the page follows the run, "
+            f"{1000 * res['server_cpu_off']:.1f} ms/s with no page open"
+        )
+        print(
+            f"WAL at the end of a window: without {max(res['wal']['off']):.1f} MiB, with "
+            f"{max(res['wal']['on']):.1f} MiB (largest)"
+        )
         print()
-    print(C.table(["writer", "steps/s without", "steps/s with", "with/without (median of pairs)", "90% interval",
-                   "server CPU ms/s", "target >= 0.95"], rows, align="lrrrrrl"))
+    print(
+        C.table(
+            [
+                "writer",
+                "steps/s without",
+                "steps/s with",
+                "with/without (median of pairs)",
+                "90% interval",
+                "server CPU ms/s",
+                "target >= 0.95",
+            ],
+            rows,
+            align="lrrrrrl",
+        )
+    )
 
 
 if __name__ == "__main__":

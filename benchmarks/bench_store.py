@@ -40,8 +40,10 @@ LOAD_TARGET_MS = 50.0
 def records(first: int, n: int, rng: np.random.Generator) -> list:
     from layerscope.store import StepRecord
 
-    return [StepRecord(s, {(m, "output"): rng.standard_normal(N_LAYERS).tolist() for m in METRICS})
-            for s in range(first, first + n)]
+    return [
+        StepRecord(s, {(m, "output"): rng.standard_normal(N_LAYERS).tolist() for m in METRICS})
+        for s in range(first, first + n)
+    ]
 
 
 class Bare:
@@ -54,11 +56,14 @@ class Bare:
         self.conn.execute(
             "CREATE TABLE metric_values (run_id INTEGER NOT NULL, metric TEXT NOT NULL, site TEXT NOT NULL, "
             "step INTEGER NOT NULL, layer INTEGER NOT NULL, value REAL, "
-            "PRIMARY KEY (run_id, metric, site, step, layer)) WITHOUT ROWID")
+            "PRIMARY KEY (run_id, metric, site, step, layer)) WITHOUT ROWID"
+        )
 
     def write(self, recs: list) -> None:
         for r in recs:
-            rows = [(1, m, s, r.step, j + 1, v) for (m, s), vals in r.values.items() for j, v in enumerate(vals)]
+            rows = [
+                (1, m, s, r.step, j + 1, v) for (m, s), vals in r.values.items() for j, v in enumerate(vals)
+            ]
             self.conn.execute("BEGIN")
             self.conn.executemany("INSERT INTO metric_values VALUES (?,?,?,?,?,?)", rows)
             self.conn.execute("COMMIT")
@@ -66,7 +71,9 @@ class Bare:
     def load(self, metric: str) -> np.ndarray:
         rows = self.conn.execute(
             "SELECT step, layer, value FROM metric_values WHERE run_id=1 AND metric=? AND site='output' "
-            "ORDER BY step, layer", (metric,)).fetchall()
+            "ORDER BY step, layer",
+            (metric,),
+        ).fetchall()
         a = np.array(rows, dtype=np.float64)
         steps, si = np.unique(a[:, 0], return_inverse=True)
         out = np.full((len(steps), N_LAYERS), np.nan)
@@ -86,8 +93,9 @@ class RecorderFlush:
         self.torch = torch
         self.model = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(N_LAYERS)])
         self.x = torch.randn(4, 8)
-        self.rec = Recorder(self.model, path, run="recorder", metrics=METRICS, every=1,
-                            flush_every=10**9, flush_secs=1e12)
+        self.rec = Recorder(
+            self.model, path, run="recorder", metrics=METRICS, every=1, flush_every=10**9, flush_secs=1e12
+        )
         assert len(self.rec.layers) == N_LAYERS, len(self.rec.layers)
         self.step = 0
 
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             "Store.write_steps": lambda recs=recs: st.write_steps("direct", recs),
             "bare sqlite": lambda recs=recs: bare.write(recs),
         }
-        for name in names[r % 3:] + names[: r % 3]:
+        for name in names[r % 3 :] + names[: r % 3]:
             c0, w0 = time.process_time(), time.perf_counter()
             jobs[name]()
             cpu[name].append(time.process_time() - c0)
@@ -148,12 +156,26 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         med, wmed = C.median(cpu[name]), C.median(wall[name])
-        rows.append([name, f"{rows_per_batch / med:,.0f}", med * 1e3, f"{med / C.median(cpu['bare sqlite']):.2f}",
-                     f"{rows_per_batch / wmed:,.0f}"])
-    print(C.table(["writer", "rows/s (cpu)", "cpu ms per flush of 50 steps", "vs bare sqlite", "rows/s (wall)"],
-                  rows, "lrrrr"))
-    print(f"{args.rounds} interleaved rounds; {rows_per_batch:,} rows per flush; cpu = this process's CPU time "
-          "(blind to other work on the machine), wall = perf_counter")
+        rows.append(
+            [
+                name,
+                f"{rows_per_batch / med:,.0f}",
+                med * 1e3,
+                f"{med / C.median(cpu['bare sqlite']):.2f}",
+                f"{rows_per_batch / wmed:,.0f}",
+            ]
+        )
+    print(
+        C.table(
+            ["writer", "rows/s (cpu)", "cpu ms per flush of 50 steps", "vs bare sqlite", "rows/s (wall)"],
+            rows,
+            "lrrrr",
+        )
+    )
+    print(
+        f"{args.rounds} interleaved rounds; {rows_per_batch:,} rows per flush; cpu = this process's CPU time "
+        "(blind to other work on the machine), wall = perf_counter"
+    )
     print()
 
     # -- load -------------------------------------------------------------------------------
@@ -180,14 +202,36 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in jobs:
         med = C.median(lc[name]) * 1e3
-        rows.append([name, med, f"{med / (base * 1e3):.2f}", C.median(lw[name]) * 1e3,
-                     f"<= {LOAD_TARGET_MS:.0f} ms {C.verdict(med, LOAD_TARGET_MS)}" if name != "bare sqlite" else ""])
-    print(C.table([f"load one {args.steps} x {N_LAYERS} matrix", "cpu ms", "vs bare sqlite", "wall ms", "target (cpu)"],
-                  rows, "lrrrl"))
+        rows.append(
+            [
+                name,
+                med,
+                f"{med / (base * 1e3):.2f}",
+                C.median(lw[name]) * 1e3,
+                f"<= {LOAD_TARGET_MS:.0f} ms {C.verdict(med, LOAD_TARGET_MS)}"
+                if name != "bare sqlite"
+                else "",
+            ]
+        )
+    print(
+        C.table(
+            [
+                f"load one {args.steps} x {N_LAYERS} matrix",
+                "cpu ms",
+                "vs bare sqlite",
+                "wall ms",
+                "target (cpu)",
+            ],
+            rows,
+            "lrrrl",
+        )
+    )
     size = os.path.getsize(path) / 2**20
-    print(f"{args.repeats} interleaved repeats; store {size:.0f} MiB "
-          f"({args.steps} steps x {N_LAYERS} layers x {len(METRICS)} metrics, + the recorder run); "
-          f"topping up to {args.steps} steps took {build_s:.1f} s")
+    print(
+        f"{args.repeats} interleaved repeats; store {size:.0f} MiB "
+        f"({args.steps} steps x {N_LAYERS} layers x {len(METRICS)} metrics, + the recorder run); "
+        f"topping up to {args.steps} steps took {build_s:.1f} s"
+    )
     recf.rec.close()
     st.close()
     return 0

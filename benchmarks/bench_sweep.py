@@ -40,9 +40,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-
-import torch  # noqa: E402
+import _common as C
+import torch
 
 TARGET_RATIO = 1.15
 
@@ -73,7 +72,11 @@ def bare(folder: Path, factory: functools.partial, probe: torch.Tensor) -> int:
     model.eval()
     n = 0
     for f in sorted(folder.iterdir()):
-        sd = load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu", weights_only=True)
+        sd = (
+            load_file(str(f))
+            if f.suffix == ".safetensors"
+            else torch.load(f, map_location="cpu", weights_only=True)
+        )
         model.load_state_dict(sd, strict=False)  # save_model drops the tied lm_head.weight
         with torch.no_grad():
             model(probe)
@@ -115,13 +118,21 @@ class _Clock:
             raise AssertionError(f"benchmark checkpoints {name} and {same_as} are identical")
 
 
-def do_sweep(folder: Path, factory: functools.partial, probe: torch.Tensor, workers: int, threads: int,
-             scratch: Path, clock: _Clock | None = None) -> int:
-    from layerscope.sweep import run_sweep, SweepConfig
+def do_sweep(
+    folder: Path,
+    factory: functools.partial,
+    probe: torch.Tensor,
+    workers: int,
+    threads: int,
+    scratch: Path,
+    clock: _Clock | None = None,
+) -> int:
+    from layerscope.sweep import SweepConfig, run_sweep
 
     db = Path(tempfile.mkdtemp(dir=scratch)) / "runs.db"
-    res = run_sweep(SweepConfig(folder, db, "bench", probe, model=factory, workers=workers, threads=threads),
-                    clock)  # type: ignore[arg-type]
+    res = run_sweep(
+        SweepConfig(folder, db, "bench", probe, model=factory, workers=workers, threads=threads), clock
+    )  # type: ignore[arg-type]
     assert res.exit_code == 0 and not res.skipped and len(res.written) == res.found, res.to_dict()
     shutil.rmtree(db.parent)
     return len(res.written)
@@ -133,8 +144,12 @@ def main() -> None:
     p.add_argument("--n-embd", type=int, default=256)
     p.add_argument("--checkpoints", type=int, default=None, help="default 24 (--quick: 8)")
     p.add_argument("--rounds", type=int, default=None, help="default 7 (--quick: 3)")
-    p.add_argument("--workers-checkpoints", type=int, default=None,
-                   help="checkpoints of the workers comparison (default 96, --quick: 24)")
+    p.add_argument(
+        "--workers-checkpoints",
+        type=int,
+        default=None,
+        help="checkpoints of the workers comparison (default 96, --quick: 24)",
+    )
     args = p.parse_args()
     n = args.checkpoints or (8 if args.quick else 24)
     n_workers = args.workers_checkpoints or (24 if args.quick else 96)
@@ -146,8 +161,10 @@ def main() -> None:
     probe = Corpus(n_chars=50_000).probe(batch_size=8, block_size=64)
     C.header("layerscope sweep: cost per checkpoint")
     n_params = sum(p.numel() for p in factory().parameters())
-    print(f"{n} checkpoints of a {args.n_layer}-layer GPT, width {args.n_embd} ({n_params / 1e6:.1f}M parameters), "
-          f"probe {tuple(probe.shape)}, {rounds} interleaved rounds, {args.threads} torch thread(s) per process")
+    print(
+        f"{n} checkpoints of a {args.n_layer}-layer GPT, width {args.n_embd} ({n_params / 1e6:.1f}M parameters), "
+        f"probe {tuple(probe.shape)}, {rounds} interleaved rounds, {args.threads} torch thread(s) per process"
+    )
     print()
 
     root = Path(tempfile.mkdtemp(prefix="ls-bench-sweep-"))
@@ -163,17 +180,40 @@ def main() -> None:
         variants = {}
         for fmt, d in dirs.items():
             variants[f"bare {fmt}"] = functools.partial(bare, d, factory, probe)
-            variants[f"sweep {fmt}"] = functools.partial(do_sweep, d, factory, probe, 1, args.threads, scratch)
+            variants[f"sweep {fmt}"] = functools.partial(
+                do_sweep, d, factory, probe, 1, args.threads, scratch
+            )
         times = C.interleave(variants, rounds)
         rows = []
         for fmt in dirs:
             b, s = times[f"bare {fmt}"], times[f"sweep {fmt}"]
             ratio = C.median([x / y for x, y in zip(s, b)])
-            lo, hi = C.bootstrap_ratio([[x] for x in s], [[y] for y in b], lambda r: C.median([v[0] for v in r]))
-            rows.append([fmt, C.median(b) / n * 1e3, C.median(s) / n * 1e3, ratio, f"{lo:.2f}-{hi:.2f}",
-                         C.verdict(ratio, TARGET_RATIO)])
-        print(C.table(["format", "bare ms/ckpt", "sweep ms/ckpt", "sweep / bare", "90% interval",
-                       f"target <= {TARGET_RATIO}"], rows))
+            lo, hi = C.bootstrap_ratio(
+                [[x] for x in s], [[y] for y in b], lambda r: C.median([v[0] for v in r])
+            )
+            rows.append(
+                [
+                    fmt,
+                    C.median(b) / n * 1e3,
+                    C.median(s) / n * 1e3,
+                    ratio,
+                    f"{lo:.2f}-{hi:.2f}",
+                    C.verdict(ratio, TARGET_RATIO),
+                ]
+            )
+        print(
+            C.table(
+                [
+                    "format",
+                    "bare ms/ckpt",
+                    "sweep ms/ckpt",
+                    "sweep / bare",
+                    "90% interval",
+                    f"target <= {TARGET_RATIO}",
+                ],
+                rows,
+            )
+        )
         print()
 
         # A longer sweep for the workers: the same files again under more step names (links), so
@@ -193,18 +233,29 @@ def main() -> None:
             spawned[k].append(sum(pid != os.getpid() for _, pid in clocks[k].done) / len(clocks[k].done))
 
         w_rounds = max(3, rounds - 2)
-        wt = C.interleave({"workers=1": functools.partial(workers, 1), "workers=2": functools.partial(workers, 2)},
-                          w_rounds)
+        wt = C.interleave(
+            {"workers=1": functools.partial(workers, 1), "workers=2": functools.partial(workers, 2)}, w_rounds
+        )
         e2e = C.median([a / b for a, b in zip(wt["workers=1"], wt["workers=2"])])
         rate = C.median([b / a for a, b in zip(steady[1], steady[2])])
-        print(f"{n_workers} checkpoints (the {n} above, linked under more names), {w_rounds} interleaved rounds")
+        print(
+            f"{n_workers} checkpoints (the {n} above, linked under more names), {w_rounds} interleaved rounds"
+        )
         print()
-        print(C.table(["workers", "end to end s", "ckpt/s (steady)", "swept by the spawned process"],
-                      [[str(k), C.median(wt[f"workers={k}"]), C.median(steady[k]), f"{C.median(spawned[k]):.0%}"]
-                       for k in (1, 2)]))
+        print(
+            C.table(
+                ["workers", "end to end s", "ckpt/s (steady)", "swept by the spawned process"],
+                [
+                    [str(k), C.median(wt[f"workers={k}"]), C.median(steady[k]), f"{C.median(spawned[k]):.0%}"]
+                    for k in (1, 2)
+                ],
+            )
+        )
         print()
-        print(f"speed-up 1 -> 2 workers: {e2e:.2f}x end to end (pool start-up included), "
-              f"{rate:.2f}x steady state")
+        print(
+            f"speed-up 1 -> 2 workers: {e2e:.2f}x end to end (pool start-up included), "
+            f"{rate:.2f}x steady state"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

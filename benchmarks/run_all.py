@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     scripts = sorted(glob.glob(os.path.join(HERE, "bench_*.py")))
-    names = {os.path.basename(s)[len("bench_"):-len(".py")]: s for s in scripts}
+    names = {os.path.basename(s)[len("bench_") : -len(".py")]: s for s in scripts}
     unknown = [n for n in args.only if n not in names]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; found: {', '.join(names)}", file=sys.stderr)
@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
 
     started = time.strftime("%Y-%m-%d %H:%M")
-    parts = [f"# layerscope benchmarks ({started}{', --quick' if args.quick else ''})",
-             f"machine: {C.machine()}", ""]
+    parts = [
+        f"# layerscope benchmarks ({started}{', --quick' if args.quick else ''})",
+        f"machine: {C.machine()}",
+        "",
+    ]
     print("\n".join(parts), flush=True)
     summary = []
     failed = 0
@@ -55,11 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, script] + (["--quick"] if args.quick else [])
         t0 = time.perf_counter()
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout, check=False)
+            out = subprocess.run(
+                cmd, capture_output=True, text=True, env=env, timeout=args.timeout, check=False
+            )
             rc, text, err = out.returncode, out.stdout, out.stderr
         except subprocess.TimeoutExpired as e:
-            rc, text, err = -1, (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), \
-                f"timed out after {args.timeout:.0f} s"
+            rc, text, err = (
+                -1,
+                (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""),
+                f"timed out after {args.timeout:.0f} s",
+            )
         dt = time.perf_counter() - t0
         block = text.rstrip()
         if rc != 0:

@@ -42,8 +42,10 @@ def worker(rank: int, world: int) -> None:
     dist.barrier()
     if rank == 0:
         hm = layerscope.load(OUT / "runs.db", run="ddp", metric="rms")
-        print(f"rank 0 wrote steps {hm.steps[0]}..{hm.steps[-1]} for {world} ranks; "
-              f"last row {hm.values[-1].round(3)}")
+        print(
+            f"rank 0 wrote steps {hm.steps[0]}..{hm.steps[-1]} for {world} ranks; "
+            f"last row {hm.values[-1].round(3)}"
+        )
     dist.destroy_process_group()
 
 

@@ -30,20 +30,33 @@ def dataset(n: int) -> list[dict[str, torch.Tensor]]:
 
 def main() -> None:
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=4, n_embd=64, n_head=4, n_positions=SEQ, vocab_size=256,
-                     bos_token_id=0, eos_token_id=0)
+    cfg = GPT2Config(
+        n_layer=4, n_embd=64, n_head=4, n_positions=SEQ, vocab_size=256, bos_token_id=0, eos_token_id=0
+    )
     args = TrainingArguments(
-        output_dir=str(OUT), max_steps=60, per_device_train_batch_size=8, gradient_accumulation_steps=2,
-        learning_rate=3e-3, warmup_steps=10, report_to=[], use_cpu=True, save_strategy="no",
-        logging_steps=20, disable_tqdm=True,
+        output_dir=str(OUT),
+        max_steps=60,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+        learning_rate=3e-3,
+        warmup_steps=10,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=20,
+        disable_tqdm=True,
     )
     callback = LayerscopeCallback(
-        store=OUT / "runs.db", run="gpt2-tiny", every=5,
-        metrics=("rms", "kurtosis", "max_abs"), sites=("output", "mlp_act"),
+        store=OUT / "runs.db",
+        run="gpt2-tiny",
+        every=5,
+        metrics=("rms", "kurtosis", "max_abs"),
+        sites=("output", "mlp_act"),
         log_to="tensorboard",  # -> OUT/runs/layerscope; "wandb"/"mlflow" use the Trainer's run
     )
-    Trainer(model=GPT2LMHeadModel(cfg), args=args, train_dataset=dataset(60 * 2 * 8),
-            callbacks=[callback]).train()
+    Trainer(
+        model=GPT2LMHeadModel(cfg), args=args, train_dataset=dataset(60 * 2 * 8), callbacks=[callback]
+    ).train()
 
     hm = layerscope.load(OUT / "runs.db", run="gpt2-tiny", metric="kurtosis", site="mlp_act")
     print(f"recorded optimizer steps {hm.steps} x layers {hm.layer_names}")

@@ -47,8 +47,14 @@ def loader() -> DataLoader:
 
 def fit(max_steps: int, ckpt_path: str | None = None) -> None:
     trainer = L.Trainer(
-        max_steps=max_steps, accumulate_grad_batches=2, accelerator="cpu", devices=1,
-        default_root_dir=str(OUT), logger=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=max_steps,
+        accumulate_grad_batches=2,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=str(OUT),
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[
             LayerscopeCallback(store=OUT / "runs.db", every=4, metrics=("rms", "std", "max_abs")),
             L.callbacks.ModelCheckpoint(dirpath=OUT / "ckpt", every_n_train_steps=20, save_top_k=-1),

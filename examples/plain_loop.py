@@ -45,18 +45,22 @@ def main() -> None:
     metrics = ("rms", "kurtosis", "max_abs", "zero_frac")
 
     # First half, then a checkpoint that carries the recorder's state with the model's.
-    with layerscope.Recorder(model, db, run="tiny-gpt", every=EVERY, metrics=metrics,
-                             sites=("output", "mlp_act")) as rec:
+    with layerscope.Recorder(
+        model, db, run="tiny-gpt", every=EVERY, metrics=metrics, sites=("output", "mlp_act")
+    ) as rec:
         train(model, opt, corpus, range(1, STEPS // 2 + 1), rec)
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "layerscope": rec.state_dict()},
-                   OUT / "ckpt.pt")
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "layerscope": rec.state_dict()},
+            OUT / "ckpt.pt",
+        )
 
     # ... the job is restarted: load the checkpoint, continue the same run.
     ckpt = torch.load(OUT / "ckpt.pt")
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["opt"])
-    with layerscope.Recorder(model, db, run="tiny-gpt", every=EVERY, metrics=metrics,
-                             sites=("output", "mlp_act")) as rec:
+    with layerscope.Recorder(
+        model, db, run="tiny-gpt", every=EVERY, metrics=metrics, sites=("output", "mlp_act")
+    ) as rec:
         rec.load_state_dict(ckpt["layerscope"])
         train(model, opt, corpus, range(STEPS // 2 + 1, STEPS + 1), rec)
 

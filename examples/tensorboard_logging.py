@@ -31,8 +31,9 @@ def main() -> None:
     writer = SummaryWriter(str(OUT / "live"))
 
     with SinkStore(OUT / "runs.db", [TensorBoardSink(writer)]) as store:
-        with layerscope.Recorder(model, store, run="tb-demo", every=5, metrics=("rms", "kurtosis"),
-                                 flush_every=5) as rec:
+        with layerscope.Recorder(
+            model, store, run="tb-demo", every=5, metrics=("rms", "kurtosis"), flush_every=5
+        ) as rec:
             for step in range(1, 151):
                 _, loss = model(*corpus.batch(8, 32, step))
                 loss.backward()

@@ -19,8 +19,13 @@ _hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     _hyp_settings.load_profile("ci")
 
-_LAYER_MARKS = {"integration": "integration", "distributed": "distributed", "gpu": "gpu",
-                "browser": "browser", "reliability": "reliability"}
+_LAYER_MARKS = {
+    "integration": "integration",
+    "distributed": "distributed",
+    "gpu": "gpu",
+    "browser": "browser",
+    "reliability": "reliability",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -51,15 +56,22 @@ def tiny_model():
     return tiny_gpt(n_layer=4, n_embd=32, n_head=2, block_size=16)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m layerscope ARGS`` as a subprocess; returns the completed process."""
     e = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     e.pop("LAYERSCOPE_DEBUG", None)
     if env:
         e.update(env)
-    return subprocess.run([sys.executable, "-m", "layerscope", *args], capture_output=True, text=True,
-                          env=e, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "layerscope", *args],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

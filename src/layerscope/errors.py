@@ -56,12 +56,12 @@ class DistributedError(LayerscopeError):
 
 
 __all__ = [
-    "LayerscopeError",
-    "ConfigError",
-    "NotFoundError",
-    "DiscoveryError",
-    "StoreError",
-    "DataError",
     "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DiscoveryError",
     "DistributedError",
+    "LayerscopeError",
+    "NotFoundError",
+    "StoreError",
 ]

@@ -19,7 +19,8 @@ import hashlib
 import os
 import time
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,8 +36,8 @@ from .stats import (
     WindowState,
     collect,
     default_hist_edges,
-    finish_states,
     derive_values,
+    finish_states,
     reduce_across_ranks,
     resolve_metrics,
 )
@@ -165,9 +166,17 @@ class Recorder:
         if isinstance(sites, str):
             sites = [s.strip() for s in sites.split(",") if s.strip()]
         self.config = RecorderConfig(
-            metrics=tuple(m.name for m in resolve_metrics(metrics)), every=every, sites=tuple(sites),
-            window=window, train_only=train_only, eps=eps, flush_every=flush_every, flush_secs=flush_secs,
-            hist_edges=list(hist_edges) if hist_edges is not None else None, resume=resume, notes=dict(notes or {}),
+            metrics=tuple(m.name for m in resolve_metrics(metrics)),
+            every=every,
+            sites=tuple(sites),
+            window=window,
+            train_only=train_only,
+            eps=eps,
+            flush_every=flush_every,
+            flush_secs=flush_secs,
+            hist_edges=list(hist_edges) if hist_edges is not None else None,
+            resume=resume,
+            notes=dict(notes or {}),
         )
         self.config.validate()
         if not isinstance(model, nn.Module):
@@ -180,7 +189,9 @@ class Recorder:
 
         metric_objs = resolve_metrics(self.config.metrics)
         edges = list(self.config.hist_edges) if self.config.hist_edges is not None else default_hist_edges()
-        self.spec = StatSpec(metric_objs, eps=eps, hist_edges=edges if any(m.name == "hist" for m in metric_objs) else ())
+        self.spec = StatSpec(
+            metric_objs, eps=eps, hist_edges=edges if any(m.name == "hist" for m in metric_objs) else ()
+        )
         self.layers: list[Layer] = discover_layers(model, layers)
         self.hooks: list[SiteHook] = resolve_sites(self.layers, self.config.sites)
         self._accs = [SlotAccumulator(self.spec) for _ in self.hooks]
@@ -189,8 +200,10 @@ class Recorder:
         # models the hooks stay attached and a flag switches them on and off (dynamo guards on it:
         # at most one extra compilation per state). Eager models attach hooks on record steps only.
         if hooks not in ("auto", "attach", "gate"):
-            raise ConfigError(f"hooks={hooks!r}; pass 'auto', 'attach' (add/remove per record step) or "
-                              "'gate' (always on, switched by a flag: for models compiled after this Recorder).")
+            raise ConfigError(
+                f"hooks={hooks!r}; pass 'auto', 'attach' (add/remove per record step) or "
+                "'gate' (always on, switched by a flag: for models compiled after this Recorder)."
+            )
         self._gated = hooks == "gate" or (hooks == "auto" and is_compiled(model))
         self._listening = False
         if self._gated:
@@ -242,8 +255,9 @@ class Recorder:
             self._schedule(int(start_step))
         _live.add(self)
 
-    def _open_store(self, store: Any, run: str, model: nn.Module, source: str, resume: bool,
-                    edges: Sequence[float]) -> None:
+    def _open_store(
+        self, store: Any, run: str, model: nn.Module, source: str, resume: bool, edges: Sequence[float]
+    ) -> None:
         if self.rank == 0 and store is not None:
             self.store = store if isinstance(store, Store) else Store(store)
             self._owns_store = not isinstance(store, Store)
@@ -289,6 +303,7 @@ class Recorder:
 
         # No host sync in here: module.training is a Python bool; the rest are tensor ops.
         if kind == "input":
+
             def pre_hook(module: nn.Module, args: Any) -> None:
                 if not self._listening or (train_only and not module.training and not self._in_probe):
                     return
@@ -416,7 +431,10 @@ class Recorder:
             ws = reduce_across_ranks(ws, self.spec, self._group)
         self._pending.append((step, ws))
         self.n_recorded += 1
-        if len(self._pending) >= self.config.flush_every or time.monotonic() - self._last_flush >= self.config.flush_secs:
+        if (
+            len(self._pending) >= self.config.flush_every
+            or time.monotonic() - self._last_flush >= self.config.flush_secs
+        ):
             self.flush()
 
     # -- host side ---------------------------------------------------------------------------
@@ -454,33 +472,37 @@ class Recorder:
             if ws.fn is not None:
                 parts.append(ws.fn.reshape(-1))
             layout.append((ws.states.shape[0], 0, sizes, ws.hist is not None, ws.fn is not None))
-        flat = torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()  # host sync here, once per flush
+        flat = (
+            torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()
+        )  # host sync here, once per flush
         records = []
         off = 0
         n_layers = len(self.layers)
         nb = len(self.spec.hist_edges) + 1
         nf = len(self.spec.fn_metrics)
         for (step, _), (S, _, sizes, has_hist, has_fn) in zip(pending, layout):
-            states = flat[off: off + S * N_STATE].reshape(S, N_STATE)
+            states = flat[off : off + S * N_STATE].reshape(S, N_STATE)
             off += S * N_STATE
             units: list[np.ndarray | None] = []
             for n in sizes:
-                units.append(flat[off: off + n] if n else None)
+                units.append(flat[off : off + n] if n else None)
                 off += n
             hist = None
             if has_hist:
-                hist = flat[off: off + S * nb].reshape(S, nb)
+                hist = flat[off : off + S * nb].reshape(S, nb)
                 off += S * nb
             fn = None
             if has_fn:
-                fn = flat[off: off + S * nf * 2].reshape(S, nf, 2)
+                fn = flat[off : off + S * nf * 2].reshape(S, nf, 2)
                 off += S * nf * 2
             derived = derive_values(states, units, fn, self.spec)
             values: dict[tuple[str, str], list[float]] = {}
             hists: dict[str, np.ndarray] = {}
             for i, h in enumerate(self.hooks):
                 for name, arr in derived.items():
-                    values.setdefault((name, h.site), [float("nan")] * n_layers)[h.layer.index - 1] = float(arr[i])
+                    values.setdefault((name, h.site), [float("nan")] * n_layers)[h.layer.index - 1] = float(
+                        arr[i]
+                    )
                 if hist is not None:
                     hists.setdefault(h.site, np.zeros((n_layers, nb)))[h.layer.index - 1] = hist[i]
             records.append(StepRecord(step, values, hists or None, source=self.source))
@@ -521,8 +543,10 @@ class Recorder:
             self._schedule(int(self._last_step) + 1)
 
     def __repr__(self) -> str:
-        return (f"Recorder(run={self.run!r}, layers={len(self.layers)}, sites={list(self.config.sites)}, "
-                f"metrics={list(self.config.metrics)}, every={self.config.every})")
+        return (
+            f"Recorder(run={self.run!r}, layers={len(self.layers)}, sites={list(self.config.sites)}, "
+            f"metrics={list(self.config.metrics)}, every={self.config.every})"
+        )
 
 
 # Recorders still open at interpreter exit are flushed, so a script that forgets close() keeps its data.

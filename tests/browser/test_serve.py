@@ -64,9 +64,13 @@ def _env() -> dict[str, str]:
 
 
 def _start_server(store: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "layerscope", "serve", str(store), "--port", "0",
-                             "--poll-ms", str(POLL_MS)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "layerscope", "serve", str(store), "--port", "0", "--poll-ms", str(POLL_MS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     line = proc.stdout.readline()  # type: ignore[union-attr]
     m = re.search(r"http://127\.0\.0\.1:\d+/", line)
     if not m:
@@ -83,8 +87,10 @@ def served(tmp_path_factory):
         for run, phase in (("baseline", 0.0), ("other", 0.5)):
             st.create_run(run, [LayerInfo(i + 1, f"h.{i}") for i in range(4)], model="TinyGPT")
             mats = {m: _matrix(k, phase) for k, m in enumerate(("rms", "std", "mean"))}
-            st.write_steps(run, [StepRecord(s, {(m, "output"): v[i] for m, v in mats.items()})
-                                 for i, s in enumerate(STEPS)])
+            st.write_steps(
+                run,
+                [StepRecord(s, {(m, "output"): v[i] for m, v in mats.items()}) for i, s in enumerate(STEPS)],
+            )
         st.create_run(XSS, [LayerInfo(1, "<b>h.0</b>"), LayerInfo(2, "<script>alert(2)</script>")])
         st.write_steps(XSS, [StepRecord(s, {("rms", "output"): [1.0 * s, 2.0 * s]}) for s in (1, 2, 3)])
     proc, url = _start_server(store)
@@ -120,8 +126,13 @@ def test_pick_run_switch_metric_and_watch_steps_arrive(served, page, tmp_path: P
     # A second process records into the same store; started first because importing torch is slow.
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    writer = subprocess.Popen([sys.executable, str(script), str(served.store), "live"], env=_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, str(script), str(served.store), "live"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _pick_switch_and_follow(served, page, writer)
     finally:
@@ -133,8 +144,11 @@ def _pick_switch_and_follow(served, page, writer: subprocess.Popen[str]) -> None
     seen = _watch(page)
     page.goto(served.url)
     _click_run(page, "baseline")
-    page.wait_for_function("() => { const d = document.getElementById('heatmap').data;"
-                           " return d && d[0].z.length === 8 && d[0].z[0].length === 4; }", timeout=15000)
+    page.wait_for_function(
+        "() => { const d = document.getElementById('heatmap').data;"
+        " return d && d[0].z.length === 8 && d[0].z[0].length === 4; }",
+        timeout=15000,
+    )
     expected = Store(served.store, readonly=True).load("baseline", "rms")
     np.testing.assert_allclose(np.array(_z(page, "heatmap"), dtype=float), expected.values)
     assert page.text_content("#run-title") == "baseline" and _steps(page) == 8
@@ -153,16 +167,18 @@ def _pick_switch_and_follow(served, page, writer: subprocess.Popen[str]) -> None
     _click_run(page, "live")
     page.wait_for_function("() => +document.getElementById('step-count').dataset.steps >= 2", timeout=20000)
     n0 = _steps(page)
-    page.wait_for_function(f"() => +document.getElementById('step-count').dataset.steps >= {n0 + 3}",
-                           timeout=20000)
+    page.wait_for_function(
+        f"() => +document.getElementById('step-count').dataset.steps >= {n0 + 3}", timeout=20000
+    )
     assert writer.poll() is None, writer.communicate()[1]
     writer.kill()
     writer.wait()
     with Store(served.store, readonly=True) as st:
         final = st.load("live", "std")
     # Everything the writer committed reaches the page, drawn row for row.
-    page.wait_for_function(f"() => +document.getElementById('step-count').dataset.steps === {len(final.steps)}",
-                           timeout=10000)
+    page.wait_for_function(
+        f"() => +document.getElementById('step-count').dataset.steps === {len(final.steps)}", timeout=10000
+    )
     np.testing.assert_allclose(np.array(_z(page, "heatmap"), dtype=float), final.values)
     assert page.evaluate("window.__notReloaded === true")
     assert page.blocked_requests == [] and seen.dialogs == [] and seen.errors == []
@@ -172,8 +188,10 @@ def test_hostile_run_name_is_shown_as_text(served, page) -> None:
     seen = _watch(page)
     page.goto(served.url)
     _click_run(page, XSS)
-    page.wait_for_function("() => { const d = document.getElementById('heatmap').data; return d && d[0].z.length === 3; }",
-                           timeout=15000)
+    page.wait_for_function(
+        "() => { const d = document.getElementById('heatmap').data; return d && d[0].z.length === 3; }",
+        timeout=15000,
+    )
     assert page.text_content("#run-title") == XSS
     assert XSS in page.text_content("#run-list")
     assert XSS in page.text_content("#heatmap .gtitle")  # plotly's title: the literal name
@@ -187,18 +205,26 @@ def test_hostile_run_name_is_shown_as_text(served, page) -> None:
 def test_compare_view_draws_both_runs_and_their_difference(served, page) -> None:
     seen = _watch(page)
     page.goto(served.url + "#view=compare&a=baseline&b=other&metric=mean")
-    page.wait_for_function("() => { const d = document.getElementById('cmp-plot-diff').data;"
-                           " return d && d[0].z.length === 8; }", timeout=15000)
+    page.wait_for_function(
+        "() => { const d = document.getElementById('cmp-plot-diff').data; return d && d[0].z.length === 8; }",
+        timeout=15000,
+    )
     with Store(served.store, readonly=True) as st:
         a, b = st.load("baseline", "mean").values, st.load("other", "mean").values
     np.testing.assert_allclose(np.array(_z(page, "cmp-plot-a"), dtype=float), a)
     np.testing.assert_allclose(np.array(_z(page, "cmp-plot-b"), dtype=float), b)
-    np.testing.assert_allclose(np.array(_z(page, "cmp-plot-diff"), dtype=float), b - a)  # as `layerscope compare`
+    np.testing.assert_allclose(
+        np.array(_z(page, "cmp-plot-diff"), dtype=float), b - a
+    )  # as `layerscope compare`
     summary = page.locator("#cmp-summary li").all_text_contents()
     assert summary[0].startswith("Compared mean") and any("Largest difference" in s for s in summary)
     page.select_option("#cmp-mode", "relative")
-    page.wait_for_function("() => document.getElementById('cmp-plot-diff').layout.title.text.startsWith('relative')")
-    np.testing.assert_allclose(np.array(_z(page, "cmp-plot-diff"), dtype=float), 100 * (b - a) / np.abs(a), rtol=1e-9)
+    page.wait_for_function(
+        "() => document.getElementById('cmp-plot-diff').layout.title.text.startsWith('relative')"
+    )
+    np.testing.assert_allclose(
+        np.array(_z(page, "cmp-plot-diff"), dtype=float), 100 * (b - a) / np.abs(a), rtol=1e-9
+    )
     assert page.get_attribute("#cmp-count", "data-steps") == "8" and "mode=relative" in page.url
     assert seen.errors == [] and page.blocked_requests == []
 
@@ -212,12 +238,16 @@ def test_a_store_that_does_not_exist_yet_fills_in(page, tmp_path: Path) -> None:
         seen = _watch(page)
         page.goto(dash.url)
         page.wait_for_selector("#empty:not([hidden])")
-        assert "does not exist yet" in page.text_content("#empty") and str(store) in page.text_content("#empty")
+        assert "does not exist yet" in page.text_content("#empty") and str(store) in page.text_content(
+            "#empty"
+        )
         with Store(store) as st:
             st.create_run("first", [LayerInfo(1, "h.0"), LayerInfo(2, "h.1")])
             st.write_step("first", StepRecord(5, {("rms", "output"): [1.0, 2.0]}))
-        page.wait_for_function("() => { const d = document.getElementById('heatmap').data; return d && d[0].z.length === 1; }",
-                               timeout=10000)
+        page.wait_for_function(
+            "() => { const d = document.getElementById('heatmap').data; return d && d[0].z.length === 1; }",
+            timeout=10000,
+        )
         assert page.is_hidden("#empty") and page.text_content("#run-title") == "first"
         assert seen.errors == [] and page.blocked_requests == []
     finally:

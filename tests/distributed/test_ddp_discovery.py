@@ -26,9 +26,16 @@ def _model() -> torch.nn.Module:
 
 
 def _describe(model: torch.nn.Module) -> list[list[Any]]:
-    return [[la.index, la.name, la.stack, la.depth,
-             {s: [h.module_name, h.kind] for s, h in site_map(la).items() if h is not None}]
-            for la in discover_layers(model)]
+    return [
+        [
+            la.index,
+            la.name,
+            la.stack,
+            la.depth,
+            {s: [h.module_name, h.kind] for s, h in site_map(la).items() if h is not None},
+        ]
+        for la in discover_layers(model)
+    ]
 
 
 def _wrap(kind: str, model: torch.nn.Module) -> torch.nn.Module:
@@ -42,8 +49,9 @@ def _wrap(kind: str, model: torch.nn.Module) -> torch.nn.Module:
         from torch.distributed.fsdp import FullyShardedDataParallel
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-        return FullyShardedDataParallel(model, auto_wrap_policy=ModuleWrapPolicy({Block}),
-                                        device_id=torch.device("cpu"))
+        return FullyShardedDataParallel(
+            model, auto_wrap_policy=ModuleWrapPolicy({Block}), device_id=torch.device("cpu")
+        )
     from torch.distributed.fsdp import fully_shard
 
     for block in model.h:
@@ -62,8 +70,9 @@ def _worker(rank: int, world: int, tmp: str) -> None:
             wrapped = _wrap(kind, _model())
             out[kind] = _describe(wrapped)
             x = torch.randint(0, 256, (2, 8), generator=torch.Generator().manual_seed(rank))
-            with layerscope.Recorder(wrapped, os.path.join(tmp, "runs.db"), run=kind, metrics=["rms"],
-                                     sites=list(SITES)) as rec:
+            with layerscope.Recorder(
+                wrapped, os.path.join(tmp, "runs.db"), run=kind, metrics=["rms"], sites=list(SITES)
+            ) as rec:
                 wrapped(x).float().pow(2).mean().backward()  # a training step's forward and backward
                 rec.step(1)
         Path(tmp, f"rank{rank}.json").write_text(json.dumps(out))

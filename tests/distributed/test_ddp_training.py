@@ -61,10 +61,12 @@ def _worker(rank: int, tmp: str, port: int) -> None:
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
         corpus = Corpus(n_chars=20_000)
         # Each rank gets its own store path (a user passes the same one): it shows rank 1 opens none.
-        rec = layerscope.Recorder(model, Path(tmp) / f"runs-rank{rank}.db", run="ddp", metrics=METRICS,
-                                  every=EVERY, start_step=1)
-        local = layerscope.Recorder(model, None, run="local", metrics=METRICS, every=EVERY, start_step=1,
-                                    process_group=solo)
+        rec = layerscope.Recorder(
+            model, Path(tmp) / f"runs-rank{rank}.db", run="ddp", metrics=METRICS, every=EVERY, start_step=1
+        )
+        local = layerscope.Recorder(
+            model, None, run="local", metrics=METRICS, every=EVERY, start_step=1, process_group=solo
+        )
         with rec, local:
             for step in range(1, STEPS + 1):
                 x, y = _batch(corpus, step, rank)
@@ -74,8 +76,11 @@ def _worker(rank: int, tmp: str, port: int) -> None:
                 opt.zero_grad(set_to_none=True)
                 rec.step(step)
                 local.step(step)
-            info = {"store_open": rec.store is not None, "history": len(rec.history),
-                    "recorded": rec.n_recorded}
+            info = {
+                "store_open": rec.store is not None,
+                "history": len(rec.history),
+                "recorded": rec.n_recorded,
+            }
         info["local"] = {m: _values(local.history, m) for m in ("count", "max_abs", "std")}
         (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(info))
         dist.barrier()  # nobody tears gloo down while a peer is still in a collective
@@ -133,8 +138,9 @@ def test_ddp_ranks_reduce_and_rank0_writes_the_union(tmp_path, count_metric):
     for i, s in enumerate(count.steps):
         alone = [r["local"] for r in info]
         np.testing.assert_array_equal(count.values[i], np.sum([a["count"][str(s)] for a in alone], axis=0))
-        np.testing.assert_allclose(max_abs.values[i], np.max([a["max_abs"][str(s)] for a in alone], axis=0),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            max_abs.values[i], np.max([a["max_abs"][str(s)] for a in alone], axis=0), rtol=1e-6
+        )
         for a in alone:
             assert not np.allclose(std.values[i], a["std"][str(s)], rtol=1e-4)
     with layerscope.store.Store(db, readonly=True) as st:

@@ -11,10 +11,26 @@ import torch
 import torch.multiprocessing as mp
 
 import layerscope
-from layerscope.stats import unregister_metric, register_metric
+from layerscope.stats import register_metric, unregister_metric
 
-METRICS = ["mean", "std", "rms", "abs_mean", "min", "max", "max_abs", "kurtosis", "top_ratio", "zero_frac",
-           "pos_frac", "dead_frac", "nan_frac", "inf_frac", "hist", "batch_max"]
+METRICS = [
+    "mean",
+    "std",
+    "rms",
+    "abs_mean",
+    "min",
+    "max",
+    "max_abs",
+    "kurtosis",
+    "top_ratio",
+    "zero_frac",
+    "pos_frac",
+    "dead_frac",
+    "nan_frac",
+    "inf_frac",
+    "hist",
+    "batch_max",
+]
 
 
 def _model():
@@ -41,7 +57,9 @@ def _worker(rank: int, world: int, tmp: str) -> None:
         _register()
         model = _model()
         store = os.path.join(tmp, f"rank{rank}.db")
-        with layerscope.Recorder(model, store, run="ddp", metrics=METRICS, sites=["output", "mlp_act"]) as rec:
+        with layerscope.Recorder(
+            model, store, run="ddp", metrics=METRICS, sites=["output", "mlp_act"]
+        ) as rec:
             for step in (1, 2):
                 model(_batch(rank))
                 if step == 2:
@@ -60,7 +78,9 @@ def test_rank0_equals_single_process_on_union(tmp_path: Path) -> None:
     try:
         model = _model()
         single = tmp_path / "single.db"
-        with layerscope.Recorder(model, single, run="ddp", metrics=METRICS, sites=["output", "mlp_act"]) as rec:
+        with layerscope.Recorder(
+            model, single, run="ddp", metrics=METRICS, sites=["output", "mlp_act"]
+        ) as rec:
             model(torch.cat([_batch(0), _batch(1)]))  # TinyGPT is per-sample: outputs concatenate
             rec.step(1)
             model(torch.cat([_batch(0), _batch(1)]))
@@ -71,9 +91,13 @@ def test_rank0_equals_single_process_on_union(tmp_path: Path) -> None:
                 a = layerscope.load(tmp_path / "rank0.db", metric=metric, site=site)
                 b = layerscope.load(single, metric=metric, site=site)
                 assert a.steps == b.steps == [1, 2]
-                np.testing.assert_allclose(a.values, b.values, rtol=1e-6, atol=1e-7, err_msg=f"{metric}/{site}")
-        with layerscope.store.Store(tmp_path / "rank0.db", readonly=True) as s0, \
-                layerscope.store.Store(single, readonly=True) as s1:
+                np.testing.assert_allclose(
+                    a.values, b.values, rtol=1e-6, atol=1e-7, err_msg=f"{metric}/{site}"
+                )
+        with (
+            layerscope.store.Store(tmp_path / "rank0.db", readonly=True) as s0,
+            layerscope.store.Store(single, readonly=True) as s1,
+        ):
             h0, _, _ = s0.load_hist("ddp")
             h1, _, _ = s1.load_hist("ddp")
             np.testing.assert_array_equal(h0, h1)  # counts add exactly

@@ -54,6 +54,8 @@ def gated_model() -> torch.nn.Module:
 
 def dying_model() -> torch.nn.Module:
     return _gated(die_in_child=True)
+
+
 METRICS = "mean,std,rms,max_abs,kurtosis,zero_frac,hist"
 STEPS = (10, 20, 30, 40, 50)  # odd count: the ranks get 3 and 2
 
@@ -70,7 +72,8 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     torch.save(Corpus(n_chars=20_000).probe(batch_size=4, block_size=16), probe)
     (tmp_path / "factory.py").write_text(
         "from layerscope.testing import tiny_gpt\n\n"
-        "def model():\n    return tiny_gpt(n_layer=4, n_embd=32, n_head=2, block_size=16)\n")
+        "def model():\n    return tiny_gpt(n_layer=4, n_embd=32, n_head=2, block_size=16)\n"
+    )
     return ck, probe, tmp_path / "runs.db"
 
 
@@ -81,7 +84,9 @@ def assert_same_rows(db: Path, a: str, b: str) -> None:
         for metric, site in pairs:
             ha, hb = st.load(a, metric, site), st.load(b, metric, site)
             assert ha.steps == hb.steps == list(STEPS)
-            np.testing.assert_allclose(hb.values, ha.values, rtol=1e-6, atol=1e-12, err_msg=f"{metric}/{site}")
+            np.testing.assert_allclose(
+                hb.values, ha.values, rtol=1e-6, atol=1e-12, err_msg=f"{metric}/{site}"
+            )
         np.testing.assert_array_equal(st.load_hist(a)[0], st.load_hist(b)[0])
         assert {r[0] for r in st.conn.execute("SELECT source FROM steps")} == {"sweep"}
 
@@ -95,10 +100,35 @@ def test_torchrun_two_ranks_equal_one_process(setup: tuple[Path, Path, Path]) ->
     env.pop("LAYERSCOPE_DEBUG", None)
     # `-m --`: without the `--`, torchrun would read our --run as its own --run-path.
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "--",
-         "layerscope", "sweep", str(ck), "--model", f"{ck.parent / 'factory.py'}:model", "--probe", str(probe),
-         "--store", str(db), "--run", "two", "--metrics", METRICS],
-        capture_output=True, text=True, env=env, cwd=ck.parent, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "--",
+            "layerscope",
+            "sweep",
+            str(ck),
+            "--model",
+            f"{ck.parent / 'factory.py'}:model",
+            "--probe",
+            str(probe),
+            "--store",
+            str(db),
+            "--run",
+            "two",
+            "--metrics",
+            METRICS,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ck.parent,
+        timeout=300,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 1, out  # the truncated checkpoint
     assert out.count("error: step_60.pt: truncated") == 1, out  # said once, by rank 0
@@ -114,22 +144,26 @@ class _Pids(SweepListener):
         self.by_step[outcome.step] = outcome.pid
 
 
-def test_two_workers_equal_one_process(setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_workers_equal_one_process(
+    setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     ck, probe, db = setup
     monkeypatch.setenv(GATE, str(ck.parent / "gate"))
     (ck.parent / "gate").mkdir()
     sweep(ck, store=db, run="one", probe=probe, model=FACTORY, metrics=METRICS)
     pids = _Pids()
-    two = sweep(ck, store=db, run="two", probe=probe, model=gated_model, metrics=METRICS, workers=2,
-                listener=pids)
+    two = sweep(
+        ck, store=db, run="two", probe=probe, model=gated_model, metrics=METRICS, workers=2, listener=pids
+    )
     assert sorted(two.written) == list(STEPS) and two.processes == 2
     assert [Path(p.path).name for p in two.failed] == ["step_60.pt"]
     assert len(set(pids.by_step.values())) == 2, pids.by_step  # both processes swept some
     assert_same_rows(db, "one", "two")
 
 
-def test_a_worker_that_dies_costs_only_its_checkpoint(setup: tuple[Path, Path, Path],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_that_dies_costs_only_its_checkpoint(
+    setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     ck, probe, db = setup
     (ck / "step_60.pt").unlink()
     monkeypatch.setenv(GATE, str(ck.parent / "gate"))

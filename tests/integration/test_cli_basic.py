@@ -70,17 +70,20 @@ def _two_runs(path: Path) -> None:
             st.write_step(run, StepRecord(1, {("rms", "output"): [1.0, 2.0]}))
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["runs", "{tmp}/missing.db"], "does not exist"),
-    (["plot", "{tmp}/missing.db", "-o", "{tmp}/x.png"], "does not exist"),
-    (["plot", "{store}", "-o", "{tmp}/x.png"], "holds 2 runs ('a', 'b'); choose one with --run"),
-    (["plot", "{store}", "--run", "c", "-o", "{tmp}/x.png"], "run 'c' not found"),
-    (["plot", "{store}", "--run", "a", "--metric", "kurt", "-o", "{tmp}/x.png"], "recorded metrics: rms"),
-    (["plot", "{store}", "--run", "a", "-o", "{tmp}/nodir/x.png"], "does not exist"),
-    (["plot", "{store}", "--run", "a", "-o", "{tmp}/x.gif"], "end the file name with one of"),
-    (["export", "{store}", "--run", "zz", "-o", "{tmp}/x.csv"], "run 'zz' not found"),
-    (["plot", "{tmp}", "-o", "{tmp}/x.png"], "is a folder"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["runs", "{tmp}/missing.db"], "does not exist"),
+        (["plot", "{tmp}/missing.db", "-o", "{tmp}/x.png"], "does not exist"),
+        (["plot", "{store}", "-o", "{tmp}/x.png"], "holds 2 runs ('a', 'b'); choose one with --run"),
+        (["plot", "{store}", "--run", "c", "-o", "{tmp}/x.png"], "run 'c' not found"),
+        (["plot", "{store}", "--run", "a", "--metric", "kurt", "-o", "{tmp}/x.png"], "recorded metrics: rms"),
+        (["plot", "{store}", "--run", "a", "-o", "{tmp}/nodir/x.png"], "does not exist"),
+        (["plot", "{store}", "--run", "a", "-o", "{tmp}/x.gif"], "end the file name with one of"),
+        (["export", "{store}", "--run", "zz", "-o", "{tmp}/x.csv"], "run 'zz' not found"),
+        (["plot", "{tmp}", "-o", "{tmp}/x.png"], "is a folder"),
+    ],
+)
 def test_bad_input_is_one_line_and_nonzero(cli, tmp_path: Path, args: list[str], needle: str) -> None:
     store = tmp_path / "two.db"
     _two_runs(store)

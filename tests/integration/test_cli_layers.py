@@ -17,15 +17,24 @@ SITES = ["output", "mlp_act", "attn_out", "mlp_out", "mlp_down_in"]
 def t5_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     transformers = pytest.importorskip("transformers")
     folder = tmp_path_factory.mktemp("t5-tiny")
-    transformers.T5Config(num_layers=2, num_decoder_layers=3, d_model=32, d_ff=64, num_heads=2, d_kv=16,
-                          vocab_size=96, architectures=["T5ForConditionalGeneration"]).save_pretrained(folder)
+    transformers.T5Config(
+        num_layers=2,
+        num_decoder_layers=3,
+        d_model=32,
+        d_ff=64,
+        num_heads=2,
+        d_kv=16,
+        vocab_size=96,
+        architectures=["T5ForConditionalGeneration"],
+    ).save_pretrained(folder)
     return folder
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("user") / "my_models.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         import torch.nn as nn
 
         def mlp():
@@ -36,7 +45,8 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
         def not_a_model():
             return {"weights": 1}
-    """))
+    """)
+    )
     return path
 
 
@@ -55,9 +65,15 @@ def test_json_for_the_demo_model(cli) -> None:
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [(x["stack"], x["index"], x["depth"], x["name"], x["class"]) for x in rows] == [
-        ("h", i + 1, i + 1, f"h.{i}", "Block") for i in range(12)]
-    assert rows[4]["sites"] == {"output": "h.4", "mlp_act": "h.4.mlp.act", "attn_out": "h.4.attn",
-                                "mlp_out": "h.4.mlp", "mlp_down_in": "h.4.mlp.c_proj"}
+        ("h", i + 1, i + 1, f"h.{i}", "Block") for i in range(12)
+    ]
+    assert rows[4]["sites"] == {
+        "output": "h.4",
+        "mlp_act": "h.4.mlp.act",
+        "attn_out": "h.4.attn",
+        "mlp_out": "h.4.mlp",
+        "mlp_down_in": "h.4.mlp.c_proj",
+    }
     assert rows[4]["inputs"] == ["mlp_down_in"]
 
 
@@ -66,8 +82,12 @@ def test_hf_config_two_stacks_table_and_json(cli, capsys, t5_folder: Path) -> No
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert [(x["stack"], x["index"], x["depth"]) for x in rows] == [
-        ("encoder.block", 1, 1), ("encoder.block", 2, 2),
-        ("decoder.block", 3, 1), ("decoder.block", 4, 2), ("decoder.block", 5, 3)]
+        ("encoder.block", 1, 1),
+        ("encoder.block", 2, 2),
+        ("decoder.block", 3, 1),
+        ("decoder.block", 4, 2),
+        ("decoder.block", 5, 3),
+    ]
     assert rows[0]["sites"]["mlp_act"] == "encoder.block.0.layer.1.DenseReluDense.act"
     assert rows[2]["sites"]["mlp_act"] == "decoder.block.0.layer.2.DenseReluDense.act"
     assert rows[4]["sites"]["attn_out"] == "decoder.block.2.layer.0.SelfAttention"
@@ -85,25 +105,51 @@ def test_missing_sites_are_null_and_dashes(capsys, model_file: Path) -> None:
     assert code == 0, err
     rows = json.loads(out)
     assert [(x["index"], x["name"], x["stack"]) for x in rows] == [(1, "0", ""), (2, "2", "")]
-    assert rows[0]["sites"] == {"output": "0", "mlp_act": None, "attn_out": None, "mlp_out": None,
-                                "mlp_down_in": None}
+    assert rows[0]["sites"] == {
+        "output": "0",
+        "mlp_act": None,
+        "attn_out": None,
+        "mlp_out": None,
+        "mlp_down_in": None,
+    }
     code, out, err = _run(["layers", "--model", f"{model_file}:mlp"], capsys)
     assert code == 0 and "Sequential: 2 layers in 1 stack: (model) (2)" in out and " - " in out
 
 
 def test_layers_glob_selects_modules(capsys) -> None:
-    code, out, err = _run(["layers", "--model", "layerscope.testing:tiny_gpt", "--layers", "h.1?.mlp",
-                           "--layers", "ln_f", "--format", "json"], capsys)
+    code, out, err = _run(
+        [
+            "layers",
+            "--model",
+            "layerscope.testing:tiny_gpt",
+            "--layers",
+            "h.1?.mlp",
+            "--layers",
+            "ln_f",
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    assert [(x["index"], x["name"]) for x in json.loads(out)] == [(1, "h.10.mlp"), (2, "h.11.mlp"), (3, "ln_f")]
-    code, out, err = _run(["layers", "--model", "layerscope.testing:tiny_gpt", "--layers", "h.*.attn,h.0"], capsys)
+    assert [(x["index"], x["name"]) for x in json.loads(out)] == [
+        (1, "h.10.mlp"),
+        (2, "h.11.mlp"),
+        (3, "ln_f"),
+    ]
+    code, out, err = _run(
+        ["layers", "--model", "layerscope.testing:tiny_gpt", "--layers", "h.*.attn,h.0"], capsys
+    )
     assert code == 0 and "13 layers selected by --layers" in out
 
 
 def test_error_lines(cli, capsys, tmp_path: Path, model_file: Path) -> None:
     r = cli("layers", "--model", "layerscope.testing:no_such_factory")
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("error: model spec 'layerscope.testing:no_such_factory'") and r.stderr.count("\n") == 1
+    assert (
+        r.stderr.startswith("error: model spec 'layerscope.testing:no_such_factory'")
+        and r.stderr.count("\n") == 1
+    )
 
     cases = [
         (["layers"], "exactly one of --model"),

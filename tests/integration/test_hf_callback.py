@@ -11,13 +11,13 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # the Trainer needs it
 
-import torch  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
-import layerscope  # noqa: E402
-from layerscope.integrations.hf import LayerscopeCallback  # noqa: E402
-from layerscope.stats import register_metric, unregister_metric  # noqa: E402
-from layerscope.store import Store  # noqa: E402
+import layerscope
+from layerscope.integrations.hf import LayerscopeCallback
+from layerscope.stats import register_metric, unregister_metric
+from layerscope.store import Store
 
 N_LAYER, N_EMBD, SEQ, BATCH = 2, 32, 16, 4
 
@@ -36,19 +36,46 @@ def _dataset(n: int) -> list[dict[str, torch.Tensor]]:
     return [{"input_ids": x, "labels": x} for x in ids]
 
 
-def _train(out: Path, callback: LayerscopeCallback, *, max_steps: int = 20, accum: int = 1,
-           save_steps: int | None = None, resume: str | None = None) -> Trainer:
+def _train(
+    out: Path,
+    callback: LayerscopeCallback,
+    *,
+    max_steps: int = 20,
+    accum: int = 1,
+    save_steps: int | None = None,
+    resume: str | None = None,
+) -> Trainer:
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=N_LAYER, n_embd=N_EMBD, n_head=2, n_positions=32, vocab_size=64,
-                     bos_token_id=0, eos_token_id=0)
-    args = TrainingArguments(
-        output_dir=str(out), max_steps=max_steps, per_device_train_batch_size=BATCH,
-        gradient_accumulation_steps=accum, learning_rate=1e-3, report_to=[], use_cpu=True,
-        save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
-        logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0, seed=0,
+    cfg = GPT2Config(
+        n_layer=N_LAYER,
+        n_embd=N_EMBD,
+        n_head=2,
+        n_positions=32,
+        vocab_size=64,
+        bos_token_id=0,
+        eos_token_id=0,
     )
-    trainer = Trainer(model=GPT2LMHeadModel(cfg), args=args, callbacks=[callback],
-                      train_dataset=_dataset(max_steps * accum * BATCH))
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=max_steps,
+        per_device_train_batch_size=BATCH,
+        gradient_accumulation_steps=accum,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    trainer = Trainer(
+        model=GPT2LMHeadModel(cfg),
+        args=args,
+        callbacks=[callback],
+        train_dataset=_dataset(max_steps * accum * BATCH),
+    )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
 
@@ -60,8 +87,9 @@ def _rows_per_step(db: Path) -> dict[int, int]:
 
 def test_trainer_records_every_5th_step_of_all_layers(tmp_path, count_metric):
     db = tmp_path / "runs.db"
-    cb = LayerscopeCallback(store=db, run="gpt2", every=5, metrics=["rms", "std", count_metric],
-                            log_to="tensorboard")
+    cb = LayerscopeCallback(
+        store=db, run="gpt2", every=5, metrics=["rms", "std", count_metric], log_to="tensorboard"
+    )
     _train(tmp_path / "out", cb)
 
     with Store(db, readonly=True) as st:
@@ -80,8 +108,9 @@ def test_trainer_records_every_5th_step_of_all_layers(tmp_path, count_metric):
     # log_to="tensorboard": scalars and the heatmaps next to the Trainer's own logs.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    ea = EventAccumulator(str(tmp_path / "out" / "runs" / "layerscope"),
-                          size_guidance={"images": 0, "scalars": 0})
+    ea = EventAccumulator(
+        str(tmp_path / "out" / "runs" / "layerscope"), size_guidance={"images": 0, "scalars": 0}
+    )
     ea.Reload()
     assert "layerscope/heatmap/rms/output" in ea.Tags()["images"]
     pts = ea.Scalars("layerscope/rms/output/layer_2")
@@ -91,8 +120,11 @@ def test_trainer_records_every_5th_step_of_all_layers(tmp_path, count_metric):
 
 def test_gradient_accumulation_records_optimizer_steps_with_both_micro_batches(tmp_path, count_metric):
     db = tmp_path / "runs.db"
-    _train(tmp_path / "out", LayerscopeCallback(store=db, run="ga", every=5, metrics=["rms", count_metric]),
-           accum=2)
+    _train(
+        tmp_path / "out",
+        LayerscopeCallback(store=db, run="ga", every=5, metrics=["rms", count_metric]),
+        accum=2,
+    )
     with Store(db, readonly=True) as st:
         assert st.steps("ga") == [5, 10, 15, 20]  # optimizer updates, not the 40 micro-batches
         count = st.load("ga", "count")
@@ -104,8 +136,9 @@ def test_resume_from_trainer_checkpoint_continues_the_run(tmp_path):
     db, out = tmp_path / "runs.db", tmp_path / "out"
     _train(out, LayerscopeCallback(store=db, run="res", every=5), max_steps=10, save_steps=10)
     assert (out / "checkpoint-10").is_dir()
-    _train(out, LayerscopeCallback(store=db, run="res", every=5), max_steps=20,
-           resume=str(out / "checkpoint-10"))
+    _train(
+        out, LayerscopeCallback(store=db, run="res", every=5), max_steps=20, resume=str(out / "checkpoint-10")
+    )
     with Store(db, readonly=True) as st:
         assert st.run_names() == ["res"]
         assert st.steps("res") == [5, 10, 15, 20]
@@ -115,8 +148,11 @@ def test_resume_from_trainer_checkpoint_continues_the_run(tmp_path):
 def test_probe_measures_every_recorded_step_on_the_same_batch(tmp_path, count_metric):
     probe = {"input_ids": torch.arange(24, dtype=torch.long).reshape(3, 8) % 64}  # (3, 8), not (BATCH, SEQ)
     db = tmp_path / "runs.db"
-    _train(tmp_path / "out", LayerscopeCallback(store=db, run="p", every=5, metrics=["rms", count_metric],
-                                                probe=probe), max_steps=10)
+    _train(
+        tmp_path / "out",
+        LayerscopeCallback(store=db, run="p", every=5, metrics=["rms", count_metric], probe=probe),
+        max_steps=10,
+    )
     with Store(db, readonly=True) as st:
         assert st.steps("p") == [5, 10]
         count = st.load("p", "count")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 import socket
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -41,54 +42,128 @@ def _ids(n: int = 6) -> torch.Tensor:
 # the layer; "<in>" marks a site recorded at the module's input.
 def _gpt2() -> tuple[Any, Any, Callable[[], dict[str, Any]], dict[str, Any]]:
     cfg = T.GPT2Config(n_layer=3, n_embd=32, n_head=2, n_positions=16, **SMALL)
-    exp = {"stacks": [("transformer.h", 3)], "class": "GPT2Block",
-           "sites": {"mlp_act": "mlp.act", "attn_out": "attn", "mlp_out": "mlp", "mlp_down_in": "mlp.c_proj<in>"}}
+    exp = {
+        "stacks": [("transformer.h", 3)],
+        "class": "GPT2Block",
+        "sites": {
+            "mlp_act": "mlp.act",
+            "attn_out": "attn",
+            "mlp_out": "mlp",
+            "mlp_down_in": "mlp.c_proj<in>",
+        },
+    }
     return cfg, T.AutoModelForCausalLM, lambda: {"input_ids": _ids()}, exp
 
 
 def _llama() -> tuple[Any, Any, Callable[[], dict[str, Any]], dict[str, Any]]:
-    cfg = T.LlamaConfig(num_hidden_layers=3, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                        num_key_value_heads=1, max_position_embeddings=32, **SMALL)
-    exp = {"stacks": [("model.layers", 3)], "class": "LlamaDecoderLayer",
-           "sites": {"mlp_act": "mlp.act_fn", "attn_out": "self_attn", "mlp_out": "mlp",
-                     "mlp_down_in": "mlp.down_proj<in>"}}
+    cfg = T.LlamaConfig(
+        num_hidden_layers=3,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+        **SMALL,
+    )
+    exp = {
+        "stacks": [("model.layers", 3)],
+        "class": "LlamaDecoderLayer",
+        "sites": {
+            "mlp_act": "mlp.act_fn",
+            "attn_out": "self_attn",
+            "mlp_out": "mlp",
+            "mlp_down_in": "mlp.down_proj<in>",
+        },
+    }
     return cfg, T.AutoModelForCausalLM, lambda: {"input_ids": _ids()}, exp
 
 
 def _bert() -> tuple[Any, Any, Callable[[], dict[str, Any]], dict[str, Any]]:
-    cfg = T.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                       max_position_embeddings=32, **SMALL)
+    cfg = T.BertConfig(
+        num_hidden_layers=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+        **SMALL,
+    )
     # Post-norm: `attention` and `output` add the residual and normalise inside, so the
     # contributions are their projections.
-    exp = {"stacks": [("encoder.layer", 2)], "class": "BertLayer",
-           "sites": {"mlp_act": "intermediate.intermediate_act_fn", "attn_out": "attention.output.dense",
-                     "mlp_out": "output.dense", "mlp_down_in": "output.dense<in>"}}
+    exp = {
+        "stacks": [("encoder.layer", 2)],
+        "class": "BertLayer",
+        "sites": {
+            "mlp_act": "intermediate.intermediate_act_fn",
+            "attn_out": "attention.output.dense",
+            "mlp_out": "output.dense",
+            "mlp_down_in": "output.dense<in>",
+        },
+    }
     return cfg, T.AutoModel, lambda: {"input_ids": _ids()}, exp
 
 
 def _t5() -> tuple[Any, Any, Callable[[], dict[str, Any]], dict[str, Any]]:
-    cfg = T.T5Config(num_layers=2, num_decoder_layers=3, d_model=32, d_ff=64, num_heads=2, d_kv=16,
-                     decoder_start_token_id=0, **SMALL)
-    exp = {"stacks": [("encoder.block", 2), ("decoder.block", 3)], "class": "T5Block",
-           "sites": {"encoder.block": {"mlp_act": "layer.1.DenseReluDense.act", "attn_out": "layer.0.SelfAttention",
-                                       "mlp_out": "layer.1.DenseReluDense", "mlp_down_in": "layer.1.DenseReluDense.wo<in>"},
-                     # the decoder's layer.1 is cross-attention; its MLP is layer.2
-                     "decoder.block": {"mlp_act": "layer.2.DenseReluDense.act", "attn_out": "layer.0.SelfAttention",
-                                       "mlp_out": "layer.2.DenseReluDense", "mlp_down_in": "layer.2.DenseReluDense.wo<in>"}}}
+    cfg = T.T5Config(
+        num_layers=2,
+        num_decoder_layers=3,
+        d_model=32,
+        d_ff=64,
+        num_heads=2,
+        d_kv=16,
+        decoder_start_token_id=0,
+        **SMALL,
+    )
+    exp = {
+        "stacks": [("encoder.block", 2), ("decoder.block", 3)],
+        "class": "T5Block",
+        "sites": {
+            "encoder.block": {
+                "mlp_act": "layer.1.DenseReluDense.act",
+                "attn_out": "layer.0.SelfAttention",
+                "mlp_out": "layer.1.DenseReluDense",
+                "mlp_down_in": "layer.1.DenseReluDense.wo<in>",
+            },
+            # the decoder's layer.1 is cross-attention; its MLP is layer.2
+            "decoder.block": {
+                "mlp_act": "layer.2.DenseReluDense.act",
+                "attn_out": "layer.0.SelfAttention",
+                "mlp_out": "layer.2.DenseReluDense",
+                "mlp_down_in": "layer.2.DenseReluDense.wo<in>",
+            },
+        },
+    }
     return cfg, T.AutoModelForSeq2SeqLM, lambda: {"input_ids": _ids(), "decoder_input_ids": _ids(4)}, exp
 
 
 def _vit() -> tuple[Any, Any, Callable[[], dict[str, Any]], dict[str, Any]]:
-    cfg = T.ViTConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                      image_size=16, patch_size=8)
+    cfg = T.ViTConfig(
+        num_hidden_layers=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+    )
     pixels = {"pixel_values": torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))}
     # transformers 5 flattened ViT (layers.N with attention/mlp); 4.x has encoder.layer.N with
     # BERT's split intermediate/output (whose `output` adds the residual).
-    exp = {"class": "ViTLayer", "layouts": {
-        "layers": {"mlp_act": "mlp.activation_fn", "attn_out": "attention", "mlp_out": "mlp",
-                   "mlp_down_in": "mlp.fc2<in>"},
-        "encoder.layer": {"mlp_act": "intermediate.intermediate_act_fn", "attn_out": "attention.output.dense",
-                          "mlp_out": "output.dense", "mlp_down_in": "output.dense<in>"}}}
+    exp = {
+        "class": "ViTLayer",
+        "layouts": {
+            "layers": {
+                "mlp_act": "mlp.activation_fn",
+                "attn_out": "attention",
+                "mlp_out": "mlp",
+                "mlp_down_in": "mlp.fc2<in>",
+            },
+            "encoder.layer": {
+                "mlp_act": "intermediate.intermediate_act_fn",
+                "attn_out": "attention.output.dense",
+                "mlp_out": "output.dense",
+                "mlp_down_in": "output.dense<in>",
+            },
+        },
+    }
     return cfg, T.AutoModel, lambda: pixels, exp
 
 
@@ -100,13 +175,15 @@ def _build(family: str) -> tuple[torch.nn.Module, Callable[[], dict[str, Any]], 
     torch.manual_seed(0)
     model = auto.from_config(cfg)
     if family == "vit":
-        stack = "layers" if isinstance(getattr(model, "layers", None), torch.nn.ModuleList) else "encoder.layer"
+        stack = (
+            "layers" if isinstance(getattr(model, "layers", None), torch.nn.ModuleList) else "encoder.layer"
+        )
         exp = {**exp, "stacks": [(stack, 2)], "sites": exp["layouts"][stack]}
     return model, inputs, exp
 
 
 def _relative(layer_name: str, hook: Any) -> str:
-    rel = hook.module_name[len(layer_name) + 1:]
+    rel = hook.module_name[len(layer_name) + 1 :]
     return rel + ("<in>" if hook.kind == "input" else "")
 
 
@@ -135,7 +212,9 @@ def test_every_resolved_site_is_on_the_forward_path(family: str) -> None:
     """Recording all sites through a real forward: each resolved hook fires and sees finite values."""
     model, inputs, _ = _build(family)
     model.train()
-    with layerscope.Recorder(model, None, metrics=["rms", "zero_frac"], sites=list(layerscope.capture.SITES)) as rec:
+    with layerscope.Recorder(
+        model, None, metrics=["rms", "zero_frac"], sites=list(layerscope.capture.SITES)
+    ) as rec:
         model(**inputs())
         rec.step(1)
     values = rec.history[0].values
@@ -148,8 +227,12 @@ def test_relu_mlp_act_zero_frac_on_t5_is_the_true_fraction() -> None:
     model, inputs, _ = _build("t5")
     acts: dict[str, torch.Tensor] = {}
     layers = discover_layers(model)
-    handles = [site_map(la)["mlp_act"].module.register_forward_hook(
-        lambda m, a, o, n=la.name: acts.__setitem__(n, o.detach().clone())) for la in layers]
+    handles = [
+        site_map(la)["mlp_act"].module.register_forward_hook(
+            lambda m, a, o, n=la.name: acts.__setitem__(n, o.detach().clone())
+        )
+        for la in layers
+    ]
     with layerscope.Recorder(model, None, metrics=["zero_frac"], sites=["mlp_act"]) as rec:
         model(**inputs())
         rec.step(1)
@@ -164,8 +247,16 @@ def test_compiled_and_checkpointed_hf_models_keep_their_names() -> None:
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
 
     def snapshot(m: torch.nn.Module) -> list[tuple]:
-        return [(la.index, la.name, la.stack, la.depth,
-                 tuple((s, h.module_name, h.kind) for s, h in site_map(la).items() if h)) for la in discover_layers(m)]
+        return [
+            (
+                la.index,
+                la.name,
+                la.stack,
+                la.depth,
+                tuple((s, h.module_name, h.kind) for s, h in site_map(la).items() if h),
+            )
+            for la in discover_layers(m)
+        ]
 
     plain = snapshot(_build("llama")[0])
     assert snapshot(torch.compile(_build("llama")[0], backend="eager")) == plain
@@ -183,18 +274,26 @@ def _save(tmp_path: Path, cfg: Any, architectures: list[str] | None) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("family,architectures,cls", [
-    ("gpt2", ["GPT2LMHeadModel"], "GPT2LMHeadModel"),
-    ("gpt2", None, "GPT2Model"),  # no architectures: the bare model
-    ("gpt2", ["MyForkGPT2ForCausalLM"], "GPT2LMHeadModel"),  # a fork's name: AutoModelForCausalLM by suffix
-    ("llama", ["LlamaForCausalLM"], "LlamaForCausalLM"),
-    ("bert", ["BertForMaskedLM"], "BertForMaskedLM"),
-    ("t5", ["T5ForConditionalGeneration"], "T5ForConditionalGeneration"),
-    ("t5", None, "T5ForConditionalGeneration"),  # an encoder-decoder without architectures: seq2seq
-    ("vit", ["ViTForImageClassification"], "ViTForImageClassification"),
-])
-def test_model_from_hf_config_picks_the_class(tmp_path: Path, family: str, architectures: list[str] | None,
-                                              cls: str) -> None:
+@pytest.mark.parametrize(
+    "family,architectures,cls",
+    [
+        ("gpt2", ["GPT2LMHeadModel"], "GPT2LMHeadModel"),
+        ("gpt2", None, "GPT2Model"),  # no architectures: the bare model
+        (
+            "gpt2",
+            ["MyForkGPT2ForCausalLM"],
+            "GPT2LMHeadModel",
+        ),  # a fork's name: AutoModelForCausalLM by suffix
+        ("llama", ["LlamaForCausalLM"], "LlamaForCausalLM"),
+        ("bert", ["BertForMaskedLM"], "BertForMaskedLM"),
+        ("t5", ["T5ForConditionalGeneration"], "T5ForConditionalGeneration"),
+        ("t5", None, "T5ForConditionalGeneration"),  # an encoder-decoder without architectures: seq2seq
+        ("vit", ["ViTForImageClassification"], "ViTForImageClassification"),
+    ],
+)
+def test_model_from_hf_config_picks_the_class(
+    tmp_path: Path, family: str, architectures: list[str] | None, cls: str
+) -> None:
     cfg = FAMILIES[family]()[0]
     folder = _save(tmp_path, cfg, architectures)
     model = model_from_hf_config(folder, device="meta")
@@ -231,7 +330,10 @@ def test_model_from_hf_config_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError, match=r"custom code .*never runs"):
         model_from_hf_config(bad)
     bad.write_text('{"model_type": "gpt2", "n_embd": 30, "n_head": 4}')  # 30 is not divisible by 4
-    with pytest.raises(ConfigError, match=r"building AutoModel from '.*bad.json' failed: ValueError: .*divisible.*\(got `embed_dim`: 30 and `num_heads`: 4\); check"):
+    with pytest.raises(
+        ConfigError,
+        match=r"building AutoModel from '.*bad.json' failed: ValueError: .*divisible.*\(got `embed_dim`: 30 and `num_heads`: 4\); check",
+    ):
         model_from_hf_config(bad)
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
     bad.write_text('{"model_type": "gpt2"}')
@@ -252,8 +354,9 @@ def _tiny() -> torch.nn.Module:
 
 def _record(model: torch.nn.Module, call: torch.nn.Module, steps: int, **kw: Any) -> dict[int, dict]:
     x = torch.randint(0, 256, (2, 8), generator=torch.Generator().manual_seed(5))
-    rec = layerscope.Recorder(model, None, metrics=["mean", "rms", "zero_frac"],
-                              sites=["output", "mlp_act", "mlp_down_in"], **kw)
+    rec = layerscope.Recorder(
+        model, None, metrics=["mean", "rms", "zero_frac"], sites=["output", "mlp_act", "mlp_down_in"], **kw
+    )
     with rec:
         for s in range(1, steps + 1):
             call(x)

@@ -46,12 +46,25 @@ def _loader() -> DataLoader:
     return DataLoader(TensorDataset(x, x.roll(-1, dims=1)), batch_size=BATCH)
 
 
-def _fit(root: Path, callback: LayerscopeCallback, max_steps: int, ckpt_path: str | None = None,
-         accumulate: int = 2) -> L.Trainer:
+def _fit(
+    root: Path,
+    callback: LayerscopeCallback,
+    max_steps: int,
+    ckpt_path: str | None = None,
+    accumulate: int = 2,
+) -> L.Trainer:
     trainer = L.Trainer(
-        max_steps=max_steps, accumulate_grad_batches=accumulate, callbacks=[callback], accelerator="cpu",
-        devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=str(root), num_sanity_val_steps=0,
+        max_steps=max_steps,
+        accumulate_grad_batches=accumulate,
+        callbacks=[callback],
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(root),
+        num_sanity_val_steps=0,
     )
     trainer.fit(TinyLM(), _loader(), ckpt_path=ckpt_path)
     return trainer

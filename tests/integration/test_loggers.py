@@ -118,11 +118,14 @@ def test_a_failing_sink_warns_once_and_the_store_keeps_every_step(tmp_path):
     assert layerscope.load(tmp_path / "runs.db", run="r").steps == [3, 6, 9, 12]
 
 
-@pytest.mark.parametrize("cls, module, extra", [
-    (TensorBoardSink, "tensorboard", "tensorboard"),
-    (WandbSink, "wandb", "wandb"),
-    (MLflowSink, "mlflow", "mlflow"),
-])
+@pytest.mark.parametrize(
+    "cls, module, extra",
+    [
+        (TensorBoardSink, "tensorboard", "tensorboard"),
+        (WandbSink, "wandb", "wandb"),
+        (MLflowSink, "mlflow", "mlflow"),
+    ],
+)
 def test_a_missing_package_names_the_extra_to_install(monkeypatch, cls, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
     with pytest.raises(ConfigError, match=rf"pip install 'layerscope\[{extra}\]'"):

@@ -33,8 +33,11 @@ def _fresh():
 
 
 def _checkpoint(model, opt, rec) -> dict:
-    return {"model": {k: v.clone() for k, v in model.state_dict().items()},
-            "opt": opt.state_dict(), "layerscope": rec.state_dict()}
+    return {
+        "model": {k: v.clone() for k, v in model.state_dict().items()},
+        "opt": opt.state_dict(),
+        "layerscope": rec.state_dict(),
+    }
 
 
 def _restore(ckpt):

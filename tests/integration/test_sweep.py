@@ -69,7 +69,7 @@ def direct_stats(model: torch.nn.Module, probe: torch.Tensor) -> dict[str, np.nd
     """mean/std/rms/max_abs of each block's output from plain hooks and numpy (float64): no layerscope code."""
     outs: list[np.ndarray] = []
 
-    def grab(m, args, out):  # noqa: ANN001
+    def grab(m, args, out):
         t = out[0] if isinstance(out, tuple) else out
         outs.append(t.detach().to(torch.float64).numpy().ravel())
 
@@ -96,12 +96,13 @@ def stored(store: Path, run: str, metric: str, site: str = "output") -> dict[int
 
 # -- every format ------------------------------------------------------------------------------------
 
+
 def _hf_shards(sd: dict[str, torch.Tensor], folder: Path) -> None:
     """Sharded safetensors as Hugging Face writes them: shards plus model.safetensors.index.json, tied
     lm_head dropped."""
     folder.mkdir(parents=True)
     keys = [k for k in sd if k != "lm_head.weight"]
-    halves = [keys[: len(keys) // 2], keys[len(keys) // 2:]]
+    halves = [keys[: len(keys) // 2], keys[len(keys) // 2 :]]
     wmap = {}
     for i, part in enumerate(halves, start=1):
         fname = f"model-{i:05d}-of-00002.safetensors"
@@ -131,23 +132,44 @@ def write_every_format(root: Path) -> dict[int, int]:
     (hf / "trainer_state.json").write_text(json.dumps({"global_step": 400}))
     _hf_shards(sd(500), root / "checkpoint-500")
     (root / "checkpoint-600").mkdir()
-    torch.save({k: v for k, v in sd(600).items() if k != "lm_head.weight"}, root / "checkpoint-600" / "pytorch_model.bin")
+    torch.save(
+        {k: v for k, v in sd(600).items() if k != "lm_head.weight"},
+        root / "checkpoint-600" / "pytorch_model.bin",
+    )
     # Lightning's layout (as lightning 2.6 writes it): the net under the module's attribute name,
     # the step in global_step; named last.ckpt so the step can only come from the file.
     m7 = _model(7)
     opt = torch.optim.AdamW(m7.parameters())
-    torch.save({"epoch": 0, "global_step": 700, "pytorch-lightning_version": "2.6.6",
-                "state_dict": {f"model.{k}": v for k, v in m7.state_dict().items()},
-                "loops": {}, "callbacks": {}, "optimizer_states": [opt.state_dict()], "lr_schedulers": [],
-                "hparams_name": "kwargs", "hyper_parameters": {"lr": 1e-3}}, root / "last.ckpt")
+    torch.save(
+        {
+            "epoch": 0,
+            "global_step": 700,
+            "pytorch-lightning_version": "2.6.6",
+            "state_dict": {f"model.{k}": v for k, v in m7.state_dict().items()},
+            "loops": {},
+            "callbacks": {},
+            "optimizer_states": [opt.state_dict()],
+            "lr_schedulers": [],
+            "hparams_name": "kwargs",
+            "hyper_parameters": {"lr": 1e-3},
+        },
+        root / "last.ckpt",
+    )
     seeds[700] = 7
     # nanoGPT's ckpt.pt: a compiled model's keys, the step in iter_num.
     m8 = _model(8)
     (root / "out").mkdir()
-    torch.save({"model": {f"_orig_mod.{k}": v for k, v in m8.state_dict().items()},
-                "optimizer": torch.optim.AdamW(m8.parameters()).state_dict(), "model_args": dict(KW),
-                "iter_num": 800, "best_val_loss": torch.tensor(1.5), "config": {"dataset": "x"}},
-               root / "out" / "ckpt.pt")
+    torch.save(
+        {
+            "model": {f"_orig_mod.{k}": v for k, v in m8.state_dict().items()},
+            "optimizer": torch.optim.AdamW(m8.parameters()).state_dict(),
+            "model_args": dict(KW),
+            "iter_num": 800,
+            "best_val_loss": torch.tensor(1.5),
+            "config": {"dataset": "x"},
+        },
+        root / "out" / "ckpt.pt",
+    )
     seeds[800] = 8
     return seeds
 
@@ -162,7 +184,9 @@ def test_every_format_equals_a_direct_forward(tmp_path: Path, probe: torch.Tenso
         rows = stored(db, "sweep", metric)
         for step, seed in seeds.items():
             want = direct_stats(_model(seed), probe)[metric]
-            np.testing.assert_allclose(rows[step], want, rtol=1e-5, atol=1e-7, err_msg=f"{metric} at step {step}")
+            np.testing.assert_allclose(
+                rows[step], want, rtol=1e-5, atol=1e-7, err_msg=f"{metric} at step {step}"
+            )
     with Store(db, readonly=True) as st:
         assert st.run_info("sweep").source == "sweep"
         assert st.run_config("sweep")["probe_hash"] == probe_hash(probe)
@@ -179,24 +203,34 @@ def test_real_lightning_checkpoint(tmp_path: Path, probe: torch.Tensor) -> None:
             self.save_hyperparameters()
             self.net = _model(3)
 
-        def training_step(self, batch, batch_idx):  # noqa: ANN001
+        def training_step(self, batch, batch_idx):
             return self.net(batch[0], batch[0])[1]
 
-        def configure_optimizers(self):  # noqa: ANN202
+        def configure_optimizers(self):
             return torch.optim.AdamW(self.parameters(), lr=1e-2)
 
     x = torch.randint(0, 256, (4, 16))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=4)
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
     module = Module()
     trainer.fit(module, loader)
     (tmp_path / "ck").mkdir()
     trainer.save_checkpoint(tmp_path / "ck" / "last.ckpt")
-    res = sweep(tmp_path / "ck", store=tmp_path / "runs.db", run="l", probe=probe, model=FACTORY, metrics=METRICS)
+    res = sweep(
+        tmp_path / "ck", store=tmp_path / "runs.db", run="l", probe=probe, model=FACTORY, metrics=METRICS
+    )
     assert res.failed == [] and res.written == [2]  # global_step read from the file (weights_only)
-    np.testing.assert_allclose(stored(tmp_path / "runs.db", "l", "rms")[2], direct_stats(module.net, probe)["rms"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        stored(tmp_path / "runs.db", "l", "rms")[2], direct_stats(module.net, probe)["rms"], rtol=1e-5
+    )
 
 
 def test_hf_checkpoint_folders_with_hf_flag(tmp_path: Path, probe: torch.Tensor) -> None:
@@ -216,18 +250,23 @@ def test_hf_checkpoint_folders_with_hf_flag(tmp_path: Path, probe: torch.Tensor)
         else:
             folder.mkdir(parents=True)
             cfg.save_pretrained(folder)
-            torch.save({k: v for k, v in m.state_dict().items() if k != "lm_head.weight"},
-                       folder / "pytorch_model.bin")
+            torch.save(
+                {k: v for k, v in m.state_dict().items() if k != "lm_head.weight"},
+                folder / "pytorch_model.bin",
+            )
     res = sweep(tmp_path / "run", store=tmp_path / "runs.db", run="hf", probe=probe, hf=True, metrics=METRICS)
     assert res.failed == [] and sorted(res.written) == [10, 20, 30]
     rows = stored(tmp_path / "runs.db", "hf", "std")
     for step, m in models.items():
-        np.testing.assert_allclose(rows[step], direct_stats(m, probe)["std"], rtol=1e-5, err_msg=f"step {step}")
+        np.testing.assert_allclose(
+            rows[step], direct_stats(m, probe)["std"], rtol=1e-5, err_msg=f"step {step}"
+        )
     with Store(tmp_path / "runs.db", readonly=True) as st:
         assert st.layers("hf")[0].name == "transformer.h.0"
 
 
 # -- live recording at step N == sweep of checkpoint N -------------------------------------------------
+
 
 def test_live_recording_equals_sweep_of_the_checkpoint(tmp_path: Path, probe: torch.Tensor) -> None:
     corpus = Corpus(n_chars=20_000)
@@ -252,9 +291,13 @@ def test_live_recording_equals_sweep_of_the_checkpoint(tmp_path: Path, probe: to
         for metric, site in pairs:
             live, swept = st.load("live", metric, site), st.load("swept", metric, site)
             assert live.steps == swept.steps == [3, 6]
-            np.testing.assert_allclose(swept.values, live.values, rtol=1e-6, atol=0, err_msg=f"{metric}/{site}")
+            np.testing.assert_allclose(
+                swept.values, live.values, rtol=1e-6, atol=0, err_msg=f"{metric}/{site}"
+            )
         for site in sites:
-            np.testing.assert_allclose(st.load_hist("swept", site)[0], st.load_hist("live", site)[0], rtol=1e-6)
+            np.testing.assert_allclose(
+                st.load_hist("swept", site)[0], st.load_hist("live", site)[0], rtol=1e-6
+            )
 
 
 def test_sweep_continues_a_live_run(tmp_path: Path, probe: torch.Tensor) -> None:
@@ -274,13 +317,14 @@ def test_sweep_continues_a_live_run(tmp_path: Path, probe: torch.Tensor) -> None
 
 # -- unsafe, broken and mismatched files ------------------------------------------------------------
 
+
 class Payload:
     """Unpickling this runs ``touch MARKER`` (pickling it runs nothing)."""
 
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
 
 
@@ -289,8 +333,9 @@ def write_evil(path: Path, marker: Path) -> None:
     assert not marker.exists()
 
 
-def test_unsafe_and_truncated_files_are_reported_the_rest_recorded(tmp_path: Path, factory_py: Path,
-                                                                   probe_file: Path, cli) -> None:  # noqa: ANN001
+def test_unsafe_and_truncated_files_are_reported_the_rest_recorded(
+    tmp_path: Path, factory_py: Path, probe_file: Path, cli
+) -> None:
     ck = tmp_path / "ck"
     ck.mkdir()
     torch.save(_model(1).state_dict(), ck / "step_100.pt")
@@ -304,13 +349,27 @@ def test_unsafe_and_truncated_files_are_reported_the_rest_recorded(tmp_path: Pat
     save_model(_model(6), str(ck / "ckpt-600.safetensors"))
     db = tmp_path / "runs.db"
 
-    r = cli("sweep", str(ck), "--model", f"{factory_py}:model", "--probe", str(probe_file), "--store", str(db),
-            "--run", "s", cwd=tmp_path)
+    r = cli(
+        "sweep",
+        str(ck),
+        "--model",
+        f"{factory_py}:model",
+        "--probe",
+        str(probe_file),
+        "--store",
+        str(db),
+        "--run",
+        "s",
+        cwd=tmp_path,
+    )
     assert r.returncode == 1, r.stderr
     assert not marker.exists()  # the payload never ran
     err = r.stderr.splitlines()
-    for name, problem in [("step_200.pt", "refused to load"), ("step_300.pt", "truncated"),
-                          ("ckpt-500.safetensors", "truncated")]:
+    for name, problem in [
+        ("step_200.pt", "refused to load"),
+        ("step_300.pt", "truncated"),
+        ("ckpt-500.safetensors", "truncated"),
+    ]:
         lines = [ln for ln in err if ln.startswith(f"error: {name}:")]
         assert len(lines) == 1 and problem in lines[0], r.stderr
     assert "posix.system" in next(ln for ln in err if "step_200.pt" in ln)  # names what it refused
@@ -353,6 +412,7 @@ def test_mismatched_checkpoint_and_identical_weights(tmp_path: Path, probe: torc
 
 
 # -- resuming ------------------------------------------------------------------------------------------
+
 
 def _step_times(db: Path) -> dict[int, float]:
     with sqlite3.connect(db) as c:
@@ -400,8 +460,21 @@ def test_killed_mid_way_keeps_what_was_written(tmp_path: Path, factory_py: Path,
     ck.mkdir()
     for s in range(1, 9):
         torch.save(_model(s).state_dict(), ck / f"step_{s}.pt")
-    args = [sys.executable, "-m", "layerscope", "sweep", str(ck), "--model", f"{factory_py}:slow_model",
-            "--probe", str(probe_file), "--store", str(db), "--run", "s"]
+    args = [
+        sys.executable,
+        "-m",
+        "layerscope",
+        "sweep",
+        str(ck),
+        "--model",
+        f"{factory_py}:slow_model",
+        "--probe",
+        str(probe_file),
+        "--store",
+        str(db),
+        "--run",
+        "s",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
@@ -429,6 +502,7 @@ def test_killed_mid_way_keeps_what_was_written(tmp_path: Path, factory_py: Path,
 
 # -- probes --------------------------------------------------------------------------------------------
 
+
 def test_probe_files(tmp_path: Path, probe: torch.Tensor) -> None:
     np.save(tmp_path / "p.npy", probe.numpy())
     save_file({"idx": probe}, str(tmp_path / "p.safetensors"))
@@ -453,13 +527,23 @@ def test_keyword_probe_and_text_probe(tmp_path: Path, probe: torch.Tensor) -> No
     torch.save(_model(1).state_dict(), ck / "step_1.pt")
     torch.save({"idx": probe}, tmp_path / "kw.pt")  # keyword inputs: model(idx=...)
     sweep(ck, store=tmp_path / "a.db", run="s", probe=tmp_path / "kw.pt", model=FACTORY)
-    np.testing.assert_allclose(stored(tmp_path / "a.db", "s", "rms")[1], direct_stats(_model(1), probe)["rms"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        stored(tmp_path / "a.db", "s", "rms")[1], direct_stats(_model(1), probe)["rms"], rtol=1e-5
+    )
     (tmp_path / "p.txt").write_text("abcdefghijklmnopqrstuvwxyz" * 3)
     with pytest.raises(ConfigError, match="does not fit the model"):  # 78 tokens > block_size 16
-        sweep(ck, store=tmp_path / "b.db", run="s", probe=tmp_path / "p.txt", tokenizer="bytes", model=FACTORY)
-    res = sweep(ck, store=tmp_path / "b.db", run="s", probe=tmp_path / "p.txt", tokenizer="bytes", seq_len=16,
-                model=FACTORY)
+        sweep(
+            ck, store=tmp_path / "b.db", run="s", probe=tmp_path / "p.txt", tokenizer="bytes", model=FACTORY
+        )
+    res = sweep(
+        ck,
+        store=tmp_path / "b.db",
+        run="s",
+        probe=tmp_path / "p.txt",
+        tokenizer="bytes",
+        seq_len=16,
+        model=FACTORY,
+    )
     assert res.written == [1]
 
 
@@ -470,7 +554,9 @@ def test_sharded_index_problems(tmp_path: Path) -> None:
     index = folder / "model.safetensors.index.json"
     assert read_checkpoint(index, "checkpoint-5").state_dict.keys() == sd.keys() - {"lm_head.weight"}
     (folder / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(CheckpointError, match=r"^checkpoint-5: shard 'model-00002-of-00002.safetensors' .* is missing"):
+    with pytest.raises(
+        CheckpointError, match=r"^checkpoint-5: shard 'model-00002-of-00002.safetensors' .* is missing"
+    ):
         read_checkpoint(index, "checkpoint-5")
     data = json.loads(index.read_text())
     data["weight_map"] = {k: "../../elsewhere.safetensors" for k in data["weight_map"]}
@@ -488,8 +574,23 @@ def test_cli_json_summary(tmp_path: Path, probe_file: Path, factory_py: Path) ->
     ck.mkdir()
     torch.save(_model(1).state_dict(), ck / "step_1.pt")
     (ck / "step_2.pt").write_bytes(b"")
-    r = CliRunner().invoke(cli, ["sweep", str(ck), "--model", f"{factory_py}:model", "--probe", str(probe_file),
-                                 "--store", str(tmp_path / "r.db"), "--run", "s", "--format", "json"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "sweep",
+            str(ck),
+            "--model",
+            f"{factory_py}:model",
+            "--probe",
+            str(probe_file),
+            "--store",
+            str(tmp_path / "r.db"),
+            "--run",
+            "s",
+            "--format",
+            "json",
+        ],
+    )
     assert r.exit_code == 1, r.output
     out = json.loads(r.stdout)
     assert out["written"] == [1] and out["exit_code"] == 1
@@ -504,10 +605,37 @@ def test_cli_help_and_usage_errors(tmp_path: Path) -> None:
 
     out = CliRunner().invoke(cli, ["sweep", "--help"], terminal_width=100).output
     assert "torchrun --nproc-per-node 2 -m -- layerscope sweep" in out and "--trust-checkpoints" in out
-    r = CliRunner().invoke(cli, ["sweep", str(tmp_path), "--model", "x:y", "--probe", str(tmp_path / "p.pt"),
-                                 "--store", str(tmp_path / "r.db"), "--run", "s"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "sweep",
+            str(tmp_path),
+            "--model",
+            "x:y",
+            "--probe",
+            str(tmp_path / "p.pt"),
+            "--store",
+            str(tmp_path / "r.db"),
+            "--run",
+            "s",
+        ],
+    )
     assert isinstance(r.exception, NotFoundError) and "probe file" in str(r.exception)
-    r = CliRunner().invoke(cli, ["sweep", str(tmp_path), "--model", "x:y", "--hf", "--probe", "p.pt",
-                                 "--store", "r.db", "--run", "s"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "sweep",
+            str(tmp_path),
+            "--model",
+            "x:y",
+            "--hf",
+            "--probe",
+            "p.pt",
+            "--store",
+            "r.db",
+            "--run",
+            "s",
+        ],
+    )
     assert isinstance(r.exception, ConfigError) and "either --model or --hf" in str(r.exception)
     assert not (tmp_path / "r.db").exists()  # nothing written on a usage error

@@ -8,8 +8,8 @@ import hashlib
 import os
 import sqlite3
 import subprocess
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import pytest
 
@@ -38,16 +38,25 @@ def make_store(
     with Store(path) as st:
         for run in runs:
             st.create_run(run, [LayerInfo(i + 1, names[i]) for i in range(n_layers)])
-            st.write_steps(run, [
-                StepRecord(s, {(m, "output"): [float(s) * (k + 1) + j for j in range(n_layers)]
-                               for k, m in enumerate(metrics)})
-                for s in steps
-            ])
+            st.write_steps(
+                run,
+                [
+                    StepRecord(
+                        s,
+                        {
+                            (m, "output"): [float(s) * (k + 1) + j for j in range(n_layers)]
+                            for k, m in enumerate(metrics)
+                        },
+                    )
+                    for s in steps
+                ],
+            )
     return Path(path)
 
 
-def assert_whole(path: str | os.PathLike[str], scalar_metrics: int | None = None,
-                 hists: bool = False) -> dict[str, list[int]]:
+def assert_whole(
+    path: str | os.PathLike[str], scalar_metrics: int | None = None, hists: bool = False
+) -> dict[str, list[int]]:
     """The store passes ``PRAGMA integrity_check``; every step in ``steps`` has all its rows (every
     layer x every (metric, site), and a histogram per layer when ``hists``), and no row belongs to a
     step that is not in ``steps``. Returns run -> committed steps."""
@@ -59,19 +68,28 @@ def assert_whole(path: str | os.PathLike[str], scalar_metrics: int | None = None
         con.execute("BEGIN")  # one snapshot for all the counts below
         for run_id, name in con.execute("SELECT id, name FROM runs ORDER BY id").fetchall():
             n_layers = con.execute("SELECT count(*) FROM layers WHERE run_id=?", (run_id,)).fetchone()[0]
-            steps = [r[0] for r in con.execute("SELECT step FROM steps WHERE run_id=? ORDER BY step", (run_id,))]
-            pairs = con.execute("SELECT count(DISTINCT metric || '/' || site) FROM metric_values WHERE run_id=?",
-                                (run_id,)).fetchone()[0]
+            steps = [
+                r[0] for r in con.execute("SELECT step FROM steps WHERE run_id=? ORDER BY step", (run_id,))
+            ]
+            pairs = con.execute(
+                "SELECT count(DISTINCT metric || '/' || site) FROM metric_values WHERE run_id=?", (run_id,)
+            ).fetchone()[0]
             if scalar_metrics is not None and steps:
                 assert pairs == scalar_metrics, (name, pairs)
-            per_step = dict(con.execute(
-                "SELECT step, count(*) FROM metric_values WHERE run_id=? GROUP BY step", (run_id,)).fetchall())
+            per_step = dict(
+                con.execute(
+                    "SELECT step, count(*) FROM metric_values WHERE run_id=? GROUP BY step", (run_id,)
+                ).fetchall()
+            )
             assert sorted(per_step) == steps, f"run {name}: rows of uncommitted steps or steps without rows"
             bad = {s: c for s, c in per_step.items() if c != n_layers * pairs}
             assert not bad, f"run {name}: steps with a part of their rows: {bad} (want {n_layers * pairs})"
             if hists:
-                per_hist = dict(con.execute(
-                    "SELECT step, count(*) FROM hists WHERE run_id=? GROUP BY step", (run_id,)).fetchall())
+                per_hist = dict(
+                    con.execute(
+                        "SELECT step, count(*) FROM hists WHERE run_id=? GROUP BY step", (run_id,)
+                    ).fetchall()
+                )
                 assert sorted(per_hist) == steps and set(per_hist.values()) <= {n_layers}, (name, per_hist)
             out[name] = steps
         con.execute("COMMIT")
@@ -123,14 +141,25 @@ def permission_bits_bite() -> Callable[[], None] | None:
     return _drop_dac
 
 
-def run_cli(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
-            preexec_fn: Callable[[], None] | None = None, timeout: float = 120,
-            cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    timeout: float = 120,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """``python -m layerscope ARGS`` as a user runs it (no LAYERSCOPE_DEBUG unless ``env`` sets it)."""
     import sys
 
     e = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     e.pop("LAYERSCOPE_DEBUG", None)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "layerscope", *map(str, args)], capture_output=True, text=True,
-                          env=e, timeout=timeout, preexec_fn=preexec_fn, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "layerscope", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=e,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
+        cwd=cwd,
+    )

@@ -35,8 +35,9 @@ def job(store: str, starts: list[int], n: int | None) -> None:
     for (run, flush_every), start in zip(RUNS, starts):
         model = tiny_gpt(n_layer=4, n_embd=32, n_head=2, block_size=16, seed=start)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        rec = Recorder(model, store, run=run, metrics=METRICS, flush_every=flush_every, flush_secs=3600,
-                       start_step=start)
+        rec = Recorder(
+            model, store, run=run, metrics=METRICS, flush_every=flush_every, flush_secs=3600, start_step=start
+        )
         jobs.append((model, opt, rec, start))
     print(f"ready {os.getpid()}", flush=True)
     i = 0
@@ -81,7 +82,7 @@ def zygote() -> None:
             code = 0
             try:
                 job(store, starts, n)
-            except BaseException as e:  # noqa: BLE001 - report, then leave without the zygote's cleanup
+            except BaseException as e:
                 print(f"failed {type(e).__name__}: {e}", flush=True)
                 code = 1
             finally:

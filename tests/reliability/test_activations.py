@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from tests.reliability._helpers import assert_whole, run_cli
 
 import layerscope
 from layerscope.cli.main import COMMANDS
 from layerscope.store import Store
-from tests.reliability._helpers import assert_whole, run_cli
 
 PATTERNS = ("normal", "nan", "inf", "zero", "all_nan", "normal_after")
 METRICS = ("mean", "std", "rms", "max_abs", "min", "max", "kurtosis", "zero_frac", "nan_frac", "inf_frac")
@@ -72,16 +72,32 @@ def _expected(x: np.ndarray, pattern: str, clean: bool) -> dict[str, float]:
             v[:] = np.nan
     fin = v[np.isfinite(v)]
     n = v.size
-    out = {"nan_frac": np.isnan(v).sum() / n, "inf_frac": np.isinf(v).sum() / n,
-           "zero_frac": (np.abs(np.nan_to_num(v, nan=1.0, posinf=1.0, neginf=1.0)) <= 1e-6).sum() / n}
+    out = {
+        "nan_frac": np.isnan(v).sum() / n,
+        "inf_frac": np.isinf(v).sum() / n,
+        "zero_frac": (np.abs(np.nan_to_num(v, nan=1.0, posinf=1.0, neginf=1.0)) <= 1e-6).sum() / n,
+    }
     if fin.size:
         m2 = ((fin - fin.mean()) ** 2).mean()
-        out.update(mean=fin.mean(), std=fin.std(), rms=math.sqrt((fin**2).mean()), max_abs=np.abs(fin).max(),
-                   min=fin.min(), max=fin.max(),
-                   kurtosis=((fin - fin.mean()) ** 4).mean() / m2**2 if m2 > 0 else math.nan)
+        out.update(
+            mean=fin.mean(),
+            std=fin.std(),
+            rms=math.sqrt((fin**2).mean()),
+            max_abs=np.abs(fin).max(),
+            min=fin.min(),
+            max=fin.max(),
+            kurtosis=((fin - fin.mean()) ** 4).mean() / m2**2 if m2 > 0 else math.nan,
+        )
     else:
-        out.update(mean=math.nan, std=math.nan, rms=math.nan, max_abs=math.nan, min=math.nan, max=math.nan,
-                   kurtosis=math.nan)
+        out.update(
+            mean=math.nan,
+            std=math.nan,
+            rms=math.nan,
+            max_abs=math.nan,
+            min=math.nan,
+            max=math.nan,
+            kurtosis=math.nan,
+        )
     return out
 
 
@@ -90,8 +106,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
     store = tmp_path_factory.mktemp("acts") / "runs.db"
     model = Stack()
     x = torch.randn(4, 8, 16, generator=torch.Generator().manual_seed(0))  # (B, T, C)
-    with layerscope.Recorder(model, store, run="faulty", metrics=METRICS, layers="blocks.*", flush_every=1,
-                             start_step=1) as rec:
+    with layerscope.Recorder(
+        model, store, run="faulty", metrics=METRICS, layers="blocks.*", flush_every=1, start_step=1
+    ) as rec:
         model(x)
         rec.step(1)  # the faults
         for b in model.blocks:
@@ -152,7 +169,11 @@ def test_readers_cope_with_the_holes(recorded, tmp_path: Path, metric: str) -> N
 
         rows = list(csv.DictReader((tmp_path / "v.csv").open()))
         assert len(rows) == 2 * len(PATTERNS) * len(METRICS)
-        hole = [r["value"] for r in rows if r["layer_name"] == "blocks.4" and r["metric"] == "rms" and r["step"] == "1"]
+        hole = [
+            r["value"]
+            for r in rows
+            if r["layer_name"] == "blocks.4" and r["metric"] == "rms" and r["step"] == "1"
+        ]
         assert hole == [""]  # a missing value is an empty cell, which read_csv reads back as missing
         r = run_cli("runs", store, "--format", "json")
         assert r.returncode == 0 and json.loads(r.stdout)[0]["steps"] == 2, r.stderr
@@ -167,10 +188,12 @@ def test_store_reports_nonfinite_values_as_recorded(recorded) -> None:
     store, _ = recorded
     with Store(store, readonly=True) as st:
         (n_null,) = st.conn.execute(
-            "SELECT count(*) FROM metric_values WHERE value IS NULL AND step=1").fetchone()
+            "SELECT count(*) FROM metric_values WHERE value IS NULL AND step=1"
+        ).fetchone()
         (n_all_nan,) = st.conn.execute(
             "SELECT count(*) FROM metric_values WHERE value IS NULL AND step=1 AND layer=?",
-            (PATTERNS.index("all_nan") + 1,)).fetchone()
+            (PATTERNS.index("all_nan") + 1,),
+        ).fetchone()
     # all_nan: every metric but the three fractions is undefined; zero: kurtosis is undefined (0/0).
     assert n_all_nan == len(METRICS) - 3
     assert n_null == n_all_nan + 1

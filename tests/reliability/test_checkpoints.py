@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.reliability._helpers import assert_whole, run_cli
 
 from layerscope.cli.main import COMMANDS
 from layerscope.store import Store
 from layerscope.testing import tiny_gpt
-from tests.reliability._helpers import assert_whole, run_cli
 
 if "sweep" not in COMMANDS:
     pytest.skip("`layerscope sweep` is not registered yet", allow_module_level=True)
@@ -27,7 +27,7 @@ class Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
 
 
@@ -47,13 +47,26 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]
     (ck / "step_300.pt").write_bytes(data[: len(data) // 2])  # a save cut short
     (ck / "step_350.pt").write_bytes(b"")  # a save that never started writing
     torch.save(tiny_gpt(n_embd=32, n_head=2).state_dict(), ck / "step_400.pt")  # wrong shapes
-    torch.save({k: v for k, v in good.items() if ".h.3." not in k and not k.startswith("h.3.")}, ck / "step_500.pt")
+    torch.save(
+        {k: v for k, v in good.items() if ".h.3." not in k and not k.startswith("h.3.")}, ck / "step_500.pt"
+    )
     (ck / "step_600.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
     torch.save([1, 2, 3], ck / "step_700.pt")  # not a state dict
     torch.save(torch.randint(0, 256, (2, 16)), d / "probe.pt")
     store = d / "runs.db"
-    r = run_cli("sweep", ck, "--model", "layerscope.testing.model:tiny_gpt", "--probe", d / "probe.pt",
-                "--store", store, "--run", "sweep", timeout=300)
+    r = run_cli(
+        "sweep",
+        ck,
+        "--model",
+        "layerscope.testing.model:tiny_gpt",
+        "--probe",
+        d / "probe.pt",
+        "--store",
+        store,
+        "--run",
+        "sweep",
+        timeout=300,
+    )
     return store, marker, r
 
 

@@ -11,15 +11,15 @@ run ``python -m layerscope`` as a subprocess, as a user does.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from tests.reliability._helpers import error_line, make_store, run_cli
 
 from layerscope.cli.main import COMMANDS
-from tests.reliability._helpers import error_line, make_store, run_cli
 
 # Every command layerscope has or is getting, and how each takes its paths. A command registered in
 # COMMANDS but missing here fails test_every_command_is_in_the_matrix: add it when it lands.
@@ -50,8 +50,9 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def argv(cmd: str, d: Path, out: Path, path: Path | None = None, role: str = "source",
-         extra: tuple[str, ...] = ()) -> list[str]:
+def argv(
+    cmd: str, d: Path, out: Path, path: Path | None = None, role: str = "source", extra: tuple[str, ...] = ()
+) -> list[str]:
     """The command line of ``cmd`` with ``path`` in the argument ``role``; the rest valid."""
     store = d / ("two.db" if cmd == "compare" else "one.db")
     src = path if role == "source" and path is not None else store
@@ -84,8 +85,19 @@ def argv(cmd: str, d: Path, out: Path, path: Path | None = None, role: str = "so
         ck = path if role == "source" and path is not None else d / "ckpts"
         probe = path if role == "probe" else d / "probe.pt"
         st = path if role == "store" else out / "sweep.db"
-        return ["sweep", str(ck), "--model", "layerscope.testing.model:tiny_gpt", "--probe", str(probe),
-                "--store", str(st), "--run", "r", *extra]
+        return [
+            "sweep",
+            str(ck),
+            "--model",
+            "layerscope.testing.model:tiny_gpt",
+            "--probe",
+            str(probe),
+            "--store",
+            str(st),
+            "--run",
+            "r",
+            *extra,
+        ]
     if cmd == "demo":
         return ["demo", "--out", str(path), *extra]
     raise AssertionError(f"no command line for {cmd!r}; add it to argv()")
@@ -123,8 +135,13 @@ def test_every_command_is_in_the_matrix() -> None:
 
 
 # -- paths -----------------------------------------------------------------------------------------
-PATH_CASES = [(c, "source") for c in ("runs", "export", "plot", "report", "view", "layers", "compare", "sweep")] + [
-    ("sweep", "probe"), ("serve", "source"), ("sweep", "store")]  # serve, sweep --store: the folder is missing
+PATH_CASES = [
+    (c, "source") for c in ("runs", "export", "plot", "report", "view", "layers", "compare", "sweep")
+] + [
+    ("sweep", "probe"),
+    ("serve", "source"),
+    ("sweep", "store"),
+]  # serve, sweep --store: the folder is missing
 
 
 @pytest.mark.parametrize("cmd,role", PATH_CASES, ids=[f"{c}-{r}" for c, r in PATH_CASES])
@@ -137,8 +154,14 @@ def test_missing_path(inputs: Path, tmp_path: Path, cmd: str, role: str) -> None
 
 
 FOLDER_CASES = [(c, "source") for c in ("runs", "export", "plot", "report", "view", "compare", "serve")] + [
-    ("sweep", "probe"), ("sweep", "store"), ("plot", "output"), ("export", "output"), ("report", "output"),
-    ("report", "json"), ("compare", "output")]
+    ("sweep", "probe"),
+    ("sweep", "store"),
+    ("plot", "output"),
+    ("export", "output"),
+    ("report", "output"),
+    ("report", "json"),
+    ("compare", "output"),
+]
 
 
 @pytest.mark.parametrize("cmd,role", FOLDER_CASES, ids=[f"{c}-{r}" for c, r in FOLDER_CASES])
@@ -177,7 +200,9 @@ def test_demo_out_is_a_file(cli_main, tmp_path: Path) -> None:
 @pytest.mark.parametrize("cmd", ["runs", "plot", "report", "sweep", "serve"])
 def test_debug_switch_shows_the_traceback(inputs: Path, tmp_path: Path, cmd: str) -> None:
     need(cmd)
-    r = run_cli(*argv(cmd, inputs, tmp_path, tmp_path / "nope" / "x.db"), env={"LAYERSCOPE_DEBUG": "1"}, timeout=60)
+    r = run_cli(
+        *argv(cmd, inputs, tmp_path, tmp_path / "nope" / "x.db"), env={"LAYERSCOPE_DEBUG": "1"}, timeout=60
+    )
     assert r.returncode != 0 and "Traceback" in r.stderr and "does not exist" in r.stderr
 
 
@@ -194,7 +219,11 @@ BAD_CSVS = {
     "non-numeric-step-tidy": (TIDY + "1e400,1,0.5\n", 1, ["line 2", "'1e400'", "not a whole number"]),
     "negative-step-wide": (WIDE + "-5,1,2,3\n", 1, ["line 2", "'-5'", "negative"]),
     "negative-step-tidy": (TIDY + "10,1,0.5\n-10,1,0.5\n", 1, ["line 3", "'-10'", "negative"]),
-    "duplicate-step-wide": (WIDE + "10,1,2,3\n20,1,2,3\n10,4,5,6\n", 1, ["step 10", "twice", "lines 2 and 4"]),
+    "duplicate-step-wide": (
+        WIDE + "10,1,2,3\n20,1,2,3\n10,4,5,6\n",
+        1,
+        ["step 10", "twice", "lines 2 and 4"],
+    ),
     "duplicate-cell-tidy": (TIDY + "10,1,0.5\n10,2,0.5\n10,1,0.7\n", 1, ["step 10, layer 1", "twice"]),
     "duplicate-layer-column": ("step,1,2,layer_1\n10,1,2,3\n", 1, ["layer 1", "two columns"]),
     "non-numeric-value": (WIDE + "10,1,abc,3\n", 1, ["'abc'", "not a number"]),
@@ -245,8 +274,9 @@ def test_edge_shapes_from_csv_work(cli_main, tmp_path: Path, cmd: str, shape: st
 @pytest.mark.parametrize("shape", list(EDGE_SHAPES))
 def test_edge_shapes_from_a_store_work(cli_main, tmp_path: Path, shape: str) -> None:
     n_steps, n_layers = EDGE_SHAPES[shape]
-    store = make_store(tmp_path / "runs.db", runs=("a", "b"), n_layers=n_layers,
-                       steps=range(10, 10 * n_steps + 1, 10))
+    store = make_store(
+        tmp_path / "runs.db", runs=("a", "b"), n_layers=n_layers, steps=range(10, 10 * n_steps + 1, 10)
+    )
     for cmd in ("runs", "plot", "report", "export", "view", "compare"):
         if cmd not in COMMANDS:
             continue
@@ -258,9 +288,17 @@ def test_edge_shapes_from_a_store_work(cli_main, tmp_path: Path, shape: str) -> 
 
 
 # -- runs, metrics and sites that are not there ----------------------------------------------------
-TIDY_SELECT = TIDY.strip() + ",metric,site,run\n" + "".join(
-    f"{s},{layer},0.5,{m},output,{run}\n" for s in (10, 20) for layer in (1, 2) for m in ("rms", "std")
-    for run in ("a", "b"))
+TIDY_SELECT = (
+    TIDY.strip()
+    + ",metric,site,run\n"
+    + "".join(
+        f"{s},{layer},0.5,{m},output,{run}\n"
+        for s in (10, 20)
+        for layer in (1, 2)
+        for m in ("rms", "std")
+        for run in ("a", "b")
+    )
+)
 UNKNOWN = {
     # name: (options, words the line must hold)
     "run": (["--run", "nope", "--metric", "rms"], ["run", "nope", "--run"]),
@@ -272,11 +310,17 @@ UNKNOWN = {
 @pytest.mark.parametrize("cmd", SOURCE_CMDS)
 @pytest.mark.parametrize("what", list(UNKNOWN))
 @pytest.mark.parametrize("kind", ["store", "csv"])
-def test_unknown_run_metric_site(cli_main, inputs: Path, tmp_path: Path, cmd: str, what: str, kind: str) -> None:
+def test_unknown_run_metric_site(
+    cli_main, inputs: Path, tmp_path: Path, cmd: str, what: str, kind: str
+) -> None:
     need(cmd)
     opts, needles = UNKNOWN[what]
     if cmd == "compare":  # run B is the unknown one, or the metric/site of the pair
-        opts = ["--run", "a", "--run", "nope", *opts[2:]] if what == "run" else ["--run", "a", "--run", "b", *opts[2:]]
+        opts = (
+            ["--run", "a", "--run", "nope", *opts[2:]]
+            if what == "run"
+            else ["--run", "a", "--run", "b", *opts[2:]]
+        )
     if kind == "store":
         src = inputs / "two.db"
     else:
@@ -290,10 +334,12 @@ def test_export_unknown_run(cli_main, inputs: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out.csv").exists()
 
 
-@pytest.mark.parametrize("opt,needles", [(("--metrics", "rms,nope"), ["unknown metric 'nope'"]),
-                                          (("--sites", "nope"), ["'nope'"])])
-def test_sweep_unknown_metric_or_site(cli_main, inputs: Path, tmp_path: Path, opt: tuple[str, str],
-                                      needles: list[str]) -> None:
+@pytest.mark.parametrize(
+    "opt,needles", [(("--metrics", "rms,nope"), ["unknown metric 'nope'"]), (("--sites", "nope"), ["'nope'"])]
+)
+def test_sweep_unknown_metric_or_site(
+    cli_main, inputs: Path, tmp_path: Path, opt: tuple[str, str], needles: list[str]
+) -> None:
     need("sweep")
     r = cli_main(*argv("sweep", inputs, tmp_path, extra=opt))
     error_line(r, 2, *needles)  # type: ignore[arg-type]
@@ -312,7 +358,11 @@ OPTION_CASES = [
     ("demo", ["demo", "--steps", "-5"], ["--steps", "-5"]),
     ("demo", ["demo", "--every", "ten"], ["--every", "'ten'"]),
     ("plot", ["plot", "{store}", "-o", "{tmp}/x.png", "--dpi", "lots"], ["--dpi", "'lots'"]),
-    ("sweep", ["sweep", "{tmp}", "--probe", "p.pt", "--store", "s.db", "--run", "r", "--seq-len", "0"], ["--seq-len"]),
+    (
+        "sweep",
+        ["sweep", "{tmp}", "--probe", "p.pt", "--store", "s.db", "--run", "r", "--seq-len", "0"],
+        ["--seq-len"],
+    ),
     ("serve", ["serve", "{store}", "--port", "-1"], ["--port"]),
     ("runs", ["runs", "{store}", "--format", "yaml"], ["--format", "'yaml'"]),
     ("runs", ["runs", "{store}", "--no-such-option"], ["--no-such-option"]),
@@ -320,9 +370,12 @@ OPTION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cmd,args,needles", OPTION_CASES, ids=[" ".join(c[1][:1] + c[1][-2:]) for c in OPTION_CASES])
-def test_bad_option_value_is_one_line(cli_main, inputs: Path, tmp_path: Path, cmd: str, args: list[str],
-                                      needles: list[str]) -> None:
+@pytest.mark.parametrize(
+    "cmd,args,needles", OPTION_CASES, ids=[" ".join(c[1][:1] + c[1][-2:]) for c in OPTION_CASES]
+)
+def test_bad_option_value_is_one_line(
+    cli_main, inputs: Path, tmp_path: Path, cmd: str, args: list[str], needles: list[str]
+) -> None:
     need(cmd)
     r = cli_main(*[a.format(store=inputs / "one.db", tmp=tmp_path) for a in args])
     line = error_line(r, 2, *needles)  # type: ignore[arg-type]

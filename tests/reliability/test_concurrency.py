@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tests.reliability._helpers import HERE, assert_whole
 
 import layerscope
-from tests.reliability._helpers import HERE, assert_whole
 
 WRITER = HERE / "_writer_child.py"
 RUNS = ("alpha", "beta")
@@ -26,8 +26,13 @@ N_METRICS = 4
 def _cli(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
     env.pop("LAYERSCOPE_DEBUG", None)
-    return subprocess.Popen([sys.executable, "-m", "layerscope", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "layerscope", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _committed(store: Path) -> dict[str, int]:
@@ -45,8 +50,16 @@ def test_two_writers_and_readers_share_one_store(tmp_path: Path) -> None:
     store = tmp_path / "runs.db"
     stop = tmp_path / "stop"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    writers = [subprocess.Popen([sys.executable, str(WRITER), str(store), run, str(stop)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env) for run in RUNS]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, str(WRITER), str(store), run, str(stop)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for run in RUNS
+    ]
     try:
         for w in writers:
             line = w.stdout.readline()  # type: ignore[union-attr]
@@ -73,7 +86,9 @@ def test_two_writers_and_readers_share_one_store(tmp_path: Path) -> None:
                 if client is not None:
                     data = client.get(f"/api/heatmap?run={run}&metric=std").get_json()
                     assert data["steps"] == list(range(1, len(data["steps"]) + 1)), data.get("error")
-                    assert all(v is not None for row in data["values"] for v in row), "the API served part of a step"
+                    assert all(v is not None for row in data["values"] for v in row), (
+                        "the API served part of a step"
+                    )
             _committed(store)  # one snapshot: every committed step of both runs has all its rows
             reads += 1
         for r in readers:

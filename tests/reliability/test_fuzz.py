@@ -34,7 +34,7 @@ def _read(data: bytes, **sel: str | None):
         return None
 
 
-def _check(hm) -> None:  # noqa: ANN001
+def _check(hm) -> None:
     if hm is None:
         return
     v = np.asarray(hm.values)
@@ -54,15 +54,75 @@ def test_read_csv_any_bytes(data: bytes) -> None:
 # Cells and headers as spreadsheets, pandas and hand edits write them, good and bad.
 _CELL = st.one_of(
     st.integers(-10, 10**6).map(str),
-    st.sampled_from(["", " ", "nan", "NaN", "NA", "#N/A", "null", "None", "inf", "-inf", "+inf", "1e400",
-                     "-0", "0.0", "1.5", "1,5", "3e4", "30000.0", "30000.5", "9" * 25, "0x1F", "١٢", "½",
-                     '"1"', '"a,b"', '"', "''", "#x", "true", "step", "layer_3", "L0", "\u00a0", "1_000"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "nan",
+            "NaN",
+            "NA",
+            "#N/A",
+            "null",
+            "None",
+            "inf",
+            "-inf",
+            "+inf",
+            "1e400",
+            "-0",
+            "0.0",
+            "1.5",
+            "1,5",
+            "3e4",
+            "30000.0",
+            "30000.5",
+            "9" * 25,
+            "0x1F",
+            "١٢",
+            "½",
+            '"1"',
+            '"a,b"',
+            '"',
+            "''",
+            "#x",
+            "true",
+            "step",
+            "layer_3",
+            "L0",
+            "\u00a0",
+            "1_000",
+        ]
+    ),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.text(max_size=6),
 )
 _HEAD = st.one_of(
-    st.sampled_from(["step", "Step", "steps", "layer", "value", "metric", "site", "run", "layer_name", "name",
-                     "1", "2", "3", "0", "layer_1", "L2", "layer3", "", "x", "step ", "\ufeffstep", "01", "-1"]),
+    st.sampled_from(
+        [
+            "step",
+            "Step",
+            "steps",
+            "layer",
+            "value",
+            "metric",
+            "site",
+            "run",
+            "layer_name",
+            "name",
+            "1",
+            "2",
+            "3",
+            "0",
+            "layer_1",
+            "L2",
+            "layer3",
+            "",
+            "x",
+            "step ",
+            "\ufeffstep",
+            "01",
+            "-1",
+        ]
+    ),
     st.text(max_size=5),
 )
 
@@ -73,8 +133,18 @@ def _csv_text(draw: st.DrawFn) -> bytes:
     nl = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     header = draw(st.lists(_HEAD, min_size=0, max_size=6))
     if draw(st.booleans()):
-        header = draw(st.sampled_from([["step", "1", "2"], ["step", "layer", "value"],
-                                        ["step", "layer", "value", "metric", "run"]])) + header[:1]
+        header = (
+            draw(
+                st.sampled_from(
+                    [
+                        ["step", "1", "2"],
+                        ["step", "layer", "value"],
+                        ["step", "layer", "value", "metric", "run"],
+                    ]
+                )
+            )
+            + header[:1]
+        )
     rows = draw(st.lists(st.lists(_CELL, min_size=0, max_size=len(header) + 2), max_size=6))
     lines = [sep.join(header)] + [sep.join(r) for r in rows]
     if draw(st.booleans()):
@@ -85,9 +155,15 @@ def _csv_text(draw: st.DrawFn) -> bytes:
 
 
 @FUZZ
-@given(_csv_text(), st.sampled_from([None, "rms", "value", ""]), st.sampled_from([None, "output", "x"]),
-       st.sampled_from([None, "a", "run"]))
-def test_read_csv_spreadsheet_like_text(data: bytes, metric: str | None, site: str | None, run: str | None) -> None:
+@given(
+    _csv_text(),
+    st.sampled_from([None, "rms", "value", ""]),
+    st.sampled_from([None, "output", "x"]),
+    st.sampled_from([None, "a", "run"]),
+)
+def test_read_csv_spreadsheet_like_text(
+    data: bytes, metric: str | None, site: str | None, run: str | None
+) -> None:
     _check(_read(data, metric=metric, site=site, run=run))
 
 
@@ -110,11 +186,35 @@ def test_read_csv_tidy_cells_land_where_they_belong(cells: list[tuple[int, int, 
 
 
 # -- the checkpoint step parser --------------------------------------------------------------------
-discover = pytest.importorskip("layerscope.sweep.discover", reason="the sweep (sweep/discover.py) has not landed")
+discover = pytest.importorskip(
+    "layerscope.sweep.discover", reason="the sweep (sweep/discover.py) has not landed"
+)
 
 _PART = st.one_of(
-    st.sampled_from(["step", "steps", "global_step", "iter", "iteration", "ckpt", "checkpoint", "model", "epoch",
-                     "last", "best", "final", "-", "_", "=", ".", "/", "of", "00001", "-00001-of-00004"]),
+    st.sampled_from(
+        [
+            "step",
+            "steps",
+            "global_step",
+            "iter",
+            "iteration",
+            "ckpt",
+            "checkpoint",
+            "model",
+            "epoch",
+            "last",
+            "best",
+            "final",
+            "-",
+            "_",
+            "=",
+            ".",
+            "/",
+            "of",
+            "00001",
+            "-00001-of-00004",
+        ]
+    ),
     st.integers(0, 10**20).map(str),
     st.text(max_size=4),
 )

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.reliability._helpers import HERE, assert_whole
 
 import layerscope
-from tests.reliability._helpers import HERE, assert_whole
 
 CHILD = HERE / "_train_child.py"
 N_TRIALS = 12
@@ -38,8 +38,14 @@ RUNS = ("unbuffered", "buffered")
 class Zygote:
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(CHILD), "--zygote"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CHILD), "--zygote"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     def _line(self) -> str:
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
@@ -89,11 +95,14 @@ def zygote():
 def _resume_points(committed: dict[str, list[int]], rng: random.Random) -> dict[str, int]:
     # After the last committed step, or up to 3 steps before it (an older checkpoint): the
     # re-recorded steps must replace their rows, never add to them.
-    return {run: max(1, (committed[run][-1] if committed.get(run) else 0) + 1 - rng.randint(0, 3))
-            for run in RUNS}
+    return {
+        run: max(1, (committed[run][-1] if committed.get(run) else 0) + 1 - rng.randint(0, 3)) for run in RUNS
+    }
 
 
-def test_kill9_at_random_moments_keeps_every_flushed_step_whole_and_resumes(tmp_path: Path, zygote: Zygote) -> None:
+def test_kill9_at_random_moments_keeps_every_flushed_step_whole_and_resumes(
+    tmp_path: Path, zygote: Zygote
+) -> None:
     store = tmp_path / "runs.db"
     rng = random.Random(SEED)
     committed: dict[str, list[int]] = {}

@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests.reliability._helpers import make_store, run_cli
 
 from layerscope.cli.main import COMMANDS
-from tests.reliability._helpers import make_store, run_cli
 
 OUTPUTS = {
     # command: (arguments after the store, the file the command writes)
@@ -82,11 +82,17 @@ class _Fifo:
         return bytes(self.data)
 
 
-@pytest.mark.parametrize("cmd,name,magic", [("export", "values.csv", b"run,step,layer"),
-                                            ("plot", "heatmap.png", b"\x89PNG"),
-                                            ("report", "report.md", b"#")])
-def test_output_into_a_named_pipe_writes_into_it(store: Path, tmp_path: Path, cmd: str, name: str,
-                                                  magic: bytes) -> None:
+@pytest.mark.parametrize(
+    "cmd,name,magic",
+    [
+        ("export", "values.csv", b"run,step,layer"),
+        ("plot", "heatmap.png", b"\x89PNG"),
+        ("report", "report.md", b"#"),
+    ],
+)
+def test_output_into_a_named_pipe_writes_into_it(
+    store: Path, tmp_path: Path, cmd: str, name: str, magic: bytes
+) -> None:
     fifo = _Fifo(tmp_path / name)
     try:
         args = [cmd, str(store), "--run", "a", "-o", str(fifo.path)]

@@ -20,12 +20,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.reliability._helpers import (
+    assert_whole,
+    error_line,
+    make_store,
+    permission_bits_bite,
+    run_cli,
+    sha,
+)
 
 import layerscope
 from layerscope.cli.main import COMMANDS
 from layerscope.errors import StoreError
 from layerscope.store import SCHEMA_VERSION, LayerInfo, StepRecord, Store
-from tests.reliability._helpers import assert_whole, error_line, make_store, permission_bits_bite, run_cli, sha
 
 
 # -- files that are not (our) stores ---------------------------------------------------------------
@@ -122,8 +129,13 @@ except StoreError as e:
 
 
 def _open(p: Path, how: str, pre: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _OPEN, str(p), how], capture_output=True, text=True,
-                          preexec_fn=pre, timeout=120)  # type: ignore[arg-type]
+    return subprocess.run(
+        [sys.executable, "-c", _OPEN, str(p), how],
+        capture_output=True,
+        text=True,
+        preexec_fn=pre,
+        timeout=120,
+    )  # type: ignore[arg-type]
 
 
 def test_unreadable_store_says_so_not_that_it_is_no_store(tmp_path: Path) -> None:
@@ -181,8 +193,13 @@ def test_store_in_read_only_folder_reads_and_refuses_writes(tmp_path: Path) -> N
 
 # -- full disk -------------------------------------------------------------------------------------
 def _step(s: int, n_layers: int = 32) -> StepRecord:
-    return StepRecord(s, {(m, "output"): np.full(n_layers, s + k, dtype=float) for k, m in
-                          enumerate(("rms", "mean", "std", "max_abs"))})
+    return StepRecord(
+        s,
+        {
+            (m, "output"): np.full(n_layers, s + k, dtype=float)
+            for k, m in enumerate(("rms", "mean", "std", "max_abs"))
+        },
+    )
 
 
 def test_full_disk_keeps_committed_steps_and_resumes_when_space_is_back(tmp_path: Path) -> None:
@@ -235,6 +252,7 @@ def test_recorder_keeps_steps_a_full_disk_refused_and_writes_them_later(tmp_path
 def _fsize_limit(n: int):
     def pre() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))  # Python ignores SIGXFSZ: writes fail with EFBIG
+
     return pre
 
 
@@ -249,18 +267,28 @@ def test_cli_output_on_a_full_disk_fails_cleanly_and_keeps_the_old_file(tmp_path
         for s in range(1, 31):
             f.write(f"{s * 100}," + ",".join(f"{v:.6f}" for v in rng.lognormal(size=100)) + "\n")
     store = make_store(tmp_path / "runs.db", n_layers=64, steps=range(1, 301), metrics=("rms", "mean"))
-    out = tmp_path / {"export": "out.csv", "plot": "out.png", "report": "out.json", "view": "view/index.html"}[command]
+    out = (
+        tmp_path
+        / {"export": "out.csv", "plot": "out.png", "report": "out.json", "view": "view/index.html"}[command]
+    )
     out.parent.mkdir(exist_ok=True)
     out.write_text("the previous result\n")
-    args = {"export": ["export", store, "-o", out],
-            "plot": ["plot", src, "-o", out],
-            "report": ["report", src, "--json", out],
-            "view": ["view", src, "-o", out.parent]}[command]
+    args = {
+        "export": ["export", store, "-o", out],
+        "plot": ["plot", src, "-o", out],
+        "report": ["report", src, "--json", out],
+        "view": ["view", src, "-o", out.parent],
+    }[command]
     # Room for the store's 32 KiB -shm file (export reads a store), not for the result.
     r = run_cli(*args, preexec_fn=_fsize_limit(40_000 if command == "export" else 8_000))
     line = error_line(r, 1, out.name)  # names the file it could not write
     assert "too large" in line.lower() or "space" in line.lower(), line
     assert out.read_text() == "the previous result\n", "a failed write replaced the old file"
-    left = [x.name for x in out.parent.iterdir() if x.name not in ("wide.csv", out.name)
-            and not x.name.startswith("runs.db") and x != out.parent / "view"]
+    left = [
+        x.name
+        for x in out.parent.iterdir()
+        if x.name not in ("wide.csv", out.name)
+        and not x.name.startswith("runs.db")
+        and x != out.parent / "view"
+    ]
     assert left == [], f"a failed write left a temporary file behind: {left}"

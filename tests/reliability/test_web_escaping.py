@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from tests.reliability._helpers import HOSTILE_LAYER, HOSTILE_RUN, make_store, run_cli
 
 from layerscope.cli.main import COMMANDS
-from tests.reliability._helpers import HOSTILE_LAYER, HOSTILE_RUN, make_store, run_cli
 
 HOSTILE_DIR = "<svg onload=alert(2)>"
 
@@ -56,7 +56,9 @@ def assert_inert(html: str) -> None:
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("web") / HOSTILE_DIR
     folder.mkdir()
-    return make_store(folder / "runs.db", runs=(HOSTILE_RUN, "b"), n_layers=3, layer_names=[HOSTILE_LAYER, "x", "y"])
+    return make_store(
+        folder / "runs.db", runs=(HOSTILE_RUN, "b"), n_layers=3, layer_names=[HOSTILE_LAYER, "x", "y"]
+    )
 
 
 def _need(cmd: str) -> None:
@@ -110,15 +112,22 @@ def test_dashboard_escapes_names_and_serves_json_as_json(hostile: Path) -> None:
     assert not m.handlers, f"the store path became markup: {m.handlers}"
     assert "onload=alert(2)" in html  # it is shown, as text
 
-    for url in ("/api/runs", f"/api/run?run={HOSTILE_RUN}", f"/api/heatmap?run={HOSTILE_RUN}&metric=rms",
-                f"/api/report?run={HOSTILE_RUN}&metric=rms", f"/api/compare?run_a={HOSTILE_RUN}&run_b=b",
-                "/api/heatmap?run=%3Cscript%3Ealert(3)%3C/script%3E&metric=rms"):
+    for url in (
+        "/api/runs",
+        f"/api/run?run={HOSTILE_RUN}",
+        f"/api/heatmap?run={HOSTILE_RUN}&metric=rms",
+        f"/api/report?run={HOSTILE_RUN}&metric=rms",
+        f"/api/compare?run_a={HOSTILE_RUN}&run_b=b",
+        "/api/heatmap?run=%3Cscript%3Ealert(3)%3C/script%3E&metric=rms",
+    ):
         resp = client.get(url)
         assert resp.mimetype == "application/json", (url, resp.mimetype)
         assert resp.headers.get("X-Content-Type-Options") == "nosniff", url
         assert resp.get_json() is not None, url
     data = client.get(f"/api/run?run={HOSTILE_RUN}").get_json()
-    assert data["run"] == HOSTILE_RUN and data["layer_info"][0]["name"] == HOSTILE_LAYER  # data is not mangled
+    assert (
+        data["run"] == HOSTILE_RUN and data["layer_info"][0]["name"] == HOSTILE_LAYER
+    )  # data is not mangled
     missing = client.get("/api/heatmap?run=%3Cscript%3Ealert(3)%3C/script%3E&metric=rms")
     assert missing.status_code == 404 and "alert(3)" in missing.get_json()["error"]
 

@@ -557,7 +557,7 @@ def test_to_dict_is_a_copy() -> None:
 
 
 def test_classify_trend_shapes() -> None:
-    c = lambda y: P.classify_trend(np.asarray(y, float), 0.1, 0.05, 2.0)  # noqa: E731
+    c = lambda y: P.classify_trend(np.asarray(y, float), 0.1, 0.05, 2.0)
     assert c([0.5, 0.52, 0.51]) == "flat"
     assert c([0, 0.3, 0.6, 1]) == "rising"
     assert c([1, 0.6, 0.3, 0]) == "falling"

@@ -36,36 +36,47 @@ def _sites(layer) -> dict[str, tuple[str, str] | None]:
 
 
 # -- names ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("wrapped,plain", [
-    ("module.h.3.mlp", "h.3.mlp"),  # DDP / DataParallel
-    ("_orig_mod.h.3", "h.3"),  # torch.compile
-    ("module._orig_mod.transformer.h.0", "transformer.h.0"),  # compile inside DDP
-    ("_orig_mod.module.h.0", "h.0"),  # DDP inside compile
-    ("_fsdp_wrapped_module.layers.0._fsdp_wrapped_module.mlp", "layers.0.mlp"),  # FSDP1, nested wraps
-    ("layers.0._checkpoint_wrapped_module.mlp.act", "layers.0.mlp.act"),  # activation checkpointing
-    ("h.0._orig_mod.attn", "h.0.attn"),  # a compiled sub-module
-    ("_forward_module.module.h.1", "h.1"),  # Lightning Fabric around DDP
-    ("encoder.module.proj", "encoder.module.proj"),  # a user's own sub-module called "module" stays
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "wrapped,plain",
+    [
+        ("module.h.3.mlp", "h.3.mlp"),  # DDP / DataParallel
+        ("_orig_mod.h.3", "h.3"),  # torch.compile
+        ("module._orig_mod.transformer.h.0", "transformer.h.0"),  # compile inside DDP
+        ("_orig_mod.module.h.0", "h.0"),  # DDP inside compile
+        ("_fsdp_wrapped_module.layers.0._fsdp_wrapped_module.mlp", "layers.0.mlp"),  # FSDP1, nested wraps
+        ("layers.0._checkpoint_wrapped_module.mlp.act", "layers.0.mlp.act"),  # activation checkpointing
+        ("h.0._orig_mod.attn", "h.0.attn"),  # a compiled sub-module
+        ("_forward_module.module.h.1", "h.1"),  # Lightning Fabric around DDP
+        ("encoder.module.proj", "encoder.module.proj"),  # a user's own sub-module called "module" stays
+        ("", ""),
+    ],
+)
 def test_normalize_name_strips_wrappers_only(wrapped: str, plain: str) -> None:
     assert normalize_name(wrapped) == plain
 
 
 _component = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
-    lambda s: s not in {"module", "_orig_mod"})
+    lambda s: s not in {"module", "_orig_mod"}
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(parts=st.lists(_component, min_size=1, max_size=6), data=st.data())
 def test_any_wrapping_normalises_to_the_plain_name(parts: list[str], data: st.DataObject) -> None:
     plain = ".".join(parts)
-    outer = data.draw(st.lists(st.sampled_from(["module", "_orig_mod", "_forward_module", "_fsdp_wrapped_module"]),
-                               max_size=3))
+    outer = data.draw(
+        st.lists(
+            st.sampled_from(["module", "_orig_mod", "_forward_module", "_fsdp_wrapped_module"]), max_size=3
+        )
+    )
     wrapped: list[str] = list(outer)
     for p in parts:  # inner wrappers can sit before any component
-        wrapped += data.draw(st.lists(st.sampled_from(["_fsdp_wrapped_module", "_checkpoint_wrapped_module",
-                                                       "_orig_mod"]), max_size=2))
+        wrapped += data.draw(
+            st.lists(
+                st.sampled_from(["_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod"]),
+                max_size=2,
+            )
+        )
         wrapped.append(p)
     assert normalize_name(".".join(wrapped)) == plain
     assert normalize_name(plain) == plain  # idempotent
@@ -86,20 +97,31 @@ def test_unwrap_sees_through_wrappers() -> None:
 def test_tiny_gpt_stack_indices_and_depths_are_stored(tiny_model) -> None:
     layers = discover_layers(tiny_model)
     assert [(la.index, la.name, la.stack, la.depth) for la in layers] == [
-        (i + 1, f"h.{i}", "h", i + 1) for i in range(4)]
+        (i + 1, f"h.{i}", "h", i + 1) for i in range(4)
+    ]
     assert all(la.module is tiny_model.h[i] for i, la in enumerate(layers))
 
 
 def test_mlp_sequential_each_child_with_parameters_is_a_layer() -> None:
-    mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.GELU(), nn.Dropout(0.1), nn.Linear(16, 2))
+    mlp = nn.Sequential(
+        nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.GELU(), nn.Dropout(0.1), nn.Linear(16, 2)
+    )
     layers = discover_layers(mlp)
     assert [(la.index, la.name, la.depth) for la in layers] == [(1, "0", 1), (2, "2", 2), (3, "5", 3)]
     assert [la.module for la in layers] == [mlp[0], mlp[2], mlp[5]]
 
 
 def test_small_cnn_sequential() -> None:
-    cnn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3), nn.BatchNorm2d(16),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+    cnn = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 10),
+    )
     assert [la.name for la in discover_layers(cnn)] == ["0", "3", "4", "7"]
 
 
@@ -112,8 +134,11 @@ def test_features_and_classifier_sequentials_are_two_stacks() -> None:
 
     layers = discover_layers(AlexNetLike())
     assert [(la.index, la.stack, la.depth, la.name) for la in layers] == [
-        (1, "features", 1, "features.0"), (2, "features", 2, "features.2"),
-        (3, "classifier", 1, "classifier.1"), (4, "classifier", 2, "classifier.3")]
+        (1, "features", 1, "features.0"),
+        (2, "features", 2, "features.2"),
+        (3, "classifier", 1, "classifier.1"),
+        (4, "classifier", 2, "classifier.3"),
+    ]
 
 
 class _Block(nn.Module):
@@ -136,7 +161,12 @@ def test_encoder_and_decoder_of_different_depths_are_both_stacks() -> None:
 
     layers = discover_layers(EncDec())
     assert [(la.index, la.stack, la.depth) for la in layers] == [
-        (1, "encoder", 1), (2, "encoder", 2), (3, "decoder", 1), (4, "decoder", 2), (5, "decoder", 3)]
+        (1, "encoder", 1),
+        (2, "encoder", 2),
+        (3, "decoder", 1),
+        (4, "decoder", 2),
+        (5, "decoder", 3),
+    ]
 
 
 def test_nested_lists_longer_than_the_stack_do_not_win() -> None:
@@ -178,7 +208,9 @@ def test_longest_leaf_list_wins_and_ties_go_to_the_outermost() -> None:
     class Tie(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.inner = nn.Sequential(nn.Identity(), nn.ModuleDict({"x": nn.ModuleList(nn.Linear(2, 2) for _ in range(2))}))
+            self.inner = nn.Sequential(
+                nn.Identity(), nn.ModuleDict({"x": nn.ModuleList(nn.Linear(2, 2) for _ in range(2))})
+            )
             self.blocks = nn.ModuleList(nn.Linear(2, 2) for _ in range(2))
 
     assert [name for name, _ in find_stacks(Tie())] == ["blocks"]  # depth 1 beats inner.1.x (depth 3)
@@ -200,7 +232,12 @@ def test_resnet_like_stages_are_stacks_in_order() -> None:
 
     layers = discover_layers(ResNetLike())
     assert [(la.index, la.name, la.depth) for la in layers] == [
-        (1, "layer1.0", 1), (2, "layer1.1", 2), (3, "layer2.0", 1), (4, "layer2.1", 2), (5, "layer2.2", 3)]
+        (1, "layer1.0", 1),
+        (2, "layer1.1", 2),
+        (3, "layer2.0", 1),
+        (4, "layer2.1", 2),
+        (5, "layer2.2", 3),
+    ]
     assert site_map(layers[0])["mlp_act"] is None  # a conv block has no MLP: no false positive
 
 
@@ -230,8 +267,10 @@ def test_a_small_head_is_not_mistaken_for_the_layers() -> None:
 
 # -- wrappers give identical names ------------------------------------------------------------------
 def _names_and_sites(model: nn.Module) -> list[tuple]:
-    return [(la.index, la.name, la.stack, la.depth, tuple(sorted((_sites(la) or {}).items())))
-            for la in discover_layers(model)]
+    return [
+        (la.index, la.name, la.stack, la.depth, tuple(sorted((_sites(la) or {}).items())))
+        for la in discover_layers(model)
+    ]
 
 
 def test_wrapped_models_give_identical_layer_and_site_names() -> None:
@@ -253,7 +292,9 @@ def test_wrapped_models_give_identical_layer_and_site_names() -> None:
 # -- selections ---------------------------------------------------------------------------------------
 def test_glob_star_is_one_path_component(tiny_model) -> None:
     assert [la.name for la in discover_layers(tiny_model, "h.*")] == ["h.0", "h.1", "h.2", "h.3"]
-    assert [la.name for la in discover_layers(tiny_model, "h.*.mlp.act")] == [f"h.{i}.mlp.act" for i in range(4)]
+    assert [la.name for la in discover_layers(tiny_model, "h.*.mlp.act")] == [
+        f"h.{i}.mlp.act" for i in range(4)
+    ]
     assert [la.name for la in discover_layers(tiny_model, "**.c_fc")] == [f"h.{i}.mlp.c_fc" for i in range(4)]
     assert [la.name for la in discover_layers(tiny_model, "h.[02]")] == ["h.0", "h.2"]
     assert matches("h.?", "h.1", tiny_model) and not matches("h.?", "h.10", tiny_model)
@@ -261,16 +302,25 @@ def test_glob_star_is_one_path_component(tiny_model) -> None:
 
 def test_one_selection_type_list_and_predicate(tiny_model) -> None:
     by_list = discover_layers(tiny_model, ["h.3", "h.1.attn", "ln_f"])
-    assert [(la.index, la.name, la.depth) for la in by_list] == [(1, "h.1.attn", 1), (2, "h.3", 2), (3, "ln_f", 3)]
-    by_pred = discover_layers(tiny_model, lambda name, m: isinstance(m, nn.LayerNorm) and name.startswith("h."))
+    assert [(la.index, la.name, la.depth) for la in by_list] == [
+        (1, "h.1.attn", 1),
+        (2, "h.3", 2),
+        (3, "ln_f", 3),
+    ]
+    by_pred = discover_layers(
+        tiny_model, lambda name, m: isinstance(m, nn.LayerNorm) and name.startswith("h.")
+    )
     assert [la.name for la in by_pred] == [f"h.{i}.ln_{j}" for i in range(4) for j in (1, 2)]
     # the selection applies to the names a wrapped model shares with the plain one
     assert [la.name for la in discover_layers(nn.DataParallel(tiny_model), "h.*.mlp")] == [
-        f"h.{i}.mlp" for i in range(4)]
+        f"h.{i}.mlp" for i in range(4)
+    ]
 
 
 def test_bad_selections(tiny_model) -> None:
-    with pytest.raises(DiscoveryError, match=r"layers='blocks\.\*' matched no module of TinyGPT.*wte, wpe, h"):
+    with pytest.raises(
+        DiscoveryError, match=r"layers='blocks\.\*' matched no module of TinyGPT.*wte, wpe, h"
+    ):
         discover_layers(tiny_model, "blocks.*")
     with pytest.raises(ConfigError, match="selects nothing"):
         discover_layers(tiny_model, " ")
@@ -283,8 +333,13 @@ def test_tiny_gpt_sites_are_the_expected_modules() -> None:
     model = tiny_gpt(n_layer=2, n_embd=16, n_head=2)
     layer = discover_layers(model)[1]
     blk = model.h[1]
-    expect = {"output": (blk, "output"), "mlp_act": (blk.mlp.act, "output"), "attn_out": (blk.attn, "output"),
-              "mlp_out": (blk.mlp, "output"), "mlp_down_in": (blk.mlp.c_proj, "input")}
+    expect = {
+        "output": (blk, "output"),
+        "mlp_act": (blk.mlp.act, "output"),
+        "attn_out": (blk.attn, "output"),
+        "mlp_out": (blk.mlp, "output"),
+        "mlp_down_in": (blk.mlp.c_proj, "input"),
+    }
     for site, (module, kind) in expect.items():
         h = resolve_site(layer, site)
         assert (h.module, h.kind) == (module, kind), site
@@ -308,7 +363,11 @@ class _GatedMLP(nn.Module):
 
     def __init__(self, d: int = 8) -> None:
         super().__init__()
-        self.w1, self.w3, self.w2 = nn.Linear(d, 2 * d, bias=False), nn.Linear(d, 2 * d, bias=False), nn.Linear(2 * d, d)
+        self.w1, self.w3, self.w2 = (
+            nn.Linear(d, 2 * d, bias=False),
+            nn.Linear(d, 2 * d, bias=False),
+            nn.Linear(2 * d, d),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -372,10 +431,15 @@ def test_an_activation_inside_attention_is_not_mlp_act() -> None:
     assert s["mlp_act"] is None and s["mlp_out"] is None and s["mlp_down_in"] is None
     assert s["attn_out"] == ("blocks.0.attn", "output")
     # An MLP under a name we do not know is found by its structure, and its own activation is used.
-    odd = _Stack(lambda: _AnyBlock(nn.Sequential(nn.Linear(8, 16), nn.SiLU(), nn.Linear(16, 8)), mlp_name="transition"))
+    odd = _Stack(
+        lambda: _AnyBlock(nn.Sequential(nn.Linear(8, 16), nn.SiLU(), nn.Linear(16, 8)), mlp_name="transition")
+    )
     s = _sites(discover_layers(odd)[0])
     assert s["mlp_act"] == ("blocks.0.transition.1", "output")
-    assert s["mlp_down_in"] == ("blocks.0.transition.2", "input") and s["mlp_out"] == ("blocks.0.transition", "output")
+    assert s["mlp_down_in"] == ("blocks.0.transition.2", "input") and s["mlp_out"] == (
+        "blocks.0.transition",
+        "output",
+    )
     with pytest.raises(ConfigError, match=r"site 'mlp_act' exists in none of the 2 layers.*layers="):
         resolve_sites(discover_layers(no_mlp), ["output", "mlp_act"])
 
@@ -413,14 +477,18 @@ def test_karpathy_style_block() -> None:
     layers = discover_layers(GPT())
     assert [la.name for la in layers] == ["blocks.0", "blocks.1", "blocks.2"]
     assert _sites(layers[2]) == {
-        "output": ("blocks.2", "output"), "mlp_act": ("blocks.2.ffwd.net.1", "output"),
-        "attn_out": ("blocks.2.sa", "output"), "mlp_out": ("blocks.2.ffwd", "output"),
-        "mlp_down_in": ("blocks.2.ffwd.net.2", "input")}
+        "output": ("blocks.2", "output"),
+        "mlp_act": ("blocks.2.ffwd.net.1", "output"),
+        "attn_out": ("blocks.2.sa", "output"),
+        "mlp_out": ("blocks.2.ffwd", "output"),
+        "mlp_down_in": ("blocks.2.ffwd.net.2", "input"),
+    }
 
 
 def test_torch_transformer_encoder_layer() -> None:
-    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), num_layers=3,
-                                enable_nested_tensor=False)
+    enc = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), num_layers=3, enable_nested_tensor=False
+    )
     layers = discover_layers(enc)
     assert [la.name for la in layers] == ["layers.0", "layers.1", "layers.2"]
     s = _sites(layers[0])  # its activation is a function: relu between linear1 and linear2
@@ -452,17 +520,25 @@ def test_extract_tensor_finds_the_hidden_state() -> None:
 
 # -- recording through the sites ------------------------------------------------------------------------
 def test_mlp_act_zero_frac_on_a_relu_model_is_the_true_fraction_of_zeros() -> None:
-    for model in (tiny_gpt(n_layer=3, n_embd=16, n_head=2, activation="relu", seed=3),
-                  _Stack(lambda: _AnyBlock(_FunctionalMLP()))):  # act module / down-projection input
+    for model in (
+        tiny_gpt(n_layer=3, n_embd=16, n_head=2, activation="relu", seed=3),
+        _Stack(lambda: _AnyBlock(_FunctionalMLP())),
+    ):  # act module / down-projection input
         layers = discover_layers(model)
         acts: list[torch.Tensor] = []
         refs = []
         for h in resolve_sites(layers, ["mlp_act"]):
             if h.kind == "input":
-                refs.append(h.module.register_forward_pre_hook(lambda m, a: acts.append(a[0].detach().clone())))
+                refs.append(
+                    h.module.register_forward_pre_hook(lambda m, a: acts.append(a[0].detach().clone()))
+                )
             else:
                 refs.append(h.module.register_forward_hook(lambda m, a, o: acts.append(o.detach().clone())))
-        x = torch.randint(0, 256, (4, 8)) if isinstance(model, layerscope.testing.TinyGPT) else torch.randn(4, 5, 8)
+        x = (
+            torch.randint(0, 256, (4, 8))
+            if isinstance(model, layerscope.testing.TinyGPT)
+            else torch.randn(4, 5, 8)
+        )
         with layerscope.Recorder(model, None, metrics=["zero_frac"], sites=["mlp_act"]) as rec:
             model(x)
             rec.step(1)
@@ -470,7 +546,7 @@ def test_mlp_act_zero_frac_on_a_relu_model_is_the_true_fraction_of_zeros() -> No
             r.remove()
         zf = rec.history[0].values[("zero_frac", "mlp_act")]
         truth = [float((a == 0).double().mean()) for a in acts]
-        assert 0.2 < min(truth) and max(truth) < 0.8  # a ReLU zeroes about half: the check has teeth
+        assert min(truth) > 0.2 and max(truth) < 0.8  # a ReLU zeroes about half: the check has teeth
         assert zf == pytest.approx(truth, abs=1e-12)
 
 
@@ -513,7 +589,10 @@ def test_a_module_called_twice_in_a_step_accumulates() -> None:
 
     model = Looped()
     outs: dict[int, list[torch.Tensor]] = {0: [], 1: []}
-    hs = [b.register_forward_hook(lambda m, a, o, i=i: outs[i].append(o.detach())) for i, b in enumerate(model.blocks)]
+    hs = [
+        b.register_forward_hook(lambda m, a, o, i=i: outs[i].append(o.detach()))
+        for i, b in enumerate(model.blocks)
+    ]
     with layerscope.Recorder(model, None, metrics=["mean", "rms"]) as rec:
         model(torch.randn(3, 8))
         rec.step(1)
@@ -536,7 +615,8 @@ def test_load_model_spec_module_and_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert isinstance(load_model_spec("layerscope.testing.model:TinyGPT"), layerscope.testing.TinyGPT)
 
     (tmp_path / "helper.py").write_text("WIDTH = 4\n")
-    (tmp_path / "mymodel.py").write_text(textwrap.dedent("""
+    (tmp_path / "mymodel.py").write_text(
+        textwrap.dedent("""
         import torch.nn as nn
         from helper import WIDTH  # a sibling module: the file's folder is importable
 
@@ -550,33 +630,57 @@ def test_load_model_spec_module_and_file(tmp_path: Path, monkeypatch: pytest.Mon
 
         INSTANCE = build(1)
         NOT_CALLABLE = 3
-    """))
+    """)
+    )
     assert len(load_model_spec(f"{tmp_path}/mymodel.py:build")) == 2
     assert len(load_model_spec(f"{tmp_path}/mymodel.py:Factory.make")) == 3
     assert len(load_model_spec(f"{tmp_path}/mymodel.py:INSTANCE")) == 1
-    monkeypatch.chdir(tmp_path)  # the current folder is searched, as for `layerscope layers --model mymodel:build`
+    monkeypatch.chdir(
+        tmp_path
+    )  # the current folder is searched, as for `layerscope layers --model mymodel:build`
     monkeypatch.delitem(sys.modules, "mymodel", raising=False)
     assert len(load_model_spec("mymodel:build", {"depth": 4})) == 4
     assert str(tmp_path) not in sys.path  # the folder is only on sys.path for the import and the call
 
 
-@pytest.mark.parametrize("spec,kwargs,error,match", [
-    ("layerscope.testing", None, ConfigError, r"'layerscope.testing' has no ':'"),
-    (":tiny_gpt", None, ConfigError, r"not of the form MODULE:FACTORY"),
-    ("layerscope.testing:", None, ConfigError, r"not of the form MODULE:FACTORY"),
-    ("no_such_pkg_xyz.models:build", None, NotFoundError, r"no module named 'no_such_pkg_xyz'"),
-    ("layerscope.testing:tiny_gtp", None, NotFoundError, r"has no attribute 'tiny_gtp'; did you mean layerscope.testing:tiny_gpt\? callables defined there: "),
-    ("{d}/mymodel.py:needs_args", None, ConfigError, r"the factory needs width"),
-    ("{d}/mymodel.py:build", {"depht": 2}, ConfigError, r"takes no argument depht"),
-    ("{d}/mymodel.py:raises", None, ConfigError, r"calling raises\(\) raised RuntimeError: out of memory"),
-    ("{d}/mymodel.py:returns_tuple", None, ConfigError, r"returned a tuple, not a torch.nn.Module"),
-    ("{d}/mymodel.py:NOT_CALLABLE", None, ConfigError, r"names a int, not a callable"),
-    ("{d}/broken.py:build", None, ConfigError, r"importing .*broken.py' raised ZeroDivisionError"),
-    ("{d}/missing_dep.py:build", None, ConfigError, r"raised ModuleNotFoundError: No module named 'not_installed_xyz'"),
-    ("{d}/nope.py:build", None, NotFoundError, r"file '.*nope.py' does not exist"),
-])
-def test_load_model_spec_errors_name_the_value(tmp_path: Path, spec: str, kwargs, error: type, match: str) -> None:
-    (tmp_path / "mymodel.py").write_text(textwrap.dedent("""
+@pytest.mark.parametrize(
+    "spec,kwargs,error,match",
+    [
+        ("layerscope.testing", None, ConfigError, r"'layerscope.testing' has no ':'"),
+        (":tiny_gpt", None, ConfigError, r"not of the form MODULE:FACTORY"),
+        ("layerscope.testing:", None, ConfigError, r"not of the form MODULE:FACTORY"),
+        ("no_such_pkg_xyz.models:build", None, NotFoundError, r"no module named 'no_such_pkg_xyz'"),
+        (
+            "layerscope.testing:tiny_gtp",
+            None,
+            NotFoundError,
+            r"has no attribute 'tiny_gtp'; did you mean layerscope.testing:tiny_gpt\? callables defined there: ",
+        ),
+        ("{d}/mymodel.py:needs_args", None, ConfigError, r"the factory needs width"),
+        ("{d}/mymodel.py:build", {"depht": 2}, ConfigError, r"takes no argument depht"),
+        (
+            "{d}/mymodel.py:raises",
+            None,
+            ConfigError,
+            r"calling raises\(\) raised RuntimeError: out of memory",
+        ),
+        ("{d}/mymodel.py:returns_tuple", None, ConfigError, r"returned a tuple, not a torch.nn.Module"),
+        ("{d}/mymodel.py:NOT_CALLABLE", None, ConfigError, r"names a int, not a callable"),
+        ("{d}/broken.py:build", None, ConfigError, r"importing .*broken.py' raised ZeroDivisionError"),
+        (
+            "{d}/missing_dep.py:build",
+            None,
+            ConfigError,
+            r"raised ModuleNotFoundError: No module named 'not_installed_xyz'",
+        ),
+        ("{d}/nope.py:build", None, NotFoundError, r"file '.*nope.py' does not exist"),
+    ],
+)
+def test_load_model_spec_errors_name_the_value(
+    tmp_path: Path, spec: str, kwargs, error: type, match: str
+) -> None:
+    (tmp_path / "mymodel.py").write_text(
+        textwrap.dedent("""
         import torch.nn as nn
         NOT_CALLABLE = 3
         def needs_args(width):
@@ -587,7 +691,8 @@ def test_load_model_spec_errors_name_the_value(tmp_path: Path, spec: str, kwargs
             raise RuntimeError("out of memory")
         def returns_tuple():
             return nn.Linear(2, 2), {}
-    """))
+    """)
+    )
     (tmp_path / "broken.py").write_text("x = 1 / 0\n")
     (tmp_path / "missing_dep.py").write_text("import not_installed_xyz\n")
     with pytest.raises(error, match=match):
@@ -595,7 +700,8 @@ def test_load_model_spec_errors_name_the_value(tmp_path: Path, spec: str, kwargs
 
 
 def test_missing_dependency_of_an_installed_module_is_not_reported_as_a_missing_module(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "uses_missing.py").write_text("import not_installed_xyz\n")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=r"imports 'not_installed_xyz', which is not installed"):

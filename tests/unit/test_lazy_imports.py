@@ -7,8 +7,16 @@ import json
 import subprocess
 import sys
 
-FRAMEWORKS = ("transformers", "lightning", "pytorch_lightning", "tensorboard", "torch.utils.tensorboard",
-              "wandb", "mlflow", "accelerate")
+FRAMEWORKS = (
+    "transformers",
+    "lightning",
+    "pytorch_lightning",
+    "tensorboard",
+    "torch.utils.tensorboard",
+    "wandb",
+    "mlflow",
+    "accelerate",
+)
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:

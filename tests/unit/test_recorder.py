@@ -17,7 +17,10 @@ from layerscope.testing import Corpus
 def _capture_outputs(model: torch.nn.Module, fn) -> list[list[torch.Tensor]]:
     """Run fn() and return, per block, the outputs it produced (an independent reference hook)."""
     outs: list[list[torch.Tensor]] = [[] for _ in model.h]
-    hs = [b.register_forward_hook(lambda m, a, o, i=i: outs[i].append(o.detach().clone())) for i, b in enumerate(model.h)]
+    hs = [
+        b.register_forward_hook(lambda m, a, o, i=i: outs[i].append(o.detach().clone()))
+        for i, b in enumerate(model.h)
+    ]
     try:
         fn()
     finally:
@@ -29,8 +32,13 @@ def _capture_outputs(model: torch.nn.Module, fn) -> list[list[torch.Tensor]]:
 def _ref(ts: list[torch.Tensor]) -> dict[str, float]:
     x = torch.cat([t.reshape(-1) for t in ts]).double()
     m = x.mean()
-    return {"mean": float(m), "std": float(x.std(correction=0)), "rms": float(x.pow(2).mean().sqrt()),
-            "max_abs": float(x.abs().max()), "kurtosis": float(((x - m) ** 4).mean() / ((x - m) ** 2).mean() ** 2)}
+    return {
+        "mean": float(m),
+        "std": float(x.std(correction=0)),
+        "rms": float(x.pow(2).mean().sqrt()),
+        "max_abs": float(x.abs().max()),
+        "kurtosis": float(((x - m) ** 4).mean() / ((x - m) ** 2).mean() ** 2),
+    }
 
 
 def test_recorded_values_equal_float64_on_captured_outputs(tiny_model, store_path) -> None:
@@ -40,11 +48,13 @@ def test_recorded_values_equal_float64_on_captured_outputs(tiny_model, store_pat
     refs: dict[int, list[dict[str, float]]] = {}
     with layerscope.Recorder(tiny_model, store_path, run="r", metrics=metrics, every=2) as rec:
         for step in range(1, 7):
+
             def train_step() -> None:
                 for micro in range(2):  # two micro-batches fold into one step
                     x, y = corpus.batch(4, 16, step * 10 + micro)
                     _, loss = tiny_model(x, y)
                     loss.backward()
+
             outs = _capture_outputs(tiny_model, train_step)
             opt.step()
             opt.zero_grad()
@@ -57,7 +67,11 @@ def test_recorded_values_equal_float64_on_captured_outputs(tiny_model, store_pat
         for i, step in enumerate(hm.steps):
             for j in range(len(hm.layers)):
                 want = refs[step][j][metric]
-                assert hm.values[i, j] == pytest.approx(want, rel=1e-5, abs=1e-7 * refs[step][j]["rms"]), (metric, step, j)
+                assert hm.values[i, j] == pytest.approx(want, rel=1e-5, abs=1e-7 * refs[step][j]["rms"]), (
+                    metric,
+                    step,
+                    j,
+                )
 
 
 def test_layers_named_and_indexed_at_discovery(tiny_model, store_path) -> None:
@@ -190,7 +204,9 @@ def test_sites_mlp_act_and_relu_zero_frac(store_path) -> None:
     x = torch.randint(0, 256, (4, 8))
     acts: list[torch.Tensor] = []
     hs = [b.mlp.act.register_forward_hook(lambda m, a, o: acts.append(o.detach())) for b in model.h]
-    with layerscope.Recorder(model, store_path, run="r", metrics=["zero_frac"], sites=["output", "mlp_act"]) as rec:
+    with layerscope.Recorder(
+        model, store_path, run="r", metrics=["zero_frac"], sites=["output", "mlp_act"]
+    ) as rec:
         model(x)
         rec.step(1)
     for h in hs:
@@ -282,8 +298,12 @@ def test_activation_checkpointing_counts_each_forward_once(reentrant: bool) -> N
                 x = checkpoint(b, x, use_reentrant=reentrant)
             return x.sum()
 
-    register_metric("elements", fn=lambda x: torch.ones((), dtype=torch.float64, device=x.device) * x.numel(),
-                    reduce="sum", overwrite=True)
+    register_metric(
+        "elements",
+        fn=lambda x: torch.ones((), dtype=torch.float64, device=x.device) * x.numel(),
+        reduce="sum",
+        overwrite=True,
+    )
     try:
         m = Ckpt()
         rec = layerscope.Recorder(m, None, run="r", metrics=["elements", "rms"], sites=["output", "mlp_act"])

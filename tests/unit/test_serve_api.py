@@ -20,8 +20,7 @@ pytest.importorskip("flask")
 
 import layerscope
 from layerscope.errors import ConfigError, StoreError
-from layerscope.serve import create_app
-from layerscope.serve import reader
+from layerscope.serve import create_app, reader
 from layerscope.serve.server import Dashboard, bind, url_for
 from layerscope.store import LayerInfo, StepRecord, Store
 
@@ -34,6 +33,7 @@ def _layers(n: int, fmt: str = "blocks.{}") -> list[LayerInfo]:
 
 def _strict(body: bytes) -> object:
     """Parse as strict JSON: NaN / Infinity tokens are an error."""
+
     def no_constants(tok: str) -> None:
         raise AssertionError(f"non-standard JSON constant {tok} in the response")
 
@@ -55,8 +55,17 @@ def template(tmp_path_factory) -> Path:
                 rms[1] = float("nan")
             if s == 30:
                 rms[2] = float("inf")
-            st.write_step("a", StepRecord(s, {("rms", "output"): rms, ("std", "output"): [0.5 * (k + 1)] * 3,
-                                              ("rms", "mlp_act"): [float("-inf") if s == 10 else 7.0, 8.0, 9.0]}))
+            st.write_step(
+                "a",
+                StepRecord(
+                    s,
+                    {
+                        ("rms", "output"): rms,
+                        ("std", "output"): [0.5 * (k + 1)] * 3,
+                        ("rms", "mlp_act"): [float("-inf") if s == 10 else 7.0, 8.0, 9.0],
+                    },
+                ),
+            )
         for k, s in enumerate((20, 30, 40)):
             st.write_step("b", StepRecord(s, {("rms", "output"): [0.5, 0.25 * k, 1.0]}))
         st.write_step(XSS, StepRecord(1, {("rms", "output"): [1.0, 2.0]}))
@@ -83,6 +92,7 @@ def _get(client, url: str, status: int = 200) -> dict:
 
 
 # -- what the page reads is what the store holds ---------------------------------------------------
+
 
 def test_runs_list_steps_ranges_and_layers(client, store: Path) -> None:
     d = _get(client, "/api/runs")
@@ -161,7 +171,9 @@ def test_compare_is_b_minus_a_as_layerscope_compare_draws_it(client, store: Path
     assert d["a"] == reader.finite_or_none(a.values[1:]) and d["b"] == reader.finite_or_none(b.values[:2])
     assert d["summary"] == summarize(a, b).sentences and d["summary"][0].startswith("Compared rms")
     rel = _get(client, "/api/compare?run_a=a&run_b=b&metric=rms&site=output&mode=relative")
-    assert rel["mode"] == "relative" and rel["diff"] == reader.finite_or_none(difference(a, b, relative=True).values)
+    assert rel["mode"] == "relative" and rel["diff"] == reader.finite_or_none(
+        difference(a, b, relative=True).values
+    )
     assert "mode=absolute" in _get(client, "/api/compare?run_a=a&run_b=b&mode=ratio", 400)["error"]
 
 
@@ -174,19 +186,23 @@ def test_compare_with_a_run_that_shares_no_step_yet_is_an_answer(client) -> None
 
 # -- errors are JSON and name what exists --------------------------------------------------------
 
-@pytest.mark.parametrize("url, status, must_name", [
-    ("/api/heatmap?run=zzz&metric=rms", 404, "'a'"),
-    ("/api/heatmap?run=a&metric=nope", 404, "rms, std"),
-    ("/api/heatmap?run=a&metric=rms&site=nope", 404, "mlp_act, output"),
-    ("/api/heatmap?run=a&metric=nope&since_step=10", 404, "rms, std"),
-    ("/api/heatmap?run=a&metric=std&site=mlp_act&since_step=0", 404, "output"),
-    ("/api/run?run=zzz", 404, "'b'"),
-    ("/api/report?run=zzz", 404, "'a'"),
-    ("/api/compare?run_a=a&run_b=zzz", 404, "zzz"),
-    ("/api/heatmap?metric=rms", 400, "'run'"),
-    ("/api/heatmap?run=a&since_step=ten", 400, "'ten'"),
-    ("/api/nothing", 404, "/api/runs"),
-])
+
+@pytest.mark.parametrize(
+    "url, status, must_name",
+    [
+        ("/api/heatmap?run=zzz&metric=rms", 404, "'a'"),
+        ("/api/heatmap?run=a&metric=nope", 404, "rms, std"),
+        ("/api/heatmap?run=a&metric=rms&site=nope", 404, "mlp_act, output"),
+        ("/api/heatmap?run=a&metric=nope&since_step=10", 404, "rms, std"),
+        ("/api/heatmap?run=a&metric=std&site=mlp_act&since_step=0", 404, "output"),
+        ("/api/run?run=zzz", 404, "'b'"),
+        ("/api/report?run=zzz", 404, "'a'"),
+        ("/api/compare?run_a=a&run_b=zzz", 404, "zzz"),
+        ("/api/heatmap?metric=rms", 400, "'run'"),
+        ("/api/heatmap?run=a&since_step=ten", 400, "'ten'"),
+        ("/api/nothing", 404, "/api/runs"),
+    ],
+)
 def test_errors_are_json_naming_what_exists(client, url: str, status: int, must_name: str) -> None:
     d = _get(client, url, status)
     assert d["status"] == status and must_name in d["error"], d["error"]
@@ -219,6 +235,7 @@ def test_a_run_without_steps_is_listed_and_says_so(store_path: Path) -> None:
 
 
 # -- names are data, never markup ------------------------------------------------------------------
+
 
 def test_hostile_names_come_back_verbatim_as_json_strings(client) -> None:
     assert XSS in [r["run"] for r in _get(client, "/api/runs")["runs"]]
@@ -274,6 +291,7 @@ def test_host_header_must_be_local_by_default(store: Path) -> None:
 
 # -- read only, never blocking the writer ----------------------------------------------------------
 
+
 def test_the_server_cannot_write(client, store: Path) -> None:
     for method in ("post", "put", "delete", "patch"):
         assert getattr(client, method)("/api/runs").status_code == 405
@@ -284,8 +302,15 @@ def test_the_server_cannot_write(client, store: Path) -> None:
         with pytest.raises(StoreError, match="read-only"):
             st.write_step("a", StepRecord(99, {("rms", "output"): [0.0, 0.0, 0.0]}))
     before = hashlib.sha256(store.read_bytes()).hexdigest()
-    for url in ("/", "/api/runs", "/api/run?run=a", "/api/heatmap?run=a", "/api/heatmap?run=a&since_step=10",
-                "/api/report?run=a", "/api/compare?run_a=a&run_b=b"):
+    for url in (
+        "/",
+        "/api/runs",
+        "/api/run?run=a",
+        "/api/heatmap?run=a",
+        "/api/heatmap?run=a&since_step=10",
+        "/api/report?run=a",
+        "/api/compare?run_a=a&run_b=b",
+    ):
         assert client.get(url).status_code == 200, url
     assert hashlib.sha256(store.read_bytes()).hexdigest() == before
     assert layerscope.load(store, run="a", metric="rms").steps == [10, 20, 30]
@@ -312,13 +337,16 @@ def test_incremental_read_is_one_index_range_not_a_scan(store: Path) -> None:
     with reader.open_readonly(store) as st:
         plan = st.conn.execute(
             "EXPLAIN QUERY PLAN SELECT step, layer, value FROM metric_values WHERE run_id=? AND metric=? "
-            "AND site=? AND step>? ORDER BY step, layer", (1, "rms", "output", 10)).fetchall()
+            "AND site=? AND step>? ORDER BY step, layer",
+            (1, "rms", "output", 10),
+        ).fetchall()
     detail = " ".join(str(r[-1]) for r in plan)
     assert "PRIMARY KEY (run_id=? AND metric=? AND site=? AND step>?)" in detail, detail
     assert "TEMP B-TREE" not in detail
 
 
 # -- the server runner ------------------------------------------------------------------------------
+
 
 def test_dashboard_binds_loopback_and_answers_over_http(store: Path) -> None:
     import urllib.request
@@ -368,8 +396,11 @@ def test_bad_store_paths_fail_at_start_in_one_line(tmp_path: Path, capsys) -> No
 
     text = tmp_path / "notes.txt"
     text.write_text("not a database")
-    for path, code, words in ((tmp_path, 2, "is a folder"), (text, 1, "not a layerscope store"),
-                              (tmp_path / "nowhere" / "runs.db", 2, "does not exist")):
+    for path, code, words in (
+        (tmp_path, 2, "is a folder"),
+        (text, 1, "not a layerscope store"),
+        (tmp_path / "nowhere" / "runs.db", 2, "does not exist"),
+    ):
         with pytest.raises(SystemExit) as e:
             main(["serve", str(path), "--port", "0"])
         err = capsys.readouterr().err.strip()

@@ -41,10 +41,17 @@ def reference(x: np.ndarray, eps: float = 1e-6) -> dict[str, float]:
         m = f.mean()
         var = ((f - m) ** 2).mean()
         rms = math.sqrt((f**2).mean())
-        out.update(mean=m, std=math.sqrt(var), rms=rms, abs_mean=np.abs(f).mean(), min=f.min(), max=f.max(),
-                   max_abs=np.abs(f).max(),
-                   kurtosis=((f - m) ** 4).mean() / var**2 if var > 0 else math.nan,
-                   top_ratio=np.abs(f).max() / rms if rms > 0 else math.nan)
+        out.update(
+            mean=m,
+            std=math.sqrt(var),
+            rms=rms,
+            abs_mean=np.abs(f).mean(),
+            min=f.min(),
+            max=f.max(),
+            max_abs=np.abs(f).max(),
+            kurtosis=((f - m) ** 4).mean() / var**2 if var > 0 else math.nan,
+            top_ratio=np.abs(f).max() / rms if rms > 0 else math.nan,
+        )
     return out
 
 
@@ -129,19 +136,24 @@ def test_dead_frac_counts_units_of_last_dim() -> None:
 
 # Magnitudes below ~1e-12 are left out: their float32 squares (and fourth powers) are subnormal and
 # lose relative precision (documented in docs/metrics.md); exact zeros stay in via `specials`.
-finite_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False,
-                          width=32).filter(lambda v: v == 0 or abs(v) >= 1e-12)
+finite_floats = st.floats(
+    min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False, width=32
+).filter(lambda v: v == 0 or abs(v) >= 1e-12)
 specials = st.sampled_from([float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1e-7])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    values=st.lists(st.one_of(finite_floats, finite_floats, finite_floats, specials), min_size=1, max_size=400),
+    values=st.lists(
+        st.one_of(finite_floats, finite_floats, finite_floats, specials), min_size=1, max_size=400
+    ),
     offset=st.sampled_from([0.0, 1.0, -50.0, 1e4]),
     scale=st.sampled_from([1.0, 1e-2, 1e3]),
     n_chunks=st.integers(min_value=1, max_value=5),
 )
-def test_property_matches_float64_reference(values: list[float], offset: float, scale: float, n_chunks: int) -> None:
+def test_property_matches_float64_reference(
+    values: list[float], offset: float, scale: float, n_chunks: int
+) -> None:
     x = torch.tensor(values, dtype=torch.float64)
     x = (offset + scale * x).float()  # float32 inputs, as activations are
     ref = reference(x.numpy())
@@ -156,8 +168,11 @@ def test_property_matches_float64_reference(values: list[float], offset: float, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(min_value=0, max_value=300), min_size=2, max_size=6),
-       seed=st.integers(0, 10_000), offset=st.sampled_from([0.0, 3.0, 1e4]))
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=300), min_size=2, max_size=6),
+    seed=st.integers(0, 10_000),
+    offset=st.sampled_from([0.0, 3.0, 1e4]),
+)
 def test_merge_of_chunks_equals_state_of_concatenation(sizes: list[int], seed: int, offset: float) -> None:
     g = torch.Generator().manual_seed(seed)
     chunks = [(offset + torch.randn(n, generator=g, dtype=torch.float64)).float() for n in sizes]
@@ -166,8 +181,9 @@ def test_merge_of_chunks_equals_state_of_concatenation(sizes: list[int], seed: i
     merged = merge_states(parts)
     whole = raw_to_state(batch_raw(torch.cat(chunks), groups))
     # counts and extremes: exact; moments: 1e-6 relative (their own scale)
-    np.testing.assert_array_equal(merged[[0, 1, 6, 7, 8, 10, 11, 12, 13]].numpy(),
-                                  whole[[0, 1, 6, 7, 8, 10, 11, 12, 13]].numpy())
+    np.testing.assert_array_equal(
+        merged[[0, 1, 6, 7, 8, 10, 11, 12, 13]].numpy(), whole[[0, 1, 6, 7, 8, 10, 11, 12, 13]].numpy()
+    )
     if whole[1] > 0:
         assert abs(merged[2] - whole[2]) <= 1e-6 * max(1.0, abs(float(whole[2])))
         for i in (3, 5):  # M2, M4

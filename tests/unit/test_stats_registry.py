@@ -8,10 +8,31 @@ import torch
 
 import layerscope
 from layerscope.errors import ConfigError
-from layerscope.stats import BUILTIN_METRICS, available_metrics, register_metric, resolve_metrics, unregister_metric
+from layerscope.stats import (
+    BUILTIN_METRICS,
+    available_metrics,
+    register_metric,
+    resolve_metrics,
+    unregister_metric,
+)
 
-ISSUE_METRICS = {"mean", "std", "rms", "abs_mean", "min", "max", "max_abs", "kurtosis", "top_ratio",
-                 "zero_frac", "pos_frac", "dead_frac", "nan_frac", "inf_frac", "hist"}
+ISSUE_METRICS = {
+    "mean",
+    "std",
+    "rms",
+    "abs_mean",
+    "min",
+    "max",
+    "max_abs",
+    "kurtosis",
+    "top_ratio",
+    "zero_frac",
+    "pos_frac",
+    "dead_frac",
+    "nan_frac",
+    "inf_frac",
+    "hist",
+}
 
 
 def test_builtin_names_are_the_documented_ones() -> None:
@@ -37,7 +58,9 @@ def test_custom_metrics_from_stats_and_from_function(tiny_model, store_path) -> 
         x = torch.randint(0, 256, (2, 16))
         outs = []
         hooks = [b.register_forward_hook(lambda m, a, o: outs.append(o.detach())) for b in tiny_model.h]
-        with layerscope.Recorder(tiny_model, store_path, run="r", metrics=["cv", "token_norm", "mean"]) as rec:
+        with layerscope.Recorder(
+            tiny_model, store_path, run="r", metrics=["cv", "token_norm", "mean"]
+        ) as rec:
             tiny_model(x)
             rec.step(1)
         for h in hooks:

@@ -24,7 +24,9 @@ def test_round_trip_is_exact(store_path) -> None:
     vals[4, 0] = np.inf
     with Store(store_path) as st:
         st.create_run("a", _layers(7), model="M", config={"lr": 1e-3})
-        st.write_steps("a", [StepRecord(s, {("rms", "output"): vals[i]}) for i, s in enumerate([10, 20, 30, 40, 50])])
+        st.write_steps(
+            "a", [StepRecord(s, {("rms", "output"): vals[i]}) for i, s in enumerate([10, 20, 30, 40, 50])]
+        )
     hm = layerscope.load(store_path, metric="rms")
     assert hm.steps == [10, 20, 30, 40, 50] and hm.layers == list(range(1, 8))
     assert hm.layer_names == [f"blocks.{i}" for i in range(7)]
@@ -115,9 +117,8 @@ def test_wal_mode_and_readonly(store_path) -> None:
     with Store(store_path) as st:
         st.create_run("a", _layers(1))
         assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    with Store(store_path, readonly=True) as ro:
-        with pytest.raises(StoreError, match="read-only"):
-            ro.write_step("a", StepRecord(1, {("m", "output"): [1.0]}))
+    with Store(store_path, readonly=True) as ro, pytest.raises(StoreError, match="read-only"):
+        ro.write_step("a", StepRecord(1, {("m", "output"): [1.0]}))
 
 
 def test_hist_round_trip(store_path) -> None:

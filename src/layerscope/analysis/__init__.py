@@ -16,4 +16,4 @@ from __future__ import annotations
 from .report import Report, report
 from .thresholds import DEFAULT, Thresholds
 
-__all__ = ["report", "Report", "Thresholds", "DEFAULT"]
+__all__ = ["DEFAULT", "Report", "Thresholds", "report"]

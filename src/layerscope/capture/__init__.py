@@ -20,7 +20,20 @@ from .models import load_model_spec, model_from_hf_config
 from .sites import SITES, SiteHook, extract_tensor, resolve_site, resolve_sites, site_map
 
 __all__ = [
-    "Layer", "Selection", "SITES", "SiteHook", "discover_layers", "extract_tensor", "find_stacks",
-    "load_model_spec", "matches", "model_from_hf_config", "named_modules", "normalize_name",
-    "resolve_site", "resolve_sites", "site_map", "unwrap",
+    "SITES",
+    "Layer",
+    "Selection",
+    "SiteHook",
+    "discover_layers",
+    "extract_tensor",
+    "find_stacks",
+    "load_model_spec",
+    "matches",
+    "model_from_hf_config",
+    "named_modules",
+    "normalize_name",
+    "resolve_site",
+    "resolve_sites",
+    "site_map",
+    "unwrap",
 ]

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence, Union
 
 import torch.nn as nn
 
 from ..errors import ConfigError, DiscoveryError
 
 # One selection type accepted everywhere: a glob string, a list of names/globs, or a predicate.
-Selection = Union[str, Sequence[str], Callable[[str, nn.Module], bool], None]
+Selection = str | Sequence[str] | Callable[[str, nn.Module], bool] | None
 
 # Path components that wrappers insert anywhere in a module path: FSDP1, activation checkpointing
 # (torch.distributed.algorithms._checkpoint), and torch.compile of a sub-module.
@@ -227,7 +227,7 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
                 out.append(re.escape("["))
                 i += 1
             else:
-                body = pattern[i + 1:j]
+                body = pattern[i + 1 : j]
                 out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
                 i = j + 1
         else:
@@ -285,8 +285,14 @@ def _single_blocks(model: nn.Module) -> list[Layer]:
     ``ModuleList``/``Sequential`` containers of a composite block."""
     mods = named_modules(model)
     index = child_index(mods)
-    ones = [(n, index[n][0]) for n, m in mods if isinstance(unwrap(m), (nn.ModuleList, nn.Sequential))
-            and len(index.get(n, [])) == 1 and _is_composite(index[n][0][1]) and _has_params(index[n][0][1])]
+    ones = [
+        (n, index[n][0])
+        for n, m in mods
+        if isinstance(unwrap(m), (nn.ModuleList, nn.Sequential))
+        and len(index.get(n, [])) == 1
+        and _is_composite(index[n][0][1])
+        and _has_params(index[n][0][1])
+    ]
     ones = [o for o in ones if not any(_inside(o[0], p[0]) for p in ones)]
     return [Layer(i + 1, child[0], child[1], stack, 1) for i, (stack, child) in enumerate(ones)]
 
@@ -310,7 +316,9 @@ def discover_layers(model: nn.Module, layers: Selection = None) -> list[Layer]:
     model = unwrap(model)
     if layers is not None:
         if isinstance(layers, str) and not layers.strip():
-            raise ConfigError("layers='' selects nothing; pass a glob such as 'blocks.*', or None to discover.")
+            raise ConfigError(
+                "layers='' selects nothing; pass a glob such as 'blocks.*', or None to discover."
+            )
         mods = named_modules(model)
         picked = [(n, m) for n, m in mods if n and matches(layers, n, m)]
         if not picked:
@@ -345,8 +353,3 @@ def _name_sample(mods: Sequence[tuple[str, nn.Module]], k: int = 8) -> str:
     shallow = sorted(names, key=lambda n: n.count("."))[:k]
     shallow.sort(key=names.index)
     return ", ".join(shallow) + (" ..." if len(names) > k else "")
-
-
-def iter_layer_names(layers: Iterable[Layer]) -> list[str]:
-    """The names of ``layers``, in order."""
-    return [la.name for la in layers]

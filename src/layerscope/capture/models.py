@@ -19,9 +19,10 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -31,14 +32,17 @@ from ..errors import ConfigError, NotFoundError
 _ATTR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
+
 def _err(e: BaseException) -> str:
     """An exception as ``Type: message`` on one line, without a trailing period (ours follows)."""
     text = " ".join(str(e).split()).rstrip(".")
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-_SPEC_HELP = ("pass 'package.module:factory' (e.g. 'layerscope.testing:tiny_gpt') or 'path/to/file.py:factory', "
-              "where factory is a callable that returns a torch.nn.Module")
+_SPEC_HELP = (
+    "pass 'package.module:factory' (e.g. 'layerscope.testing:tiny_gpt') or 'path/to/file.py:factory', "
+    "where factory is a callable that returns a torch.nn.Module"
+)
 
 
 @contextlib.contextmanager
@@ -74,7 +78,9 @@ def _import_file(path: Path, spec: str) -> ModuleType:
     name = f"_layerscope_model_{abs(hash(str(path.resolve())))}"
     mspec = importlib.util.spec_from_file_location(name, path)
     if mspec is None or mspec.loader is None:
-        raise ConfigError(f"model spec {spec!r}: {str(path)!r} cannot be imported as Python; pass a .py file.")
+        raise ConfigError(
+            f"model spec {spec!r}: {str(path)!r} cannot be imported as Python; pass a .py file."
+        )
     module = importlib.util.module_from_spec(mspec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
@@ -115,9 +121,15 @@ def _callables(module: ModuleType) -> list[str]:
     """The public callables a module offers: its ``__all__``, else those defined in it (or in its
     sub-modules, for a package that re-exports them)."""
     public = getattr(module, "__all__", None)
-    names = list(public) if isinstance(public, (list, tuple)) else [
-        n for n, v in vars(module).items() if not n.startswith("_")
-        and (getattr(v, "__module__", None) or "").startswith(module.__name__)]
+    names = (
+        list(public)
+        if isinstance(public, (list, tuple))
+        else [
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and (getattr(v, "__module__", None) or "").startswith(module.__name__)
+        ]
+    )
     return [n for n in names if callable(getattr(module, n, None))]
 
 
@@ -152,16 +164,24 @@ def load_model_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn.Mo
                 raise NotFoundError(
                     f"model spec {spec!r}: {target!r} has no attribute {attr!r}; "
                     + (f"did you mean {target}:{close[0]}? " if close else "")
-                    + (f"callables defined there: {', '.join(have[:12])}." if have else "it defines no callables.")
+                    + (
+                        f"callables defined there: {', '.join(have[:12])}."
+                        if have
+                        else "it defines no callables."
+                    )
                 )
             obj = getattr(obj, part)
         if isinstance(obj, nn.Module):
             if kwargs:
-                raise ConfigError(f"model spec {spec!r} names a module instance, which takes no arguments "
-                                  f"(got {sorted(kwargs)}); point it at a factory function instead.")
+                raise ConfigError(
+                    f"model spec {spec!r} names a module instance, which takes no arguments "
+                    f"(got {sorted(kwargs)}); point it at a factory function instead."
+                )
             return obj
         if not callable(obj):
-            raise ConfigError(f"model spec {spec!r} names a {type(obj).__name__}, not a callable; {_SPEC_HELP}.")
+            raise ConfigError(
+                f"model spec {spec!r} names a {type(obj).__name__}, not a callable; {_SPEC_HELP}."
+            )
         _check_arguments(obj, kwargs, spec)
         try:
             model = obj(**kwargs)
@@ -186,13 +206,24 @@ def _check_arguments(fn: Any, kwargs: Mapping[str, Any], spec: str) -> None:
     try:
         sig.bind(**kwargs)
     except TypeError:
-        required = [n for n, p in sig.parameters.items() if p.default is p.empty
-                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)]
+        required = [
+            n
+            for n, p in sig.parameters.items()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)
+        ]
         missing = [n for n in required if n not in kwargs]
-        unknown = [k for k in kwargs if k not in sig.parameters
-                   and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())]
-        what = (f"needs {', '.join(missing)}" if missing else f"takes no argument {', '.join(unknown)}"
-                if unknown else "does not accept these arguments")
+        unknown = [
+            k
+            for k in kwargs
+            if k not in sig.parameters and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        ]
+        what = (
+            f"needs {', '.join(missing)}"
+            if missing
+            else f"takes no argument {', '.join(unknown)}"
+            if unknown
+            else "does not accept these arguments"
+        )
         raise ConfigError(
             f"model spec {spec!r}: the factory {what} (signature {sig}); point the spec at a function "
             "that builds the model with no required arguments."
@@ -219,21 +250,31 @@ def _read_config(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     if p.is_dir():
         p = p / "config.json"
         if not p.is_file():
-            raise NotFoundError(f"no config.json in folder {str(path)!r}; pass a Hugging Face config.json or "
-                                "the model folder that holds it.")
+            raise NotFoundError(
+                f"no config.json in folder {str(path)!r}; pass a Hugging Face config.json or "
+                "the model folder that holds it."
+            )
     elif not p.is_file():
-        raise NotFoundError(f"Hugging Face config {str(path)!r} does not exist; pass a config.json or the model "
-                            "folder that holds it.")
+        raise NotFoundError(
+            f"Hugging Face config {str(path)!r} does not exist; pass a config.json or the model "
+            "folder that holds it."
+        )
     try:
         cfg = json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{str(p)!r} is not a text file ({e.reason}); pass a Hugging Face config.json.") from e
+        raise ConfigError(
+            f"{str(p)!r} is not a text file ({e.reason}); pass a Hugging Face config.json."
+        ) from e
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{str(p)!r} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); pass a "
-                          "Hugging Face config.json.") from e
+        raise ConfigError(
+            f"{str(p)!r} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); pass a "
+            "Hugging Face config.json."
+        ) from e
     if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str) or not cfg["model_type"]:
-        raise ConfigError(f"{str(p)!r} has no \"model_type\"; a Hugging Face config.json names its architecture "
-                          "there (e.g. \"gpt2\", \"llama\").")
+        raise ConfigError(
+            f'{str(p)!r} has no "model_type"; a Hugging Face config.json names its architecture '
+            'there (e.g. "gpt2", "llama").'
+        )
     return p, cfg
 
 
@@ -241,12 +282,14 @@ def _import_transformers() -> ModuleType:
     try:
         import transformers
     except ImportError as e:
-        raise ConfigError("building a model from a Hugging Face config needs transformers, which is not "
-                          "installed; pip install 'layerscope[hf]' (or pass --model PKG.MODULE:FACTORY).") from e
+        raise ConfigError(
+            "building a model from a Hugging Face config needs transformers, which is not "
+            "installed; pip install 'layerscope[hf]' (or pass --model PKG.MODULE:FACTORY)."
+        ) from e
     return transformers
 
 
-def hf_model_class(config: Any) -> type:
+def hf_model_class(config: Any) -> Any:
     """The transformers class a config builds: the first of its ``architectures`` that transformers
     exports; else the Auto class for that architecture's suffix (``...ForCausalLM`` ->
     ``AutoModelForCausalLM``, ...); else ``AutoModelForSeq2SeqLM`` for an encoder-decoder and
@@ -260,17 +303,20 @@ def hf_model_class(config: Any) -> type:
             return cls
     candidates: list[str] = []
     for arch in archs:
-        for suffixes, auto in _HF_SUFFIX_TO_AUTO:
+        for suffixes, auto_name in _HF_SUFFIX_TO_AUTO:
             if arch.endswith(suffixes):
-                candidates.append(auto)
+                candidates.append(auto_name)
         if arch.endswith("ForConditionalGeneration"):
-            candidates.append("AutoModelForSeq2SeqLM" if getattr(config, "is_encoder_decoder", False)
-                              else "AutoModelForImageTextToText")
+            candidates.append(
+                "AutoModelForSeq2SeqLM"
+                if getattr(config, "is_encoder_decoder", False)
+                else "AutoModelForImageTextToText"
+            )
     if getattr(config, "is_encoder_decoder", False):
         candidates.append("AutoModelForSeq2SeqLM")
     candidates.append("AutoModel")
-    for name in candidates:
-        auto = getattr(tf, name, None)
+    for cand in candidates:
+        auto = getattr(tf, cand, None)
         if auto is not None and _auto_supports(auto, config):
             return auto
     return tf.AutoModel
@@ -318,11 +364,15 @@ def model_from_hf_config(
     try:
         config_cls = tf.CONFIG_MAPPING[model_type]
     except KeyError:
-        hint = (" It names custom code (\"auto_map\"), which layerscope never runs; import the model "
-                "yourself and pass --model PKG.MODULE:FACTORY." if "auto_map" in raw else
-                " Upgrade transformers, or pass --model PKG.MODULE:FACTORY.")
-        raise ConfigError(f"{str(p)!r}: transformers {tf.__version__} does not know model_type {model_type!r}."
-                          + hint) from None
+        hint = (
+            ' It names custom code ("auto_map"), which layerscope never runs; import the model '
+            "yourself and pass --model PKG.MODULE:FACTORY."
+            if "auto_map" in raw
+            else " Upgrade transformers, or pass --model PKG.MODULE:FACTORY."
+        )
+        raise ConfigError(
+            f"{str(p)!r}: transformers {tf.__version__} does not know model_type {model_type!r}." + hint
+        ) from None
     raw = dict(raw)
     if raw.get("use_pretrained_backbone"):
         raw["use_pretrained_backbone"] = False  # a timm/torchvision backbone would download weights

@@ -20,8 +20,9 @@ what each Hugging Face family resolves to.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -36,8 +37,18 @@ SITES = ("output", "mlp_act", "attn_out", "mlp_out", "mlp_down_in")
 # `attn_out`; select it with layers= if you want it.
 ATTN_NAMES = ("attn", "self_attn", "attention", "self_attention", "SelfAttention", "attn_block", "mha", "sa")
 # MLP sub-modules (searched up to three levels down: T5 keeps it at layer.1.DenseReluDense).
-MLP_NAMES = ("mlp", "ffn", "feed_forward", "feedforward", "ff", "ffwd", "DenseReluDense", "mlp_block",
-             "block_sparse_moe", "moe")
+MLP_NAMES = (
+    "mlp",
+    "ffn",
+    "feed_forward",
+    "feedforward",
+    "ff",
+    "ffwd",
+    "DenseReluDense",
+    "mlp_block",
+    "block_sparse_moe",
+    "moe",
+)
 # Post-norm MLPs split in two: (up, down). `up` = projection + nonlinearity; `down` = projection,
 # residual add and LayerNorm (BERT, RoBERTa, ELECTRA; ViT/DeiT in transformers 4).
 SPLIT_MLP = (("intermediate", "output"),)
@@ -46,35 +57,93 @@ SPLIT_MLP = (("intermediate", "output"),)
 FLAT_MLP = (("fc1", "fc2"), ("linear1", "linear2"), ("ffn", "ffn_output"), ("pwconv1", "pwconv2"))
 # Down projections inside an MLP sub-module, in order of preference; otherwise the MLP's last
 # projection is taken.
-DOWN_NAMES = ("down_proj", "c_proj", "fc2", "wo", "dense_4h_to_h", "fc_out", "w2", "lin2", "linear2",
-              "proj_out", "out_proj", "proj")
+DOWN_NAMES = (
+    "down_proj",
+    "c_proj",
+    "fc2",
+    "wo",
+    "dense_4h_to_h",
+    "fc_out",
+    "w2",
+    "lin2",
+    "linear2",
+    "proj_out",
+    "out_proj",
+    "proj",
+)
 # The projection inside a "projection + residual + norm" holder (BertSelfOutput, BertOutput).
 HOLDER_PROJ_NAMES = ("dense", "o", "o_proj", "out_proj", "c_proj", "proj")
 # Where BERT-style attention keeps its output projection (with the residual add and LayerNorm).
 ATTN_OUTPUT_HOLDERS = ("output",)
 # Activation sub-modules by attribute name (any parameter-free leaf under these names counts).
-ACT_NAMES = ("act", "act_fn", "activation", "activation_fn", "intermediate_act_fn", "act_layer",
-             "nonlinearity", "gelu_impl", "gelu", "relu", "silu")
+ACT_NAMES = (
+    "act",
+    "act_fn",
+    "activation",
+    "activation_fn",
+    "intermediate_act_fn",
+    "act_layer",
+    "nonlinearity",
+    "gelu_impl",
+    "gelu",
+    "relu",
+    "silu",
+)
 # A sub-module of this name makes an MLP a mixture of experts.
 MOE_NAMES = ("experts",)
 # LayerNorms inside a sub-layer: the residual add is inside it too (post-norm).
 NORM_NAMES = ("layernorm", "layer_norm", "ln", "norm")
 
 _ACT_TYPES: tuple[type, ...] = (
-    nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Mish, nn.Softplus,
-    nn.Hardswish, nn.ReLU6, nn.SELU, nn.CELU, nn.GLU, nn.PReLU, nn.Hardtanh, nn.Hardsigmoid,
-    nn.Softsign, nn.Tanhshrink, nn.RReLU,
+    nn.ReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Mish,
+    nn.Softplus,
+    nn.Hardswish,
+    nn.ReLU6,
+    nn.SELU,
+    nn.CELU,
+    nn.GLU,
+    nn.PReLU,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.RReLU,
 )
 # Class-name words of activations: anywhere in the name, or (short ones) only at its end.
 _ACT_WORDS = ("activation", "gelu", "relu", "silu", "swish", "mish", "sigmoid", "tanh", "softplus")
 _ACT_SUFFIXES = ("elu", "glu", "act")
-_NOT_ACT_TYPES: tuple[type, ...] = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                                    nn.Identity, nn.Flatten, nn.Unflatten, nn.Softmax, nn.LogSoftmax)
+_NOT_ACT_TYPES: tuple[type, ...] = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Softmax,
+    nn.LogSoftmax,
+)
 
-_LOWER = {name: tuple(n.lower() for n in names) for name, names in {
-    "attn": ATTN_NAMES, "mlp": MLP_NAMES, "down": DOWN_NAMES, "holder_proj": HOLDER_PROJ_NAMES,
-    "act": ACT_NAMES, "moe": MOE_NAMES, "norm": NORM_NAMES,
-}.items()}
+_LOWER = {
+    name: tuple(n.lower() for n in names)
+    for name, names in {
+        "attn": ATTN_NAMES,
+        "mlp": MLP_NAMES,
+        "down": DOWN_NAMES,
+        "holder_proj": HOLDER_PROJ_NAMES,
+        "act": ACT_NAMES,
+        "moe": MOE_NAMES,
+        "norm": NORM_NAMES,
+    }.items()
+}
 
 
 @dataclass(frozen=True)
@@ -144,8 +213,11 @@ class _Block:
         # A stack of blocks nested in this layer (a hierarchical model's stage holding its blocks):
         # its insides belong to those blocks, so no site of this layer is looked for there.
         self.nested: list[str] = [
-            p for p, m in self.mods.items()
-            if p and isinstance(unwrap(m), (nn.ModuleList, nn.Sequential)) and self.kids.get(p)
+            p
+            for p, m in self.mods.items()
+            if p
+            and isinstance(unwrap(m), (nn.ModuleList, nn.Sequential))
+            and self.kids.get(p)
             and len({type(unwrap(c)) for _, c in self.kids[p]}) == 1
             and all(self.kids.get(c) for c, _ in self.kids[p])
         ]
@@ -158,17 +230,26 @@ class _Block:
         (unless ``blocks``) the insides of nested stacks of blocks."""
         skip = [e for e in exclude if e is not None]
         inner = [] if blocks else [n for n in self.nested if n != path and not _inside(path, n)]
-        return [p for p in self.mods if _inside(p, path)
-                and not any(p == e or _inside(p, e) for e in skip)
-                and not any(_inside(p, n) for n in inner)]
+        return [
+            p
+            for p in self.mods
+            if _inside(p, path)
+            and not any(p == e or _inside(p, e) for e in skip)
+            and not any(_inside(p, n) for n in inner)
+        ]
 
     def composite(self, path: str) -> bool:
         return bool(self.kids.get(path))
 
-    def find_named(self, names: tuple[str, ...], exclude: Sequence[str] = (), max_depth: int = 3) -> str | None:
+    def find_named(
+        self, names: tuple[str, ...], exclude: Sequence[str] = (), max_depth: int = 3
+    ) -> str | None:
         """The shallowest composite sub-module (first in module order) whose name is in ``names``."""
-        hits = [p for p in self.subtree("", exclude)
-                if _depth(p) <= max_depth and _last(p) in names and self.composite(p)]
+        hits = [
+            p
+            for p in self.subtree("", exclude)
+            if _depth(p) <= max_depth and _last(p) in names and self.composite(p)
+        ]
         return min(hits, key=_depth) if hits else None
 
     def projection_in(self, holder: str, names: tuple[str, ...]) -> str | None:
@@ -198,8 +279,14 @@ def _attention(b: _Block) -> str | None:
     p = b.find_named(_LOWER["attn"])
     if p is not None:
         return p
-    hits = [q for q in b.subtree("") if _depth(q) <= 3 and b.composite(q) and _is_attention_class(b.mods[q])
-            and not any(w in _last(q) for w in ("cross", "encdec", "encoder_attn"))]
+    hits = [
+        q
+        for q in b.subtree("")
+        if _depth(q) <= 3
+        and b.composite(q)
+        and _is_attention_class(b.mods[q])
+        and not any(w in _last(q) for w in ("cross", "encdec", "encoder_attn"))
+    ]
     return min(hits, key=_depth) if hits else None
 
 
@@ -239,13 +326,19 @@ def _structural_mlp(b: _Block, exclude: Sequence[str]) -> str | None:
     """An unnamed MLP: the shallowest sub-module (not attention) holding an activation module and
     at least two projections, with no attention inside."""
     for p in sorted(b.subtree("", exclude), key=_depth):
-        if _depth(p) > 2 or not b.composite(p) or _is_attention_class(b.mods[p]) or _last(p) in _LOWER["attn"]:
+        if (
+            _depth(p) > 2
+            or not b.composite(p)
+            or _is_attention_class(b.mods[p])
+            or _last(p) in _LOWER["attn"]
+        ):
             continue
         inner = b.subtree(p)
         if any(_is_attention_class(b.mods[q]) or _last(q) in _LOWER["attn"] for q in inner):
             continue
-        if (sum(_is_projection(b.mods[q]) for q in inner) >= 2
-                and any(_is_activation(b.mods[q], _last(q)) for q in inner)):
+        if sum(_is_projection(b.mods[q]) for q in inner) >= 2 and any(
+            _is_activation(b.mods[q], _last(q)) for q in inner
+        ):
             return p
     return None
 
@@ -260,7 +353,12 @@ def _resolve_block(b: _Block) -> _Resolved:
         return _Resolved(attn_out, mlp_act, out, down)
 
     for up, down_holder in SPLIT_MLP:  # BERT-style: up = intermediate, down = output.dense
-        if b.composite(up) and b.composite(down_holder) and up in b.children("") and down_holder in b.children(""):
+        if (
+            b.composite(up)
+            and b.composite(down_holder)
+            and up in b.children("")
+            and down_holder in b.children("")
+        ):
             down = b.projection_in(down_holder, _LOWER["holder_proj"])
             if down is not None:
                 return done(_activation(b, b.subtree(up)), down, down)
@@ -316,7 +414,9 @@ def site_map(layer: Layer) -> dict[str, SiteHook | None]:
         "mlp_act": _hook(layer, b, "mlp_act", *r.mlp_act) if r.mlp_act else None,
         "attn_out": _hook(layer, b, "attn_out", r.attn_out) if r.attn_out is not None else None,
         "mlp_out": _hook(layer, b, "mlp_out", r.mlp_out) if r.mlp_out is not None else None,
-        "mlp_down_in": _hook(layer, b, "mlp_down_in", r.mlp_down_in, "input") if r.mlp_down_in is not None else None,
+        "mlp_down_in": _hook(layer, b, "mlp_down_in", r.mlp_down_in, "input")
+        if r.mlp_down_in is not None
+        else None,
     }
 
 

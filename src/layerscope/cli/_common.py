@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -13,23 +14,33 @@ store_argument = click.argument("store", metavar="STORE", type=click.Path(dir_ok
 
 
 def run_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--run", "run", default=None, metavar="NAME",
-                        help="Run to read (may be omitted when the store holds one run).")(f)
-
-
-def metric_option(default: str | None = "rms") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option("--metric", default=default, show_default=default is not None, metavar="NAME",
-                        help="Metric to read (rms, mean, std, max_abs, kurtosis, ...).")
+    return click.option(
+        "--run",
+        "run",
+        default=None,
+        metavar="NAME",
+        help="Run to read (may be omitted when the store holds one run).",
+    )(f)
 
 
 def site_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--site", default=None, metavar="SITE",
-                        help="Site to read: output (default), mlp_act, attn_out, mlp_out, mlp_down_in.")(f)
+    return click.option(
+        "--site",
+        default=None,
+        metavar="SITE",
+        help="Site to read: output (default), mlp_act, attn_out, mlp_out, mlp_down_in.",
+    )(f)
 
 
 def format_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-                        show_default=True, help="Output format.")(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(f)
 
 
 def echo_json(obj: Any) -> None:

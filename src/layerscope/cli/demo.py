@@ -6,16 +6,40 @@ import click
 
 
 @click.command("demo")
-@click.option("--out", "out", default="layerscope-demo", show_default=True, metavar="DIR",
-              help="Folder for runs.db, heatmap.png and report.md.")
-@click.option("--steps", type=click.IntRange(1, 1_000_000), default=600, show_default=True,
-              help="Optimizer steps to train.")
-@click.option("--every", type=click.IntRange(1, 1_000_000), default=20, show_default=True,
-              help="Record every N-th step.")
-@click.option("--layers", "n_layer", type=click.IntRange(1, 96), default=12, show_default=True,
-              help="Number of transformer blocks.")
+@click.option(
+    "--out",
+    "out",
+    default="layerscope-demo",
+    show_default=True,
+    metavar="DIR",
+    help="Folder for runs.db, heatmap.png and report.md.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 1_000_000),
+    default=600,
+    show_default=True,
+    help="Optimizer steps to train.",
+)
+@click.option(
+    "--every",
+    type=click.IntRange(1, 1_000_000),
+    default=20,
+    show_default=True,
+    help="Record every N-th step.",
+)
+@click.option(
+    "--layers",
+    "n_layer",
+    type=click.IntRange(1, 96),
+    default=12,
+    show_default=True,
+    help="Number of transformer blocks.",
+)
 @click.option("--metric", default="rms", show_default=True, help="Metric drawn in heatmap.png.")
-@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Torch CPU threads (default: torch's).")
+@click.option(
+    "--threads", type=click.IntRange(1, 256), default=None, help="Torch CPU threads (default: torch's)."
+)
 def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: int | None) -> None:
     """Train a tiny GPT on a generated corpus while recording every layer, then draw the heatmap.
 
@@ -44,8 +68,9 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
     if metric not in cfg.metrics:
         cfg.metrics = (*cfg.metrics, metric)
     if steps // every < 1:
-        raise ConfigError(f"--every {every} is larger than --steps {steps}: nothing would be recorded; "
-                          "lower --every.")
+        raise ConfigError(
+            f"--every {every} is larger than --steps {steps}: nothing would be recorded; lower --every."
+        )
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotFoundError(f"--out {out!r} is a file; give a folder.")
@@ -57,8 +82,14 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
                 st.delete_run("demo")
 
     t0 = time.monotonic()
-    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                  TimeRemainingColumn(), transient=False) as bar:
+    with Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+        transient=False,
+    ) as bar:
         task = bar.add_task("train", total=steps, loss="-")
 
         def on_step(step: int, loss: float) -> None:
@@ -69,8 +100,10 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
 
     hm = load(db, run="demo", metric=metric)
     png = plot(hm, out_dir / "heatmap.png", title=f"{metric} of each block's output — tiny GPT demo")
-    click.echo(f"trained {steps} steps in {took:.0f}s (loss {losses[0]:.2f} -> {losses[-1]:.2f}); "
-               f"recorded {len(hm.steps)} steps x {len(hm.layers)} layers")
+    click.echo(
+        f"trained {steps} steps in {took:.0f}s (loss {losses[0]:.2f} -> {losses[-1]:.2f}); "
+        f"recorded {len(hm.steps)} steps x {len(hm.layers)} layers"
+    )
     click.echo(f"wrote {db}")
     click.echo(f"wrote {png}")
     from ..analysis import report

@@ -48,7 +48,9 @@ def export(store: str, run: str | None, output: str) -> None:
     parent = out.parent if str(out.parent) else Path(".")
     if output != "-":  # checked before the store is read: a usage error costs nothing
         if out.is_dir():
-            raise ConfigError(f"{output!r} is a folder; give a file name such as {str(out / 'values.csv')!r}.")
+            raise ConfigError(
+                f"{output!r} is a folder; give a file name such as {str(out / 'values.csv')!r}."
+            )
         if not parent.is_dir():
             raise NotFoundError(f"folder {str(parent)!r} for {output!r} does not exist; create it first.")
     with Store(store, readonly=True) as st:

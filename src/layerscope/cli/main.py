@@ -91,8 +91,7 @@ def _os_message(e: OSError) -> str:
     """An operating-system error (disk full, permission, missing folder) that escaped a command."""
     what = e.strerror or _one_line(str(e)) or type(e).__name__
     where = f"{e.filename!s}: " if e.filename else ""
-    return (f"{where}{what}; check the path, its permissions and the free disk space, or choose another "
-            "path.")
+    return f"{where}{what}; check the path, its permissions and the free disk space, or choose another path."
 
 
 def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
@@ -132,7 +131,7 @@ def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
             raise
         click.echo(f"error: {_os_message(e)}", err=True)
         sys.exit(1)
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+    except Exception as e:
         if _debug():
             raise
         click.echo(

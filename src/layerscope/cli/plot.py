@@ -7,8 +7,9 @@ The drawing options here (``style_options``) are shared with ``compare`` and ``v
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -56,8 +57,8 @@ def select_heatmaps(
             raise ConfigError("'all' needs a run store (.db); for a CSV name the metric and site.")
         return [
             open_heatmap(source, run=run, metric=m, site=s)
-            for m in (metrics or [None])
-            for s in (sites or [None])
+            for m in (list(metrics) if metrics else [None])
+            for s in (list(sites) if sites else [None])
         ]
     from ..store import Store
 

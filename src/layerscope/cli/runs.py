@@ -28,19 +28,31 @@ def runs(store: str, fmt: str) -> None:
     with Store(store, readonly=True) as st:
         infos = [st.run_info(r) for r in st.run_names()]
     if fmt == "json":
-        echo_json([
-            {"run": i.name, "source": i.source, "created": i.created, "model": i.model, "steps": i.n_steps,
-             "first_step": i.first_step, "last_step": i.last_step, "layers": i.n_layers,
-             "metrics": i.metrics, "sites": i.sites, "version": i.version}
-            for i in infos
-        ])
+        echo_json(
+            [
+                {
+                    "run": i.name,
+                    "source": i.source,
+                    "created": i.created,
+                    "model": i.model,
+                    "steps": i.n_steps,
+                    "first_step": i.first_step,
+                    "last_step": i.last_step,
+                    "layers": i.n_layers,
+                    "metrics": i.metrics,
+                    "sites": i.sites,
+                    "version": i.version,
+                }
+                for i in infos
+            ]
+        )
         return
     if not infos:
         click.echo(f"{store}: no runs yet")
         return
     from rich.console import Console
-    from rich.table import Table
     from rich.markup import escape
+    from rich.table import Table
 
     from .._format import format_step
 
@@ -49,6 +61,13 @@ def runs(store: str, fmt: str) -> None:
         t.add_column(col, overflow="fold")
     for i in infos:
         rng = "-" if i.first_step is None else f"{format_step(i.first_step)}..{format_step(i.last_step or 0)}"
-        t.add_row(escape(i.name), i.source, str(i.n_steps), rng, str(i.n_layers), escape(", ".join(i.sites)),
-                  escape(", ".join(i.metrics)))
+        t.add_row(
+            escape(i.name),
+            i.source,
+            str(i.n_steps),
+            rng,
+            str(i.n_layers),
+            escape(", ".join(i.sites)),
+            escape(", ".join(i.metrics)),
+        )
     Console(soft_wrap=False, width=max(100, Console().width)).print(t)

@@ -9,15 +9,34 @@ from ._common import store_argument
 
 @click.command("serve")
 @store_argument
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Anything but loopback shares the store with your network; "
-                   "there is no password.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True,
-              help="TCP port (0: any free port; the URL is printed).")
-@click.option("--poll-ms", type=click.IntRange(100, 600_000), default=1500, show_default=True,
-              help="How often the page asks for new steps, in milliseconds.")
-@click.option("--open/--no-open", "open_browser", default=False, show_default=True,
-              help="Open the page in the default browser.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but loopback shares the store with your network; "
+    "there is no password.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8050,
+    show_default=True,
+    help="TCP port (0: any free port; the URL is printed).",
+)
+@click.option(
+    "--poll-ms",
+    type=click.IntRange(100, 600_000),
+    default=1500,
+    show_default=True,
+    help="How often the page asks for new steps, in milliseconds.",
+)
+@click.option(
+    "--open/--no-open",
+    "open_browser",
+    default=False,
+    show_default=True,
+    help="Open the page in the default browser.",
+)
 def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) -> None:
     """Serve a dashboard for STORE at http://127.0.0.1:8050/: runs, metric and site pickers, the
     interactive heatmap, per-layer lines, the report, and a two-run comparison.
@@ -33,5 +52,12 @@ def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) ->
     """
     from ..serve import serve as run_server
 
-    run_server(store, host=host, port=port, poll_ms=poll_ms, open_browser=open_browser,
-               say=lambda m: click.echo(m), warn=lambda m: click.echo(m, err=True))
+    run_server(
+        store,
+        host=host,
+        port=port,
+        poll_ms=poll_ms,
+        open_browser=open_browser,
+        say=lambda m: click.echo(m),
+        warn=lambda m: click.echo(m, err=True),
+    )

@@ -14,40 +14,113 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
 
 @click.command("sweep")
 @click.argument("ckpt_dir", metavar="CKPT_DIR", type=click.Path(path_type=str))
-@click.option("--model", "model", default=None, metavar="PKG.MODULE:FACTORY",
-              help="Function that builds the model (called with no arguments).")
-@click.option("--hf", is_flag=True, help="Build the model from the config.json found with the checkpoints "
-                                         "(Hugging Face) instead of --model.")
-@click.option("--probe", required=True, metavar="FILE",
-              help="Input batch: .pt/.npy/.npz/.safetensors (a tensor, or a dict of tensors passed as keyword "
-                   "arguments), or a text file with --tokenizer bytes.")
+@click.option(
+    "--model",
+    "model",
+    default=None,
+    metavar="PKG.MODULE:FACTORY",
+    help="Function that builds the model (called with no arguments).",
+)
+@click.option(
+    "--hf",
+    is_flag=True,
+    help="Build the model from the config.json found with the checkpoints (Hugging Face) instead of --model.",
+)
+@click.option(
+    "--probe",
+    required=True,
+    metavar="FILE",
+    help="Input batch: .pt/.npy/.npz/.safetensors (a tensor, or a dict of tensors passed as keyword "
+    "arguments), or a text file with --tokenizer bytes.",
+)
 @click.option("--store", required=True, metavar="STORE", help="Run store to write (created if missing).")
-@click.option("--run", "run", required=True, metavar="NAME", help="Run to write; an existing run is continued.")
-@click.option("--metrics", default="mean,std,rms,max_abs", show_default=True, metavar="LIST",
-              help="Comma-separated metric names, or 'all'.")
-@click.option("--sites", default="output", show_default=True, metavar="LIST",
-              help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in.")
+@click.option(
+    "--run", "run", required=True, metavar="NAME", help="Run to write; an existing run is continued."
+)
+@click.option(
+    "--metrics",
+    default="mean,std,rms,max_abs",
+    show_default=True,
+    metavar="LIST",
+    help="Comma-separated metric names, or 'all'.",
+)
+@click.option(
+    "--sites",
+    default="output",
+    show_default=True,
+    metavar="LIST",
+    help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in.",
+)
 @click.option("--layers", default=None, metavar="GLOB", help="Modules to record (default: the block stack).")
-@click.option("--step-regex", default=None, metavar="REGEX",
-              help=r"Step from the path relative to CKPT_DIR: group 1 or (?P<step>...), e.g. 'epoch(\d+)'.")
-@click.option("--tokenizer", type=click.Choice(["bytes"]), default=None,
-              help="Read a text --probe as UTF-8 bytes (token ids 0..255).")
-@click.option("--seq-len", type=click.IntRange(1, None), default=None, metavar="N",
-              help="Split a text probe into rows of N tokens (default: one row).")
+@click.option(
+    "--step-regex",
+    default=None,
+    metavar="REGEX",
+    help=r"Step from the path relative to CKPT_DIR: group 1 or (?P<step>...), e.g. 'epoch(\d+)'.",
+)
+@click.option(
+    "--tokenizer",
+    type=click.Choice(["bytes"]),
+    default=None,
+    help="Read a text --probe as UTF-8 bytes (token ids 0..255).",
+)
+@click.option(
+    "--seq-len",
+    type=click.IntRange(1, None),
+    default=None,
+    metavar="N",
+    help="Split a text probe into rows of N tokens (default: one row).",
+)
 @click.option("--force", is_flag=True, help="Recompute steps already in the store.")
-@click.option("--trust-checkpoints", "trust", is_flag=True,
-              help="Allow checkpoints that are arbitrary pickles. Loading one can run any code it holds: "
-                   "only for files you made or trust.")
-@click.option("--workers", type=click.IntRange(1, 512), default=1, show_default=True,
-              help="Processes on this machine, this one included (without torchrun).")
-@click.option("--device", default="cpu", show_default=True, metavar="DEV",
-              help="cpu, cuda, cuda:N, or auto (cuda:LOCAL_RANK when a GPU is there).")
-@click.option("--threads", type=click.IntRange(1, 1024), default=None, metavar="N",
-              help="Torch threads per process (default: torch's; cores / --workers in a pool).")
+@click.option(
+    "--trust-checkpoints",
+    "trust",
+    is_flag=True,
+    help="Allow checkpoints that are arbitrary pickles. Loading one can run any code it holds: "
+    "only for files you made or trust.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 512),
+    default=1,
+    show_default=True,
+    help="Processes on this machine, this one included (without torchrun).",
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    metavar="DEV",
+    help="cpu, cuda, cuda:N, or auto (cuda:LOCAL_RANK when a GPU is there).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 1024),
+    default=None,
+    metavar="N",
+    help="Torch threads per process (default: torch's; cores / --workers in a pool).",
+)
 @format_option
-def sweep(ckpt_dir: str, model: str | None, hf: bool, probe: str, store: str, run: str, metrics: str,
-          sites: str, layers: str | None, step_regex: str | None, tokenizer: str | None, seq_len: int | None,
-          force: bool, trust: bool, workers: int, device: str, threads: int | None, fmt: str) -> int:
+def sweep(
+    ckpt_dir: str,
+    model: str | None,
+    hf: bool,
+    probe: str,
+    store: str,
+    run: str,
+    metrics: str,
+    sites: str,
+    layers: str | None,
+    step_regex: str | None,
+    tokenizer: str | None,
+    seq_len: int | None,
+    force: bool,
+    trust: bool,
+    workers: int,
+    device: str,
+    threads: int | None,
+    fmt: str,
+) -> int:
     """Record the statistics of every checkpoint in CKPT_DIR, one step each, into STORE.
 
     Finds step_N.pt, ckpt-N.safetensors, model_N.bin, Hugging Face checkpoint-N/ folders (sharded
@@ -77,26 +150,46 @@ def sweep(ckpt_dir: str, model: str | None, hf: bool, probe: str, store: str, ru
     from ..errors import ConfigError, LayerscopeError
     from ..sweep.runner import SweepConfig, run_sweep
 
-    cfg = SweepConfig(ckpt_dir, store, run, probe, model=model, hf=hf, metrics=metrics, sites=sites,
-                      layers=layers, step_regex=step_regex, tokenizer=tokenizer, seq_len=seq_len, force=force,
-                      trust=trust, workers=workers, device=device, threads=threads)
+    cfg = SweepConfig(
+        ckpt_dir,
+        store,
+        run,
+        probe,
+        model=model,
+        hf=hf,
+        metrics=metrics,
+        sites=sites,
+        layers=layers,
+        step_regex=step_regex,
+        tokenizer=tokenizer,
+        seq_len=seq_len,
+        force=force,
+        trust=trust,
+        workers=workers,
+        device=device,
+        threads=threads,
+    )
     try:  # set by torchrun (and other launchers) for every process it starts
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
         launched = "RANK" in os.environ and world > 1 and "MASTER_ADDR" in os.environ
         rank = int(os.environ["RANK"]) if launched else 0
     except ValueError:
-        raise ConfigError(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} are not "
-                          "whole numbers; launch with torchrun, or unset them.") from None
+        raise ConfigError(
+            f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} are not "
+            "whole numbers; launch with torchrun, or unset them."
+        ) from None
     if launched and workers > 1:
-        raise ConfigError("--workers with torchrun: torchrun already starts one sweep process per rank; "
-                          "drop --workers, or run without torchrun.")
+        raise ConfigError(
+            "--workers with torchrun: torchrun already starts one sweep process per rank; "
+            "drop --workers, or run without torchrun."
+        )
     own_group = launched and not dist.is_initialized()
     if own_group:
         dist.init_process_group("gloo")  # CPU collectives: only step records travel between ranks
     try:
         listener = _Display(fmt == "table") if rank == 0 else None
         try:
-            result = run_sweep(cfg, listener)
+            result = run_sweep(cfg, listener)  # type: ignore[arg-type]  # _Display implements SweepListener
         except LayerscopeError as e:
             if rank != 0:  # rank 0 says it once
                 raise SystemExit(e.exit_code) from None
@@ -134,19 +227,34 @@ class _Display:
     def on_start(self, todo: int, skipped: int, processes: int) -> None:
         if not self.bar_on or todo == 0:
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[last]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                 TimeRemainingColumn(), console=self.console, transient=False)
+        self.progress = Progress(
+            TextColumn("sweep"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[last]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
         self.progress.start()
         self.task = self.progress.add_task("sweep", total=todo, last="")
 
     def _line(self, text: str) -> None:
         # soft_wrap: one problem, one line, whatever the terminal's width (greppable, as the tests do)
         (self.progress.console if self.progress is not None else self.console).print(
-            text, markup=False, highlight=False, soft_wrap=True)
+            text, markup=False, highlight=False, soft_wrap=True
+        )
 
     def on_problem(self, problem: Any) -> None:
         self._line(f"error: {problem.message}")
@@ -170,16 +278,24 @@ def _summary(res: Any, ckpt_dir: str) -> None:
     n = len(res.written)
     per = f", {res.seconds / n:.2f}s per checkpoint" if n else ""
     procs = f" on {res.processes} processes" if res.processes > 1 else ""
-    click.echo(f"swept {n} checkpoint{'s' * (n != 1)} of {ckpt_dir} into run {res.run!r} of {res.store} "
-               f"in {res.seconds:.1f}s{per}{procs}")
+    click.echo(
+        f"swept {n} checkpoint{'s' * (n != 1)} of {ckpt_dir} into run {res.run!r} of {res.store} "
+        f"in {res.seconds:.1f}s{per}{procs}"
+    )
     if res.skipped:
-        click.echo(f"skipped {len(res.skipped)} step{'s' * (len(res.skipped) != 1)} already in the run "
-                   "(--force recomputes them)")
+        click.echo(
+            f"skipped {len(res.skipped)} step{'s' * (len(res.skipped) != 1)} already in the run "
+            "(--force recomputes them)"
+        )
     if res.identical:
-        click.echo(f"{len(res.identical)} checkpoint{'s' * (len(res.identical) != 1)} with the same weights as another:")
+        click.echo(
+            f"{len(res.identical)} checkpoint{'s' * (len(res.identical) != 1)} with the same weights as another:"
+        )
         for a, b in res.identical:
             click.echo(f"  {a} = {b}")
     if res.failed:
-        click.echo(f"{len(res.failed)} checkpoint{'s' * (len(res.failed) != 1)} failed (the others are recorded):")
+        click.echo(
+            f"{len(res.failed)} checkpoint{'s' * (len(res.failed) != 1)} failed (the others are recorded):"
+        )
         for p in res.failed:
             click.echo(f"  {p.message.splitlines()[0]}")

@@ -25,11 +25,11 @@ from .loggers import (
 )
 
 __all__ = [
+    "MLflowSink",
     "Sink",
+    "SinkStore",
     "TensorBoardSink",
     "WandbSink",
-    "MLflowSink",
-    "SinkStore",
     "as_sink",
     "log_heatmap",
     "log_run",

@@ -8,8 +8,9 @@ optimizer step) and :meth:`~RecorderSession.finish`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch.nn as nn
 
@@ -39,7 +40,8 @@ class RecorderSession:
     ) -> None:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(
-                f"every={every!r}; pass a whole number >= 1 (record every N-th optimizer step).")
+                f"every={every!r}; pass a whole number >= 1 (record every N-th optimizer step)."
+            )
         for bad in ("model", "store", "run", "start_step", "resume"):
             if bad in recorder_options:
                 raise ConfigError(
@@ -102,8 +104,16 @@ class RecorderSession:
         opts["notes"] = {**(notes or {}), **opts.get("notes", {})}
         try:
             self.recorder = Recorder(
-                model, store if is_rank0 else None, run=run, metrics=self.metrics, every=self.every,
-                layers=self.layers, sites=self.sites, probe=self.probe, start_step=start_step, **opts,
+                model,
+                store if is_rank0 else None,
+                run=run,
+                metrics=self.metrics,
+                every=self.every,
+                layers=self.layers,
+                sites=self.sites,
+                probe=self.probe,
+                start_step=start_step,
+                **opts,
             )
         except BaseException:
             if self.sink_store is not None:
@@ -139,4 +149,4 @@ class RecorderSession:
         return {"run": self.run, "last_step": self.last_step}
 
 
-__all__ = ["RecorderSession", "DEFAULT_METRICS", "STORE_NAME"]
+__all__ = ["DEFAULT_METRICS", "STORE_NAME", "RecorderSession"]

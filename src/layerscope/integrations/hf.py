@@ -17,8 +17,9 @@ replace their rows. Importing this module imports transformers.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -68,8 +69,9 @@ class LayerscopeCallback(TrainerCallback):
         log_to: Any = (),
         **recorder_options: Any,
     ) -> None:
-        self.session = RecorderSession(store, run, every, metrics, sites, probe, layers, log_to,
-                                       recorder_options)
+        self.session = RecorderSession(
+            store, run, every, metrics, sites, probe, layers, log_to, recorder_options
+        )
 
     @property
     def recorder(self) -> Any:
@@ -85,10 +87,13 @@ class LayerscopeCallback(TrainerCallback):
             default_store=output_dir / STORE_NAME,
             default_run=args.run_name or output_dir.resolve().name or "hf",
             resolve_sinks=lambda target: _hf_sinks(target, args),
-            notes={"trainer": f"transformers {transformers.__version__}",
-                   "gradient_accumulation_steps": int(args.gradient_accumulation_steps),
-                   "per_device_train_batch_size": int(args.per_device_train_batch_size),
-                   "learning_rate": float(args.learning_rate), "world_size": world},
+            notes={
+                "trainer": f"transformers {transformers.__version__}",
+                "gradient_accumulation_steps": int(args.gradient_accumulation_steps),
+                "per_device_train_batch_size": int(args.per_device_train_batch_size),
+                "learning_rate": float(args.learning_rate),
+                "world_size": world,
+            },
         )
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -116,8 +121,9 @@ def _hf_sinks(target: Any, args: Any) -> list[Sink] | None:
         names = [n for n in report if n in ("tensorboard", "wandb", "mlflow")]
         return [s for n in names for s in (_hf_sinks(n, args) or [])]
     if name == "tensorboard":
-        log_dir = (os.getenv("TENSORBOARD_LOGGING_DIR")
-                   or os.path.join(args.output_dir or ".", "runs", "layerscope"))
+        log_dir = os.getenv("TENSORBOARD_LOGGING_DIR") or os.path.join(
+            args.output_dir or ".", "runs", "layerscope"
+        )
         return [TensorBoardSink(log_dir=log_dir)]
     # HF's W&B/MLflow callbacks run before user callbacks and open their run in on_train_begin;
     # pin that run now, since HF's MLflowCallback ends it in on_train_end, before our heatmaps.

@@ -19,8 +19,9 @@ import os
 import secrets
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -76,8 +77,9 @@ class LayerscopeCallback(_pl.Callback):
     ) -> None:
         super().__init__()
         self._run_arg = run
-        self.session = RecorderSession(store, run, every, metrics, sites, probe, layers, log_to,
-                                       recorder_options)
+        self.session = RecorderSession(
+            store, run, every, metrics, sites, probe, layers, log_to, recorder_options
+        )
         self._restored: dict[str, Any] | None = None
         self._seen_step: int | None = None
 
@@ -98,7 +100,10 @@ class LayerscopeCallback(_pl.Callback):
         if self._run_arg and restored.get("run") not in (None, self._run_arg) and trainer.is_global_zero:
             warnings.warn(
                 f"layerscope: the checkpoint recorded run {restored['run']!r}; continuing into run "
-                f"{self._run_arg!r} as the callback's run= says.", RuntimeWarning, stacklevel=2)
+                f"{self._run_arg!r} as the callback's run= says.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.session.run = run
         gs = int(trainer.global_step)
         rec = self.session.start(
@@ -109,16 +114,19 @@ class LayerscopeCallback(_pl.Callback):
             # Unique even for two fits started in the same second; a checkpoint carries it on.
             default_run=f"{type(pl_module).__name__}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}",
             resolve_sinks=lambda target: _lightning_sinks(target, trainer),
-            notes={"trainer": f"lightning {_pl.__version__}",
-                   "accumulate_grad_batches": int(trainer.accumulate_grad_batches),
-                   "world_size": int(trainer.world_size)},
+            notes={
+                "trainer": f"lightning {_pl.__version__}",
+                "accumulate_grad_batches": int(trainer.accumulate_grad_batches),
+                "world_size": int(trainer.world_size),
+            },
         )
         if restored.get("last_step") is not None and restored.get("run") in (None, rec.run):
             rec.load_state_dict(restored)
         self._seen_step = gs
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # global_step counts optimizer updates: it moves on the last micro-batch of an accumulation.
         gs = int(trainer.global_step)
         if gs != self._seen_step:

@@ -31,8 +31,9 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,8 +71,14 @@ class Sink:
 
     kind = "sink"
 
-    def __init__(self, *, scalars: bool | Sequence[str] = True, images: Sequence[str] | None = None,
-                 prefix: str = "layerscope", plot_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        scalars: bool | Sequence[str] = True,
+        images: Sequence[str] | None = None,
+        prefix: str = "layerscope",
+        plot_options: dict[str, Any] | None = None,
+    ) -> None:
         if isinstance(scalars, str) or isinstance(images, str):
             raise ConfigError(
                 f"scalars={scalars!r}, images={images!r}: pass metric names as a list, e.g. images=['rms']."
@@ -134,7 +141,8 @@ class Sink:
         """
         if not heatmap.steps:
             raise ConfigError(
-                f"heatmap {heatmap.metric!r} of run {heatmap.run!r} has no steps; record some first.")
+                f"heatmap {heatmap.metric!r} of run {heatmap.run!r} has no steps; record some first."
+            )
         step = int(heatmap.steps[-1] if step is None else step)
         png = render_png(heatmap, title=title, **self.plot_options)
         self.add_image(self.image_tag(heatmap.metric, heatmap.site), png, step)
@@ -142,8 +150,9 @@ class Sink:
         return png
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(prefix={self.prefix!r}, scalars={self.scalars!r}, "
-                f"images={self.images!r})")
+        return (
+            f"{type(self).__name__}(prefix={self.prefix!r}, scalars={self.scalars!r}, images={self.images!r})"
+        )
 
 
 _TMP: tempfile.TemporaryDirectory[str] | None = None
@@ -187,8 +196,9 @@ class TensorBoardSink(Sink):
 
     kind = "tensorboard"
 
-    def __init__(self, writer: Any = None, *, log_dir: str | os.PathLike[str] | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, writer: Any = None, *, log_dir: str | os.PathLike[str] | None = None, **options: Any
+    ) -> None:
         super().__init__(**options)
         if writer is not None and log_dir is not None:
             raise ConfigError("TensorBoardSink: pass writer= or log_dir=, not both.")
@@ -280,8 +290,14 @@ class MLflowSink(Sink):
     kind = "mlflow"
     _BATCH = 1000
 
-    def __init__(self, run_id: str | None = None, *, tracking_uri: str | None = None, client: Any = None,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        run_id: str | None = None,
+        *,
+        tracking_uri: str | None = None,
+        client: Any = None,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self._mlflow = _need("mlflow", "mlflow", "MLflowSink")
         if client is not None and tracking_uri is not None:
@@ -316,7 +332,7 @@ class MLflowSink(Sink):
         ts = int(time.time() * 1000)
         metrics = [Metric(k, v, ts, step) for k, v in values.items()]
         for i in range(0, len(metrics), self._BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[i: i + self._BATCH])
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + self._BATCH])
 
     def add_image(self, tag: str, png: Path, step: int) -> None:
         # MLflow keys allow '/', but image keys become file names: flatten them.
@@ -371,8 +387,12 @@ def as_sinks(targets: Any) -> list[Sink]:
 
 
 def _warn_sink(sink: Sink, e: Exception) -> None:
-    warnings.warn(f"layerscope: logging to {sink.kind} failed ({type(e).__name__}: {e}); "
-                  "the run store is unaffected, training continues.", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"layerscope: logging to {sink.kind} failed ({type(e).__name__}: {e}); "
+        "the run store is unaffected, training continues.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 # -- the live path: a store that also sends what it writes -------------------------------------
@@ -442,8 +462,9 @@ class SinkStore(Store):
 
 
 # -- after the fact ------------------------------------------------------------------------------
-def log_heatmap(heatmap: Heatmap, to: Any, step: int | None = None, *, scalars: bool = False,
-                title: str | None = None) -> Path:
+def log_heatmap(
+    heatmap: Heatmap, to: Any, step: int | None = None, *, scalars: bool = False, title: str | None = None
+) -> Path:
     """Log ``heatmap`` as an image to ``to`` (a Sink, a SummaryWriter, a wandb run, ``"wandb"``, ...)
     at ``step`` (default: its last step); with ``scalars=True`` also its per-layer values of every step.
 
@@ -459,9 +480,15 @@ def log_heatmap(heatmap: Heatmap, to: Any, step: int | None = None, *, scalars: 
     return png
 
 
-def log_run(store: str | os.PathLike[str] | Store, run: str | None = None, to: Any = "tensorboard", *,
-            metrics: Sequence[str] | None = None, sites: Sequence[str] | None = None,
-            images: bool = True) -> None:
+def log_run(
+    store: str | os.PathLike[str] | Store,
+    run: str | None = None,
+    to: Any = "tensorboard",
+    *,
+    metrics: Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+    images: bool = True,
+) -> None:
     """Send a recorded run to ``to``: the per-layer scalars of every step, then (``images``) one
     heatmap per (metric, site). For runs recorded without a live sink.
 
@@ -471,8 +498,11 @@ def log_run(store: str | os.PathLike[str] | Store, run: str | None = None, to: A
     st = store if isinstance(store, Store) else Store(store, readonly=True)
     try:
         run = st.resolve_run(run)
-        pairs = [(m, s) for m, s in st.metrics(run)
-                 if (metrics is None or m in metrics) and (sites is None or s in sites)]
+        pairs = [
+            (m, s)
+            for m, s in st.metrics(run)
+            if (metrics is None or m in metrics) and (sites is None or s in sites)
+        ]
         if not pairs:
             raise ConfigError(
                 f"run {run!r} has no recorded (metric, site) among metrics={metrics!r}, sites={sites!r}; "
@@ -505,6 +535,15 @@ def _heatmaps_to_records(hms: Sequence[Heatmap]) -> list[StepRecord]:
 
 
 __all__ = [
-    "Sink", "TensorBoardSink", "WandbSink", "MLflowSink", "SinkStore",
-    "as_sink", "as_sinks", "log_heatmap", "log_run", "render_png", "SINK_NAMES",
+    "SINK_NAMES",
+    "MLflowSink",
+    "Sink",
+    "SinkStore",
+    "TensorBoardSink",
+    "WandbSink",
+    "as_sink",
+    "as_sinks",
+    "log_heatmap",
+    "log_run",
+    "render_png",
 ]

@@ -9,8 +9,9 @@ They read :class:`~layerscope.store.heatmap.Heatmap` matrices, never the store's
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ConfigError
 from ..store.heatmap import Heatmap
@@ -54,4 +55,4 @@ def plot(heatmap: Heatmap | Sequence[Heatmap], path: str | os.PathLike[str], **o
     return plot_heatmap(hms[0], out, opts)
 
 
-__all__ = ["plot", "plot_heatmap", "heatmap_figure", "RenderOptions", "RenderWarning"]
+__all__ = ["RenderOptions", "RenderWarning", "heatmap_figure", "plot", "plot_heatmap"]

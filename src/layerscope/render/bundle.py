@@ -13,16 +13,17 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._format import format_step
+from .._io import write_text_atomic
 from .._version import __version__
 from ..errors import ConfigError, StoreError
 from ..store.heatmap import Heatmap
-from .._io import write_text_atomic
 from .html import figure_div, heatmap_figure, lines_figure, page
 from .options import RenderOptions
 

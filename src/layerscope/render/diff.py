@@ -18,8 +18,9 @@ sentence quotes is in :meth:`DiffSummary.to_dict`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -237,7 +238,7 @@ def summarize(a: Heatmap, b: Heatmap, relative: bool = False, top: int = TOP) ->
     ad = np.where(fd, np.abs(d), np.nan)
     identical = bool(np.nanmax(ad) == 0 and facts["n_only_a"] == 0 and facts["n_only_b"] == 0)
     i, j = np.unravel_index(int(np.nanargmax(ad)), ad.shape)
-    mx = {
+    mx: dict[str, Any] = {
         "step": al.steps[i],
         "layer": al.layers[j],
         "layer_name": al.layer_names[j],

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import html as _html
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,10 @@ def _colorbar(cs: ColorScale, label: str, where: str) -> dict[str, Any]:
         )
     if cs.kind == "log":
         lo, hi = np.log10(cs.lo), np.log10(cs.hi)
-        ks = list(range(int(np.ceil(lo)), int(np.floor(hi)) + 1)) or [float(lo), float(hi)]
+        ks: list[float] = [float(k) for k in range(int(np.ceil(lo)), int(np.floor(hi)) + 1)] or [
+            float(lo),
+            float(hi),
+        ]
         cb.update(
             {
                 "tickvals": [float(k) for k in ks],
@@ -430,14 +434,14 @@ def lines_figure(hms: Sequence[Heatmap], options: RenderOptions | None = None, *
         kinds = cell_kinds(vals, opts.scale)
         for kind, ypos, sym in (("+inf", 0.98, "triangle-up"), ("-inf", 0.02, "triangle-down")):
             if kind in kinds:
-                ii, jj = np.nonzero(kinds[kind])
+                ii, _ = np.nonzero(kinds[kind])
                 data.append(
                     {
                         "type": "scatter",
                         "mode": "markers",
                         "yaxis": "y2",
                         "hoverinfo": "skip",
-                        "x": [int(hm.steps[i]) for i in ii],
+                        "x": [int(hm.steps[int(i)]) for i in ii],
                         "y": [ypos] * len(ii),
                         "visible": k == 0,
                         "name": esc(KIND_LABELS[kind]),

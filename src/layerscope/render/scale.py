@@ -6,8 +6,9 @@ Nothing here draws; each function maps numbers to numbers so it can be tested wi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

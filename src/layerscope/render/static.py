@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._format import format_value
-from ..errors import ConfigError, NotFoundError, StoreError
 from .._io import write_atomic
+from ..errors import ConfigError, NotFoundError, StoreError
 from ..store.heatmap import Heatmap
 from .options import MAX_ANNOTATE, RenderOptions, RenderWarning
 from .scale import (
@@ -366,7 +367,7 @@ def add_colorbar(
         # 1-2-5 (every integer multiple under one decade) read better.
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        subs = np.arange(1, 10) if cs.hi / cs.lo < 10 else (1.0, 2.0, 5.0)
+        subs = [float(k) for k in range(1, 10)] if cs.hi / cs.lo < 10 else [1.0, 2.0, 5.0]
         axis = cb.ax.yaxis if where == "right" else cb.ax.xaxis
         axis.set_major_locator(LogLocator(10, subs=subs))
         axis.set_major_formatter(FuncFormatter(lambda v, _p: format_value(v, 2)))

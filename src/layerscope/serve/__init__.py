@@ -13,4 +13,4 @@ plotly.js of the installed plotly package: nothing is fetched from the internet.
 from .app import DEFAULT_POLL_MS, create_app
 from .server import Dashboard, serve
 
-__all__ = ["create_app", "Dashboard", "serve", "DEFAULT_POLL_MS"]
+__all__ = ["DEFAULT_POLL_MS", "Dashboard", "create_app", "serve"]

@@ -25,8 +25,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Callable, Collection
+from typing import Any
 
 from flask import Flask, Response, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
@@ -42,19 +43,21 @@ DEFAULT_POLL_MS = 1500
 # user visits from reading the store through DNS rebinding (its name re-pointed at 127.0.0.1).
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
-CSP = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",  # no inline script, no eval, no other origin
-    # plotly.js sets style attributes on the SVG it draws; styles cannot run code
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",  # plotly's "download as PNG" makes a data: URL
-    "connect-src 'self'",
-    "font-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-])
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",  # no inline script, no eval, no other origin
+        # plotly.js sets style attributes on the SVG it draws; styles cannot run code
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",  # plotly's "download as PNG" makes a data: URL
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 _STATUS = ((NotFoundError, 404), (ConfigError, 400), (DataError, 400), (StoreError, 503))
 
@@ -79,7 +82,9 @@ def _error(status: int, message: str) -> Response:
 def _arg(name: str, default: str | None = None) -> str:
     value = request.args.get(name, default)
     if value is None or value == "":
-        raise ConfigError(f"missing query parameter {name!r}; pass it as ?{name}=... (see /api/runs for names).")
+        raise ConfigError(
+            f"missing query parameter {name!r}; pass it as ?{name}=... (see /api/runs for names)."
+        )
     return value
 
 
@@ -90,7 +95,9 @@ def _int_arg(name: str) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"query parameter {name}={raw!r} is not an integer step; pass e.g. {name}=120.") from None
+        raise ConfigError(
+            f"query parameter {name}={raw!r} is not an integer step; pass e.g. {name}=120."
+        ) from None
 
 
 def _host_allowed(host_header: str, allowed: Collection[str]) -> bool:
@@ -119,11 +126,17 @@ def create_app(
     'missing'
     """
     if not isinstance(poll_ms, int) or poll_ms < 100:
-        raise ConfigError(f"poll_ms={poll_ms!r} is too short; poll at most every 100 ms (default {DEFAULT_POLL_MS}).")
+        raise ConfigError(
+            f"poll_ms={poll_ms!r} is too short; poll at most every 100 ms (default {DEFAULT_POLL_MS})."
+        )
     path = Path(store_path).expanduser()
     here = Path(__file__).parent
-    app = Flask("layerscope.serve", static_folder=str(here / "static"), static_url_path="/static",
-                template_folder=str(here / "templates"))
+    app = Flask(
+        "layerscope.serve",
+        static_folder=str(here / "static"),
+        static_url_path="/static",
+        template_folder=str(here / "templates"),
+    )
     app.config["LAYERSCOPE_STORE"] = path
     allowed = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
     plotly_path, plotly_version = _plotly_js()
@@ -136,8 +149,11 @@ def create_app(
     @app.before_request
     def check_host() -> Response | None:
         if allowed is not None and not _host_allowed(request.host, allowed):
-            return _error(400, f"host {request.host!r} is not served here; open http://127.0.0.1:<port>/ "
-                               "(or start layerscope serve with --host to serve other names).")
+            return _error(
+                400,
+                f"host {request.host!r} is not served here; open http://127.0.0.1:<port>/ "
+                "(or start layerscope serve with --host to serve other names).",
+            )
         return None
 
     @app.after_request
@@ -159,20 +175,29 @@ def create_app(
     def http_error(e: HTTPException) -> Response:
         code = e.code or 500
         if request.path.startswith("/api/"):
-            return _error(code, f"{e.name}: {request.method} {request.path} is not an endpoint here; "
-                                "see /api/runs." if code in (404, 405) else (e.description or e.name))
+            return _error(
+                code,
+                f"{e.name}: {request.method} {request.path} is not an endpoint here; see /api/runs."
+                if code in (404, 405)
+                else (e.description or e.name),
+            )
         resp = Response(f"{code} {e.name}. The dashboard is at /.\n", status=code, mimetype="text/plain")
         return resp
 
     @app.errorhandler(Exception)
     def unexpected(e: Exception) -> Response:
         log.exception("unexpected error serving %s", request.path)
-        return _error(500, f"unexpected {type(e).__name__}: {e}. This is a bug in layerscope; the server "
-                           "log has the traceback.")
+        return _error(
+            500,
+            f"unexpected {type(e).__name__}: {e}. This is a bug in layerscope; the server "
+            "log has the traceback.",
+        )
 
     def store_reader(fn: Callable[[Any], Any]) -> Any:
         if reader.store_status(path) == "missing":
-            raise NotFoundError(f"store {str(path)!r} does not exist yet; it appears once a run records into it.")
+            raise NotFoundError(
+                f"store {str(path)!r} does not exist yet; it appears once a run records into it."
+            )
         with reader.open_readonly(path) as st:
             return fn(st)
 
@@ -180,14 +205,22 @@ def create_app(
     @app.get("/")
     def index() -> str:
         return render_template(
-            "index.html", poll_ms=poll_ms, store=str(path), store_name=path.name, version=__version__,
-            plotly_version=plotly_version, app_js_v=asset_version("app.js"), app_css_v=asset_version("app.css"),
+            "index.html",
+            poll_ms=poll_ms,
+            store=str(path),
+            store_name=path.name,
+            version=__version__,
+            plotly_version=plotly_version,
+            app_js_v=asset_version("app.js"),
+            app_css_v=asset_version("app.css"),
         )
 
     @app.get("/vendor/plotly.min.js")
     def plotly_js() -> Response:
         if plotly_path is not None:
-            resp = send_file(plotly_path, mimetype="text/javascript", max_age=365 * 24 * 3600, conditional=True)
+            resp = send_file(
+                plotly_path, mimetype="text/javascript", max_age=365 * 24 * 3600, conditional=True
+            )
         else:  # a plotly build without package_data: ask it for the bundle
             from plotly.offline import get_plotlyjs
 
@@ -205,8 +238,9 @@ def create_app(
         if status == "ok":
             with reader.open_readonly(path) as st:
                 runs = [s.to_dict() for s in reader.run_summaries(st)]
-        return _json({"store": str(path), "status": status, "poll_ms": poll_ms, "version": __version__,
-                      "runs": runs})
+        return _json(
+            {"store": str(path), "status": status, "poll_ms": poll_ms, "version": __version__, "runs": runs}
+        )
 
     @app.get("/api/run")
     def api_run() -> Response:
@@ -220,8 +254,10 @@ def create_app(
                 "pairs": [list(p) for p in pairs],
                 "metrics": sorted({m for m, _ in pairs}),
                 "sites": sorted({s for _, s in pairs}),
-                "layer_info": [{"layer": li.layer, "name": li.name, "stack": li.stack, "depth": li.depth}
-                               for li in st.layers(run)],
+                "layer_info": [
+                    {"layer": li.layer, "name": li.name, "stack": li.stack, "depth": li.depth}
+                    for li in st.layers(run)
+                ],
                 "config": st.run_config(run),
             }
 
@@ -240,11 +276,22 @@ def create_app(
         try:
             from ..analysis import report
         except ImportError as e:  # pragma: no cover - the analysis ships with layerscope
-            raise StoreError(f"the analysis is not available in this install ({e}); reinstall layerscope.") from e
+            raise StoreError(
+                f"the analysis is not available in this install ({e}); reinstall layerscope."
+            ) from e
         hm = store_reader(lambda st: reader.read_matrix(st, run, metric, site))
         rep = report(hm)
-        return _json({"run": run, "metric": metric, "site": site, "last_step": hm.steps[-1] if hm.steps else None,
-                      "n_steps": len(hm.steps), "markdown": rep.to_markdown(), "report": rep.to_dict()})
+        return _json(
+            {
+                "run": run,
+                "metric": metric,
+                "site": site,
+                "last_step": hm.steps[-1] if hm.steps else None,
+                "n_steps": len(hm.steps),
+                "markdown": rep.to_markdown(),
+                "report": rep.to_dict(),
+            }
+        )
 
     @app.get("/api/compare")
     def api_compare() -> Response:
@@ -252,8 +299,10 @@ def create_app(
         metric, site = _arg("metric", "rms"), _arg("site", "output")
         mode = request.args.get("mode", "absolute")
         if mode not in ("absolute", "relative"):
-            raise ConfigError(f"mode={mode!r} is not a comparison; pass mode=absolute (B - A) or mode=relative "
-                              "(100 x (B - A) / |A|, in %).")
+            raise ConfigError(
+                f"mode={mode!r} is not a comparison; pass mode=absolute (B - A) or mode=relative "
+                "(100 x (B - A) / |A|, in %)."
+            )
 
         def read(st: Any) -> tuple[Any, Any]:
             return reader.read_matrix(st, run_a, metric, site), reader.read_matrix(st, run_b, metric, site)

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -48,9 +49,17 @@ class RunSummary:
     n_layers: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "run": self.name, "created": self.created, "model": self.model,
-                "source": self.source, "steps": self.n_steps, "first_step": self.first_step,
-                "last_step": self.last_step, "layers": self.n_layers}
+        return {
+            "id": self.id,
+            "run": self.name,
+            "created": self.created,
+            "model": self.model,
+            "source": self.source,
+            "steps": self.n_steps,
+            "first_step": self.first_step,
+            "last_step": self.last_step,
+            "layers": self.n_layers,
+        }
 
 
 def store_status(path: Path) -> str:
@@ -80,7 +89,10 @@ def open_readonly(path: str | os.PathLike[str]) -> Iterator[Store]:
 
 def run_summaries(st: Store) -> list[RunSummary]:
     """Every run with its step count and range, in creation order, from one read transaction."""
-    return [RunSummary(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], int(r[8])) for r in st.run_table()]
+    return [
+        RunSummary(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], int(r[8]))
+        for r in st.run_table()
+    ]
 
 
 def run_summary(st: Store, run: str) -> RunSummary:
@@ -99,6 +111,7 @@ def read_matrix(st: Store, run: str, metric: str, site: str, since_step: int | N
 
 # -- JSON shapes ---------------------------------------------------------------------------------
 
+
 def finite_or_none(values: np.ndarray) -> list[list[float | None]]:
     """Rows of floats with NaN and +-inf as None (strict JSON has neither)."""
     return [[x if math.isfinite(x) else None for x in row] for row in values.tolist()]
@@ -113,9 +126,14 @@ def infinite_cells(values: np.ndarray) -> list[list[int]]:
 def heatmap_json(hm: Heatmap, since_step: int | None = None) -> dict[str, Any]:
     """The JSON the page draws: ``values[i][j]`` is ``steps[i]`` x ``layers[j]``; null = absent."""
     return {
-        "run": hm.run, "metric": hm.metric, "site": hm.site,
-        "layers": list(hm.layers), "layer_names": list(hm.layer_names),
-        "steps": list(hm.steps), "values": finite_or_none(hm.values), "inf": infinite_cells(hm.values),
+        "run": hm.run,
+        "metric": hm.metric,
+        "site": hm.site,
+        "layers": list(hm.layers),
+        "layer_names": list(hm.layer_names),
+        "steps": list(hm.steps),
+        "values": finite_or_none(hm.values),
+        "inf": infinite_cells(hm.values),
         "since_step": since_step,
         "last_step": hm.steps[-1] if len(hm.steps) else since_step,
     }
@@ -128,21 +146,46 @@ def compare_json(a: Heatmap, b: Heatmap, relative: bool = False) -> dict[str, An
     from ..render.diff import align, diff_values, summarize
 
     head: dict[str, Any] = {
-        "run_a": a.run, "run_b": b.run, "metric": a.metric, "site": a.site,
+        "run_a": a.run,
+        "run_b": b.run,
+        "metric": a.metric,
+        "site": a.site,
         "mode": "relative" if relative else "absolute",
-        "a_steps": len(a.steps), "b_steps": len(b.steps),
-        "a_last_step": a.steps[-1] if len(a.steps) else None, "b_last_step": b.steps[-1] if len(b.steps) else None,
+        "a_steps": len(a.steps),
+        "b_steps": len(b.steps),
+        "a_last_step": a.steps[-1] if len(a.steps) else None,
+        "b_last_step": b.steps[-1] if len(b.steps) else None,
     }
     try:
         al = align(a, b)
     except NotFoundError as e:  # a run that has just started shares no step with the other yet
-        return {**head, "steps": [], "layers": [], "layer_names": [], "a": [], "b": [], "diff": [],
-                "steps_only_a": list(a.steps), "steps_only_b": list(b.steps), "layers_only_a": [], "layers_only_b": [],
-                "notes": [str(e)], "summary": []}
+        return {
+            **head,
+            "steps": [],
+            "layers": [],
+            "layer_names": [],
+            "a": [],
+            "b": [],
+            "diff": [],
+            "steps_only_a": list(a.steps),
+            "steps_only_b": list(b.steps),
+            "layers_only_a": [],
+            "layers_only_b": [],
+            "notes": [str(e)],
+            "summary": [],
+        }
     return {
-        **head, "steps": al.steps, "layers": al.layers, "layer_names": al.layer_names,
-        "a": finite_or_none(al.a), "b": finite_or_none(al.b), "diff": finite_or_none(diff_values(al.a, al.b, relative)),
-        "steps_only_a": al.steps_only_a, "steps_only_b": al.steps_only_b,
-        "layers_only_a": al.layers_only_a, "layers_only_b": al.layers_only_b,
-        "notes": [], "summary": summarize(a, b, relative).sentences,
+        **head,
+        "steps": al.steps,
+        "layers": al.layers,
+        "layer_names": al.layer_names,
+        "a": finite_or_none(al.a),
+        "b": finite_or_none(al.b),
+        "diff": finite_or_none(diff_values(al.a, al.b, relative)),
+        "steps_only_a": al.steps_only_a,
+        "steps_only_b": al.steps_only_b,
+        "layers_only_a": al.layers_only_a,
+        "layers_only_b": al.layers_only_b,
+        "notes": [],
+        "summary": summarize(a, b, relative).sentences,
     }

@@ -12,10 +12,16 @@ import socket
 import sys
 import threading
 import webbrowser
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, get_sockaddr, make_server, select_address_family
+from werkzeug.serving import (
+    BaseWSGIServer,
+    WSGIRequestHandler,
+    get_sockaddr,
+    make_server,
+    select_address_family,
+)
 
 from ..errors import ConfigError
 from . import reader
@@ -49,8 +55,10 @@ def bind(host: str, port: int) -> socket.socket:
         addr = get_sockaddr(host, port, family)
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as e:
-        raise ConfigError(f"cannot listen on host {host!r} ({e.strerror or e}); pass an address of this "
-                          "machine such as 127.0.0.1.") from None
+        raise ConfigError(
+            f"cannot listen on host {host!r} ({e.strerror or e}); pass an address of this "
+            "machine such as 127.0.0.1."
+        ) from None
     try:
         # Lets a restarted server take its port back from connections in TIME_WAIT; on Linux and
         # macOS it does not let two servers listen on one port (that is still EADDRINUSE).
@@ -61,14 +69,19 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} on {host} is already in use (another layerscope serve?); pass "
-                              f"another --port, e.g. --port {port + 1 if port < 65535 else 8050}, or --port 0 "
-                              "for any free port.") from None
+            raise ConfigError(
+                f"port {port} on {host} is already in use (another layerscope serve?); pass "
+                f"another --port, e.g. --port {port + 1 if port < 65535 else 8050}, or --port 0 "
+                "for any free port."
+            ) from None
         if e.errno == errno.EACCES:
-            raise ConfigError(f"not allowed to listen on port {port}; ports below 1024 need root, pass "
-                              "--port 8050.") from None
-        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}); pass an address of this "
-                          "machine such as 127.0.0.1.") from None
+            raise ConfigError(
+                f"not allowed to listen on port {port}; ports below 1024 need root, pass --port 8050."
+            ) from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); pass an address of this "
+            "machine such as 127.0.0.1."
+        ) from None
     return sock
 
 
@@ -90,8 +103,10 @@ def check_store(store_path: Path) -> str:
         with reader.open_readonly(store_path):  # not SQLite, not layerscope's, newer schema: one line now
             pass
     elif status == "missing" and not store_path.parent.exists():
-        raise ConfigError(f"folder {str(store_path.parent)!r} for store {str(store_path)!r} does not exist; "
-                          "check the path (the store itself may appear later).")
+        raise ConfigError(
+            f"folder {str(store_path.parent)!r} for store {str(store_path)!r} does not exist; "
+            "check the path (the store itself may appear later)."
+        )
     return status
 
 
@@ -105,8 +120,13 @@ class Dashboard:
     >>> d.stop()                                    # doctest: +SKIP
     """
 
-    def __init__(self, store_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8050,
-                 poll_ms: int = DEFAULT_POLL_MS) -> None:
+    def __init__(
+        self,
+        store_path: str | os.PathLike[str],
+        host: str = "127.0.0.1",
+        port: int = 8050,
+        poll_ms: int = DEFAULT_POLL_MS,
+    ) -> None:
         self.store_path = Path(store_path).expanduser()
         self.status = check_store(self.store_path)
         allowed = (*LOOPBACK_HOSTS, host.lower()) if is_loopback(host) else None
@@ -114,8 +134,9 @@ class Dashboard:
         self.host = host
         sock = bind(host, port)
         try:
-            self.server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
-                                                      request_handler=_QuietHandler, fd=sock.fileno())
+            self.server: BaseWSGIServer = make_server(
+                host, port, self.app, threaded=True, request_handler=_QuietHandler, fd=sock.fileno()
+            )
         finally:
             sock.close()  # the server holds its own duplicate of the socket
         self.port = int(self.server.port)
@@ -123,8 +144,12 @@ class Dashboard:
         self._thread: threading.Thread | None = None
         # Import the analysis now, off the request path: the page's first report is then as fast
         # as the next ones (the page spaces its report reads by how long one takes).
-        threading.Thread(target=importlib.import_module, args=("layerscope.analysis",), daemon=True,
-                         name="layerscope-serve-warmup").start()
+        threading.Thread(
+            target=importlib.import_module,
+            args=("layerscope.analysis",),
+            daemon=True,
+            name="layerscope-serve-warmup",
+        ).start()
 
     def serve_forever(self) -> None:
         """Serve until Ctrl-C (KeyboardInterrupt) or :meth:`stop`; then close the socket."""
@@ -149,19 +174,29 @@ class Dashboard:
         self.server.server_close()
 
 
-def serve(store_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8050,
-          poll_ms: int = DEFAULT_POLL_MS, open_browser: bool = False,
-          say: Callable[[str], None] = print, warn: Callable[[str], None] | None = None) -> None:
+def serve(
+    store_path: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    poll_ms: int = DEFAULT_POLL_MS,
+    open_browser: bool = False,
+    say: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+) -> None:
     """Serve the dashboard for ``store_path`` until Ctrl-C. Prints the URL first."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     if not is_loopback(host):
-        warn(f"warning: --host {host} serves the dashboard, without a password, to every machine that "
-             "can reach this one; use the default 127.0.0.1 unless that is what you want.")
+        warn(
+            f"warning: --host {host} serves the dashboard, without a password, to every machine that "
+            "can reach this one; use the default 127.0.0.1 unless that is what you want."
+        )
     dash = Dashboard(store_path, host=host, port=port, poll_ms=poll_ms)
-    note = {"missing": " (the store does not exist yet; the page waits for it)",
-            "empty": " (no runs yet; the page waits for them)"}.get(dash.status, "")
+    note = {
+        "missing": " (the store does not exist yet; the page waits for it)",
+        "empty": " (no runs yet; the page waits for them)",
+    }.get(dash.status, "")
     try:  # Ctrl-C from here on, even before serving starts, is a clean stop
-        say(f"layerscope serve: {dash.url}  store {str(dash.store_path)}{note}")
+        say(f"layerscope serve: {dash.url}  store {dash.store_path!s}{note}")
         say("Press Ctrl-C to stop.")
         if open_browser:
             threading.Timer(0.3, webbrowser.open, args=(dash.url,)).start()
@@ -173,4 +208,4 @@ def serve(store_path: str | os.PathLike[str], host: str = "127.0.0.1", port: int
     say("layerscope serve: stopped.")
 
 
-__all__ = ["Dashboard", "serve", "bind", "is_loopback", "url_for"]
+__all__ = ["Dashboard", "bind", "is_loopback", "serve", "url_for"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,8 +90,11 @@ class SlotAccumulator:
             w = float(x.numel())
             for m in spec.fn_metrics:
                 v = m.fn(x.detach()).to(torch.float64).reshape(())  # type: ignore[misc]
-                vals.append(torch.stack([v * w, torch.full_like(v, w)]) if m.reduce == "mean"
-                            else torch.stack([v, torch.ones_like(v)]))
+                vals.append(
+                    torch.stack([v * w, torch.full_like(v, w)])
+                    if m.reduce == "mean"
+                    else torch.stack([v, torch.ones_like(v)])
+                )
             cur = torch.stack(vals)
             if self.fn_acc is None:
                 self.fn_acc = cur
@@ -160,8 +164,9 @@ def _batched_states(accs: Sequence[SlotAccumulator], device: torch.device | None
     return states.to(device)
 
 
-def collect(accs: Sequence[SlotAccumulator], spec: StatSpec, device: torch.device | None,
-            defer: bool = False) -> WindowState:
+def collect(
+    accs: Sequence[SlotAccumulator], spec: StatSpec, device: torch.device | None, defer: bool = False
+) -> WindowState:
     """The window's statistics of every slot. With ``defer``, a window in which every slot saw exactly
     one forward keeps its raw sums (one ``stack``), and :func:`finish_states` converts many windows
     at once later (at flush): the conversion is some 25 tiny ops, cheaper done once for 50 steps."""
@@ -175,10 +180,14 @@ def collect(accs: Sequence[SlotAccumulator], spec: StatSpec, device: torch.devic
     hist = None
     if "hist" in spec.groups:
         nb = len(spec.hist_edges) + 1
-        hist = torch.stack([
-            a.hist.to(device) if a.hist is not None else torch.zeros(nb, dtype=torch.float64, device=device)
-            for a in accs
-        ])
+        hist = torch.stack(
+            [
+                a.hist.to(device)
+                if a.hist is not None
+                else torch.zeros(nb, dtype=torch.float64, device=device)
+                for a in accs
+            ]
+        )
     fn = None
     if spec.fn_metrics:
         neutral = _fn_neutral(spec.fn_metrics, device)
@@ -205,7 +214,7 @@ def _fn_neutral(fn_metrics: Sequence[Metric], device: torch.device | None) -> to
     return torch.tensor(rows, dtype=torch.float64, device=device)
 
 
-def reduce_across_ranks(ws: WindowState, spec: StatSpec, group: object | None = None) -> WindowState:
+def reduce_across_ranks(ws: WindowState, spec: StatSpec, group: Any = None) -> WindowState:
     """Merge the window states of all ranks. A collective: every rank must call it, in step.
 
     Two ``all_gather`` calls: the per-slot unit counts (so that ranks agree on the layout), then
@@ -241,17 +250,17 @@ def reduce_across_ranks(ws: WindowState, spec: StatSpec, group: object | None = 
     states = merge_states(g[:, :off].reshape(world, S, N_STATE))
     units: list[torch.Tensor | None] = []
     for n in usize:
-        units.append(g[:, off: off + n].amax(0).to(torch.float32) if n else None)
+        units.append(g[:, off : off + n].amax(0).to(torch.float32) if n else None)
         off += n
     hist = None
     if ws.hist is not None:
         nb = ws.hist.shape[1]
-        hist = g[:, off: off + S * nb].reshape(world, S, nb).sum(0)
+        hist = g[:, off : off + S * nb].reshape(world, S, nb).sum(0)
         off += S * nb
     fn = None
     if ws.fn is not None:
         F = ws.fn.shape[1]
-        chunk = g[:, off: off + S * F * 2].reshape(world, S, F, 2)
+        chunk = g[:, off : off + S * F * 2].reshape(world, S, F, 2)
         fn = torch.stack([_fold_fn(spec.fn_metrics, chunk[:, s]) for s in range(S)])
     return WindowState(states, units, hist, fn)
 
@@ -285,5 +294,13 @@ def derive_values(
     return out
 
 
-__all__ = ["N_RAW", "SlotAccumulator", "StatSpec", "WindowState", "collect", "derive_values", "finish_states",
-           "reduce_across_ranks"]
+__all__ = [
+    "N_RAW",
+    "SlotAccumulator",
+    "StatSpec",
+    "WindowState",
+    "collect",
+    "derive_values",
+    "finish_states",
+    "reduce_across_ranks",
+]

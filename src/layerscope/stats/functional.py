@@ -28,11 +28,25 @@ import numpy as np
 import torch
 
 # -- state layout ------------------------------------------------------------------------------
-S_N, S_NF, S_MEAN, S_M2, S_M3, S_M4, S_MIN, S_MAX, S_MAXABS, S_SABS, S_NZERO, S_NPOS, S_NNAN, S_NPINF = range(14)
+S_N, S_NF, S_MEAN, S_M2, S_M3, S_M4, S_MIN, S_MAX, S_MAXABS, S_SABS, S_NZERO, S_NPOS, S_NNAN, S_NPINF = range(
+    14
+)
 N_STATE = 14
 STATE_FIELDS = (
-    "n", "n_finite", "mean", "m2", "m3", "m4", "min", "max", "max_abs", "sum_abs",
-    "n_zero", "n_pos", "n_nan", "n_posinf",
+    "n",
+    "n_finite",
+    "mean",
+    "m2",
+    "m3",
+    "m4",
+    "min",
+    "max",
+    "max_abs",
+    "sum_abs",
+    "n_zero",
+    "n_pos",
+    "n_nan",
+    "n_posinf",
 )
 
 # -- raw layout (what a hook produces): counts first, then float sums -------------------------
@@ -197,7 +211,9 @@ def batch_raw(
     ``s_k = sum over finite x of (x - c)**k``, ``sum_abs = sum |xz|``, ``max_abs = max |xz|``,
     min/max over finite entries.
     """
-    return _batch(x, groups - {"hist", "units"} if ("hist" in groups or "units" in groups) else groups, eps)[0]
+    return _batch(x, groups - {"hist", "units"} if ("hist" in groups or "units" in groups) else groups, eps)[
+        0
+    ]
 
 
 class HistBinner:
@@ -242,7 +258,9 @@ class HistBinner:
         inside[special] = 0
         if inside.max() > 1:
             return False
-        thr = np.where(inside == 1, self.edges[np.minimum(base, len(self.edges) - 1)], np.nan).astype(np.float32)
+        thr = np.where(inside == 1, self.edges[np.minimum(base, len(self.edges) - 1)], np.nan).astype(
+            np.float32
+        )
         base[special] = self.nb  # non-finite -> a dropped extra bin
         self.shift, self.mask, self._base, self._thr = shift, (1 << (9 + m)) - 1, base, thr
         return True
@@ -261,7 +279,12 @@ class HistBinner:
             edges = torch.tensor(self.edges, dtype=torch.float32, device=device)
             one = torch.ones(1, dtype=torch.float64, device=device)
             if self.fast:
-                t = (edges, one, torch.from_numpy(self._base).to(device), torch.from_numpy(self._thr).to(device))
+                t = (
+                    edges,
+                    one,
+                    torch.from_numpy(self._base).to(device),
+                    torch.from_numpy(self._thr).to(device),
+                )
             else:
                 t = (edges, one)
             self._dev[device] = t
@@ -340,9 +363,20 @@ def raw_to_state(raw: torch.Tensor) -> torch.Tensor:
     m4 = m4.clamp(min=0.0)
     return torch.stack(
         [
-            raw[..., R_N], nf, torch.where(nf > 0, mean, torch.zeros_like(mean)), m2, m3, m4,
-            raw[..., R_MIN], raw[..., R_MAX], raw[..., R_MAXABS], raw[..., R_SABS],
-            raw[..., R_NZERO], raw[..., R_NPOS], raw[..., R_NNAN], raw[..., R_NPINF],
+            raw[..., R_N],
+            nf,
+            torch.where(nf > 0, mean, torch.zeros_like(mean)),
+            m2,
+            m3,
+            m4,
+            raw[..., R_MIN],
+            raw[..., R_MAX],
+            raw[..., R_MAXABS],
+            raw[..., R_SABS],
+            raw[..., R_NZERO],
+            raw[..., R_NPOS],
+            raw[..., R_NNAN],
+            raw[..., R_NPINF],
         ],
         dim=-1,
     )
@@ -390,8 +424,13 @@ class Stats:
     (no finite value, zero variance).
     """
 
-    def __init__(self, states: np.ndarray, units: Sequence[np.ndarray | None] | None = None,
-                 eps: float = 1e-6, extra: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        states: np.ndarray,
+        units: Sequence[np.ndarray | None] | None = None,
+        eps: float = 1e-6,
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> None:
         s = np.asarray(states, dtype=np.float64)
         self.raw = s
         self.eps = eps

@@ -16,8 +16,8 @@ Fractions are over all elements, non-finite ones included.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -71,13 +71,20 @@ def _dead_frac(s: Stats) -> np.ndarray:
 _REGISTRY: dict[str, Metric] = {}
 
 
-def _builtin(name: str, description: str, needs: Iterable[str], f: Callable[[Stats], np.ndarray] | None,
-             scalar: bool = True) -> None:
+def _builtin(
+    name: str,
+    description: str,
+    needs: Iterable[str],
+    f: Callable[[Stats], np.ndarray] | None,
+    scalar: bool = True,
+) -> None:
     _REGISTRY[name] = Metric(name, description, frozenset(needs), f, None, "mean", scalar)
 
 
 _builtin("mean", "mean of finite values", {"moments"}, lambda s: s.mean)
-_builtin("std", "population standard deviation (ddof=0) of finite values", {"moments"}, lambda s: np.sqrt(s.var))
+_builtin(
+    "std", "population standard deviation (ddof=0) of finite values", {"moments"}, lambda s: np.sqrt(s.var)
+)
 _builtin("rms", "root mean square of finite values", {"moments"}, _rms)
 _builtin("abs_mean", "mean |x| of finite values", {"abs"}, _abs_mean)
 _builtin("min", "smallest finite value", {"minmax"}, lambda s: s.min)
@@ -87,12 +94,22 @@ _builtin("kurtosis", "Pearson kurtosis m4/m2^2 (3 for a Gaussian)", {"moments", 
 _builtin("top_ratio", "max|x| / rms: massive activations stand out", {"moments", "abs"}, _top_ratio)
 _builtin("zero_frac", "fraction of elements with |x| <= eps", {"zero"}, lambda s: s.frac(s.n_zero))
 _builtin("pos_frac", "fraction of elements > 0", {"pos"}, lambda s: s.frac(s.n_pos))
-_builtin("dead_frac", "fraction of units (last dim) whose |x| never exceeded eps in the window",
-         {"units"}, _dead_frac)
+_builtin(
+    "dead_frac",
+    "fraction of units (last dim) whose |x| never exceeded eps in the window",
+    {"units"},
+    _dead_frac,
+)
 _builtin("nan_frac", "fraction of elements that are NaN", {"nonfinite"}, lambda s: s.frac(s.n_nan))
-_builtin("inf_frac", "fraction of elements that are +-Inf", {"nonfinite"},
-         lambda s: s.frac(s.n_posinf + s.n_neginf))
-_builtin("hist", "fixed-edge histogram counts (stored apart; see Store.load_hist)", {"hist"}, None, scalar=False)
+_builtin(
+    "inf_frac",
+    "fraction of elements that are +-Inf",
+    {"nonfinite"},
+    lambda s: s.frac(s.n_posinf + s.n_neginf),
+)
+_builtin(
+    "hist", "fixed-edge histogram counts (stored apart; see Store.load_hist)", {"hist"}, None, scalar=False
+)
 
 BUILTIN_METRICS = tuple(_REGISTRY)
 DEFAULT_METRICS = ("mean", "std", "rms", "max_abs")
@@ -119,10 +136,14 @@ def register_metric(
         raise ConfigError(f"register_metric({name!r}): reduce={reduce!r}; use 'mean', 'sum', 'max' or 'min'.")
     bad = set(needs) - set(GROUPS)
     if bad:
-        raise ConfigError(f"register_metric({name!r}): unknown stat groups {sorted(bad)}; known: {list(GROUPS)}.")
+        raise ConfigError(
+            f"register_metric({name!r}): unknown stat groups {sorted(bad)}; known: {list(GROUPS)}."
+        )
     if name in _REGISTRY and not overwrite:
         raise ConfigError(f"metric {name!r} already exists; pick another name or pass overwrite=True.")
-    m = Metric(name, description or name, frozenset(needs) if from_stats else frozenset(), from_stats, fn, reduce)
+    m = Metric(
+        name, description or name, frozenset(needs) if from_stats else frozenset(), from_stats, fn, reduce
+    )
     _REGISTRY[name] = m
     return m
 
@@ -149,7 +170,11 @@ def resolve_metrics(metrics: str | Iterable[str] | None) -> list[Metric]:
     if metrics is None:
         names: list[str] = list(DEFAULT_METRICS)
     elif isinstance(metrics, str):
-        names = list(BUILTIN_METRICS) if metrics.strip() == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
+        names = (
+            list(BUILTIN_METRICS)
+            if metrics.strip() == "all"
+            else [m.strip() for m in metrics.split(",") if m.strip()]
+        )
     else:
         names = list(metrics)
     if not names:

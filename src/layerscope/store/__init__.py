@@ -3,4 +3,4 @@
 from .heatmap import Heatmap
 from .sqlite import SCHEMA_VERSION, LayerInfo, RunInfo, StepRecord, Store, load
 
-__all__ = ["Heatmap", "Store", "StepRecord", "LayerInfo", "RunInfo", "load", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "Heatmap", "LayerInfo", "RunInfo", "StepRecord", "Store", "load"]

@@ -43,7 +43,7 @@ _MAX_STEP = 2**63 - 1
 _SELECT = ("metric", "site", "run")
 _NAME_COLS = ("layer_name", "name")
 
-__all__ = ["read_csv", "write_wide_csv", "write_tidy_csv"]
+__all__ = ["read_csv", "write_tidy_csv", "write_wide_csv"]
 
 
 def _show(text: str, limit: int = 40) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,15 +57,15 @@ class Heatmap:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.values.shape  # type: ignore[return-value]
+        return self.values.shape  # type: ignore[return-value, unused-ignore]
 
     def row(self, step: int) -> np.ndarray:
         """Values of all layers at ``step``."""
-        return self.values[self.steps.index(step)]  # type: ignore[union-attr]
+        return self.values[list(self.steps).index(step)]
 
     def column(self, layer: int) -> np.ndarray:
         """Values of ``layer`` (1-based) at every step."""
-        return self.values[:, self.layers.index(layer)]  # type: ignore[union-attr]
+        return self.values[:, list(self.layers).index(layer)]
 
     def to_frame_rows(self) -> list[tuple[int, int, str, float]]:
         """Tidy rows ``(step, layer, layer_name, value)`` in step-major order."""

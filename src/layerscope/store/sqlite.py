@@ -29,9 +29,10 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -130,7 +131,7 @@ class StepRecord:
     """Everything recorded for one step: ``values[(metric, site)]`` is one value per layer."""
 
     step: int
-    values: dict[tuple[str, str], Sequence[float]]
+    values: Mapping[tuple[str, str], Sequence[float]]
     hists: dict[str, np.ndarray] | None = None  # site -> (n_layers, n_bins) counts
     source: str = "live"
 
@@ -161,8 +162,10 @@ def _translate(e: sqlite3.Error, path: Path, doing: str) -> StoreError:
     elif "full" in low:
         hint = "the disk is full; free space and resume: everything committed before is kept"
     elif "i/o" in low:
-        hint = ("the disk could not be written (full, over a quota or failing); free space and resume: "
-                "everything committed before is kept")
+        hint = (
+            "the disk could not be written (full, over a quota or failing); free space and resume: "
+            "everything committed before is kept"
+        )
     elif "not a database" in low or "malformed" in low or "corrupt" in low:
         hint = "the file is not a layerscope store or is damaged; point at another file"
     elif "unable to open" in low:
@@ -215,9 +218,12 @@ class Store:
         if self.readonly:
             flags = "mode=ro&immutable=1" if immutable else "mode=ro"
             uri = f"file:{quote(self.path.resolve().as_posix())}?{flags}"
-            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                   check_same_thread=False)
-        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            return sqlite3.connect(
+                uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+        return sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = None
@@ -269,13 +275,13 @@ class Store:
     def _check_schema(self, conn: sqlite3.Connection) -> bool:
         """Refuse a file that is not a layerscope store of a version we read; True if it is empty
         (a new store, whose schema the caller creates). Reads only."""
-        has_meta = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone()
+        has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
         if has_meta:
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
-                raise StoreError(f"{str(self.path)!r} has no schema version; it was not written by layerscope.")
+                raise StoreError(
+                    f"{str(self.path)!r} has no schema version; it was not written by layerscope."
+                )
             try:
                 ver = int(row[0])
             except (TypeError, ValueError):
@@ -309,18 +315,24 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='matrix_rows'").fetchone():
-                ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS matrix_rows"):]
+                ddl = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS matrix_rows") :]
                 conn.execute(ddl[: ddl.index(";")])
-                cur = conn.execute("SELECT run_id, metric, site, step, layer, value FROM metric_values "
-                                   "ORDER BY run_id, metric, site, step, layer")
-                key, vals = None, {}
+                cur = conn.execute(
+                    "SELECT run_id, metric, site, step, layer, value FROM metric_values "
+                    "ORDER BY run_id, metric, site, step, layer"
+                )
+                key: tuple[Any, ...] | None = None
+                vals: dict[int, Any] = {}
+
                 def emit() -> None:
                     if key is not None:
                         arr = np.full(max(vals), np.nan)
                         for j, v in vals.items():
                             arr[j - 1] = np.nan if v is None else v
-                        conn.execute("INSERT INTO matrix_rows VALUES (?,?,?,?,?)",
-                                     (*key, arr.astype("<f8").tobytes()))
+                        conn.execute(
+                            "INSERT INTO matrix_rows VALUES (?,?,?,?,?)", (*key, arr.astype("<f8").tobytes())
+                        )
+
                 for run_id, metric, site, step, layer, value in cur.fetchall():
                     if (run_id, metric, site, step) != key:
                         emit()
@@ -402,8 +414,12 @@ class Store:
                             "or resume it."
                         )
                     run_id = int(row[0])
-                    old = [(r[0], r[1]) for r in conn.execute(
-                        "SELECT layer, name FROM layers WHERE run_id=? ORDER BY layer", (run_id,))]
+                    old = [
+                        (r[0], r[1])
+                        for r in conn.execute(
+                            "SELECT layer, name FROM layers WHERE run_id=? ORDER BY layer", (run_id,)
+                        )
+                    ]
                     new = [(li.layer, li.name) for li in layers]
                     if old and old != new:
                         raise ConfigError(
@@ -461,8 +477,10 @@ class Store:
             try:
                 (cfg,) = self.conn.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
                 merged = {**json.loads(cfg), **updates}
-                self.conn.execute("UPDATE runs SET config=? WHERE id=?",
-                                  (json.dumps(merged, sort_keys=True, default=str), run_id))
+                self.conn.execute(
+                    "UPDATE runs SET config=? WHERE id=?",
+                    (json.dumps(merged, sort_keys=True, default=str), run_id),
+                )
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -492,7 +510,9 @@ class Store:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    seen = conn.execute("SELECT 1 FROM steps WHERE run_id=? AND step=?", (run_id, step)).fetchone()
+                    seen = conn.execute(
+                        "SELECT 1 FROM steps WHERE run_id=? AND step=?", (run_id, step)
+                    ).fetchone()
                     if seen:  # recorded before (a resumed run): its rows are replaced, never duplicated
                         for metric, site in rec.values:
                             conn.execute(
@@ -566,8 +586,12 @@ class Store:
 
     def layers(self, run: str) -> list[LayerInfo]:
         rid = self.run_id(run)
-        return [LayerInfo(*r) for r in self._read(
-            "SELECT layer, name, stack, depth FROM layers WHERE run_id=? ORDER BY layer", (rid,))]
+        return [
+            LayerInfo(*r)
+            for r in self._read(
+                "SELECT layer, name, stack, depth FROM layers WHERE run_id=? ORDER BY layer", (rid,)
+            )
+        ]
 
     def steps(self, run: str) -> list[int]:
         rid = self.run_id(run)
@@ -581,13 +605,18 @@ class Store:
         out: list[tuple[str, str]] = []
         metric = self._read("SELECT min(metric) FROM metric_values WHERE run_id=?", (rid,))[0][0]
         while metric is not None:
-            site = self._read("SELECT min(site) FROM metric_values WHERE run_id=? AND metric=?", (rid, metric))[0][0]
+            site = self._read(
+                "SELECT min(site) FROM metric_values WHERE run_id=? AND metric=?", (rid, metric)
+            )[0][0]
             while site is not None:
                 out.append((metric, site))
-                site = self._read("SELECT min(site) FROM metric_values WHERE run_id=? AND metric=? AND site>?",
-                                  (rid, metric, site))[0][0]
-            metric = self._read("SELECT min(metric) FROM metric_values WHERE run_id=? AND metric>?",
-                                (rid, metric))[0][0]
+                site = self._read(
+                    "SELECT min(site) FROM metric_values WHERE run_id=? AND metric=? AND site>?",
+                    (rid, metric, site),
+                )[0][0]
+            metric = self._read(
+                "SELECT min(metric) FROM metric_values WHERE run_id=? AND metric>?", (rid, metric)
+            )[0][0]
         return out
 
     def run_config(self, run: str) -> dict[str, Any]:
@@ -598,17 +627,28 @@ class Store:
     def run_info(self, run: str) -> RunInfo:
         rid = self.run_id(run)
         name, created, model, cfg, version, source = self._read(
-            "SELECT name, created, model, config, version, source FROM runs WHERE id=?", (rid,))[0]
+            "SELECT name, created, model, config, version, source FROM runs WHERE id=?", (rid,)
+        )[0]
         n, lo, hi = self._read("SELECT count(*), min(step), max(step) FROM steps WHERE run_id=?", (rid,))[0]
         pairs = self.metrics(run)
         return RunInfo(
-            name=name, created=created, model=model, config=json.loads(cfg), version=version, source=source,
-            n_steps=int(n), first_step=lo, last_step=hi, n_layers=len(self.layers(run)),
-            metrics=sorted({m for m, _ in pairs}), sites=sorted({s for _, s in pairs}),
+            name=name,
+            created=created,
+            model=model,
+            config=json.loads(cfg),
+            version=version,
+            source=source,
+            n_steps=int(n),
+            first_step=lo,
+            last_step=hi,
+            n_layers=len(self.layers(run)),
+            metrics=sorted({m for m, _ in pairs}),
+            sites=sorted({s for _, s in pairs}),
         )
 
-    def load(self, run: str | None = None, metric: str = "rms", site: str = "output",
-             since_step: int | None = None) -> Heatmap:
+    def load(
+        self, run: str | None = None, metric: str = "rms", site: str = "output", since_step: int | None = None
+    ) -> Heatmap:
         """Read one (run, metric, site) matrix. Absent cells are NaN.
 
         With ``since_step``, only the rows of later steps (possibly none): what a live view polls.
@@ -621,16 +661,24 @@ class Store:
             # One short read transaction: a concurrent writer's step is either all in or all out.
             self.conn.execute("BEGIN")
             try:
-                mrows = self.conn.execute(
-                    "SELECT step, vals FROM matrix_rows WHERE run_id=? AND metric=? AND site=? AND step>? "
-                    "ORDER BY step",
-                    (rid, metric, site, after),
-                ).fetchall() if self._has_matrix_rows() else []
-                rows = [] if mrows else self.conn.execute(  # a store written before matrix_rows existed
-                    "SELECT step, layer, value FROM metric_values WHERE run_id=? AND metric=? AND site=? "
-                    "AND step>? ORDER BY step, layer",
-                    (rid, metric, site, after),
-                ).fetchall()
+                mrows = (
+                    self.conn.execute(
+                        "SELECT step, vals FROM matrix_rows WHERE run_id=? AND metric=? AND site=? AND step>? "
+                        "ORDER BY step",
+                        (rid, metric, site, after),
+                    ).fetchall()
+                    if self._has_matrix_rows()
+                    else []
+                )
+                rows = (
+                    []
+                    if mrows
+                    else self.conn.execute(  # a store written before matrix_rows existed
+                        "SELECT step, layer, value FROM metric_values WHERE run_id=? AND metric=? AND site=? "
+                        "AND step>? ORDER BY step, layer",
+                        (rid, metric, site, after),
+                    ).fetchall()
+                )
             finally:
                 self.conn.execute("COMMIT")
         except sqlite3.Error as e:
@@ -642,7 +690,9 @@ class Store:
         meta = {"store": str(self.path), "source": source}
         if not rows and since_step is not None and (metric, site) in self.metrics(run):
             layers = [li.layer for li in layer_infos]
-            return Heatmap(np.zeros((0, len(layers))), [], layers, [names[i] for i in layers], metric, site, run, meta)
+            return Heatmap(
+                np.zeros((0, len(layers))), [], layers, [names[i] for i in layers], metric, site, run, meta
+            )
         if not rows:
             pairs = self.metrics(run)
             if not pairs:
@@ -662,7 +712,9 @@ class Store:
             widths = {len(r[1]) for r in mrows}
             n_layers = max(len(layer_infos), max(widths) // 8)
             if widths == {8 * n_layers}:
-                values = np.frombuffer(b"".join(r[1] for r in mrows), dtype="<f8").reshape(len(mrows), n_layers)
+                values = np.frombuffer(b"".join(r[1] for r in mrows), dtype="<f8").reshape(
+                    len(mrows), n_layers
+                )
                 values = values.astype(np.float64)  # a writable, native-order copy
             else:
                 values = np.full((len(mrows), n_layers), np.nan)
@@ -693,13 +745,17 @@ class Store:
         self._matrix_rows_ok = bool(self._read("SELECT 1 FROM sqlite_master WHERE name='matrix_rows'"))
         return self._matrix_rows_ok
 
-    def load_hist(self, run: str | None = None, site: str = "output") -> tuple[np.ndarray, list[int], np.ndarray]:
+    def load_hist(
+        self, run: str | None = None, site: str = "output"
+    ) -> tuple[np.ndarray, list[int], np.ndarray]:
         """Histogram counts ``(steps, layers, bins)``, the steps, and the bin edges of a run."""
         run = self.resolve_run(run)
         rid = self.run_id(run)
         edges = np.asarray(self.run_config(run).get("hist_edges") or [], dtype=np.float64)
-        rows = self._read("SELECT step, layer, counts FROM hists WHERE run_id=? AND site=? ORDER BY step, layer",
-                          (rid, site))
+        rows = self._read(
+            "SELECT step, layer, counts FROM hists WHERE run_id=? AND site=? ORDER BY step, layer",
+            (rid, site),
+        )
         if not rows:
             raise NotFoundError(
                 f"run {run!r} has no histograms at site {site!r}; record with metrics including 'hist'."
@@ -713,7 +769,9 @@ class Store:
             out[si[s], layer - 1] = np.frombuffer(blob, dtype="<f8")
         return out, steps, edges
 
-    def iter_rows(self, run: str | None = None) -> Iterator[tuple[str, int, int, str, str, str, float | None]]:
+    def iter_rows(
+        self, run: str | None = None
+    ) -> Iterator[tuple[str, int, int, str, str, str, float | None]]:
         """Tidy rows ``(run, step, layer, layer_name, site, metric, value)`` of one run or all runs."""
         runs = [self.resolve_run(run)] if run is not None else self.run_names()
         for r in runs:
@@ -721,7 +779,9 @@ class Store:
             names = {li.layer: li.name for li in self.layers(r)}
             for metric, site, step, layer, value in self._read(
                 "SELECT metric, site, step, layer, value FROM metric_values WHERE run_id=? "
-                "ORDER BY step, site, metric, layer", (rid,)):
+                "ORDER BY step, site, metric, layer",
+                (rid,),
+            ):
                 yield (r, step, layer, names.get(layer, str(layer)), site, metric, value)
 
 

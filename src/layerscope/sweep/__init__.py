@@ -19,7 +19,20 @@ from .probe import load_probe
 from .runner import CheckpointWorker, Outcome, SweepConfig, SweepListener, SweepResult, run_sweep, sweep
 
 __all__ = [
-    "Checkpoint", "CheckpointWorker", "Discovery", "Loaded", "Outcome", "Problem", "SweepConfig",
-    "SweepListener", "SweepResult", "find_checkpoints", "fingerprint", "load_probe", "parse_step",
-    "read_checkpoint", "run_sweep", "sweep",
+    "Checkpoint",
+    "CheckpointWorker",
+    "Discovery",
+    "Loaded",
+    "Outcome",
+    "Problem",
+    "SweepConfig",
+    "SweepListener",
+    "SweepResult",
+    "find_checkpoints",
+    "fingerprint",
+    "load_probe",
+    "parse_step",
+    "read_checkpoint",
+    "run_sweep",
+    "sweep",
 ]

@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Pattern
+from re import Pattern
 
 from ..errors import CheckpointError, ConfigError, NotFoundError
 
@@ -53,7 +54,9 @@ _SHARD = re.compile(r"(^|[-_.])[0-9]+-of-[0-9]+$")
 _RULES = (
     re.compile(r"(?<![a-z])(?:global_step|global-step|steps?)[-_=.]?([0-9]+)(?![0-9])"),
     re.compile(r"(?<![a-z])(?:iterations?|iters?|iter_num)[-_=.]?([0-9]+)(?![0-9])"),
-    re.compile(r"(?<![a-z])(?:checkpoints?|ckpts?|models?|weights|snapshots?|saves?)[-_=.]?([0-9]+)(?![0-9])"),
+    re.compile(
+        r"(?<![a-z])(?:checkpoints?|ckpts?|models?|weights|snapshots?|saves?)[-_=.]?([0-9]+)(?![0-9])"
+    ),
 )
 _ALL_DIGITS = re.compile(r"[0-9]+")
 MAX_STEP_DIGITS = 18  # fits an SQLite INTEGER (int64); longer is not a step
@@ -87,13 +90,19 @@ def compile_step_regex(step_regex: str | Pattern[str] | None) -> Pattern[str] | 
         try:
             pat = re.compile(step_regex)
         except (re.error, RecursionError, OverflowError, ValueError) as e:
-            raise ConfigError(f"--step-regex {step_regex!r} is not a valid regular expression ({e}); "
-                              r"pass one such as 'epoch(\d+)'.") from None
+            raise ConfigError(
+                f"--step-regex {step_regex!r} is not a valid regular expression ({e}); "
+                r"pass one such as 'epoch(\d+)'."
+            ) from None
     else:
-        raise ConfigError(f"step_regex={step_regex!r}; pass a regular expression string such as 'epoch(\\d+)'.")
+        raise ConfigError(
+            f"step_regex={step_regex!r}; pass a regular expression string such as 'epoch(\\d+)'."
+        )
     if pat.groups < 1:
-        raise ConfigError(f"--step-regex {pat.pattern!r} captures nothing; put the step number in a group, "
-                          r"e.g. 'epoch(\d+)' or '(?P<step>\d+)'.")
+        raise ConfigError(
+            f"--step-regex {pat.pattern!r} captures nothing; put the step number in a group, "
+            r"e.g. 'epoch(\d+)' or '(?P<step>\d+)'."
+        )
     return pat
 
 
@@ -119,7 +128,9 @@ def parse_step(path: str | os.PathLike[str], step_regex: str | Pattern[str] | No
     try:
         text = os.fspath(path)
     except TypeError:
-        raise ConfigError(f"parse_step needs a path (str or os.PathLike), got {type(path).__name__}.") from None
+        raise ConfigError(
+            f"parse_step needs a path (str or os.PathLike), got {type(path).__name__}."
+        ) from None
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     text = text.replace(os.sep, "/") if os.sep != "/" else text
@@ -268,8 +279,13 @@ def find_checkpoints(
             if step is None:
                 step, how = _step_from_parents(rel), "name"
         if step is None:
-            problems.append(Problem(folder, f"{rel}: no step in the folder name or its trainer_state.json; "
-                                            r"name it checkpoint-STEP or pass --step-regex 'run(\d+)'."))
+            problems.append(
+                Problem(
+                    folder,
+                    f"{rel}: no step in the folder name or its trainer_state.json; "
+                    r"name it checkpoint-STEP or pass --step-regex 'run(\d+)'.",
+                )
+            )
             return
         found.append(Checkpoint(folder, weights, step, how, rel))
 
@@ -290,11 +306,15 @@ def find_checkpoints(
                 step, how = _step_from_parents(rel), "name"
         if step is None:
             if _SHARD.search(_stem(path.name)):
-                msg = (f"{rel}: one shard of a sharded checkpoint, but its folder has no *.index.json; "
-                       "restore the index file next to the shards.")
+                msg = (
+                    f"{rel}: one shard of a sharded checkpoint, but its folder has no *.index.json; "
+                    "restore the index file next to the shards."
+                )
             else:
-                msg = (f"{rel}: no step in its name or contents; rename it step_STEP{path.suffix} or pass "
-                       r"--step-regex with the step in a group, e.g. 'epoch(\d+)'.")
+                msg = (
+                    f"{rel}: no step in its name or contents; rename it step_STEP{path.suffix} or pass "
+                    r"--step-regex with the step in a group, e.g. 'epoch(\d+)'."
+                )
             problems.append(Problem(path, msg))
             return
         found.append(Checkpoint(path, path, step, how, rel))
@@ -330,7 +350,7 @@ def find_checkpoints(
         before = len(found), len(problems)
         add_folder(root_p, root_weights)
         if len(found) == before[0] and before[0] > 0:
-            del problems[before[1]:]
+            del problems[before[1] :]
 
     def rank(c: Checkpoint) -> tuple[int, int, str]:
         safe = c.weights.name.endswith((".safetensors", ".safetensors.index.json"))
@@ -340,12 +360,26 @@ def find_checkpoints(
     out: list[Checkpoint] = []
     for c in found:
         if out and out[-1].step == c.step:
-            problems.append(Problem(c.path, f"{c.name}: step {c.step} is also {out[-1].name}, which is swept "
-                                            "instead; keep one file per step or tell them apart with --step-regex."))
+            problems.append(
+                Problem(
+                    c.path,
+                    f"{c.name}: step {c.step} is also {out[-1].name}, which is swept "
+                    "instead; keep one file per step or tell them apart with --step-regex.",
+                )
+            )
             continue
         out.append(c)
     return Discovery(out, problems, root_p)
 
 
-__all__ = ["Checkpoint", "Discovery", "Problem", "compile_step_regex", "find_checkpoints", "hf_weights",
-           "parse_step", "relative_name", "WEIGHT_SUFFIXES"]
+__all__ = [
+    "WEIGHT_SUFFIXES",
+    "Checkpoint",
+    "Discovery",
+    "Problem",
+    "compile_step_regex",
+    "find_checkpoints",
+    "hf_weights",
+    "parse_step",
+    "relative_name",
+]

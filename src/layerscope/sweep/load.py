@@ -16,9 +16,10 @@ import hashlib
 import json
 import re
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -55,9 +56,11 @@ def _name(path: Path, name: str | None) -> str:
 def _unsafe_msg(label: str, err: BaseException) -> str:
     m = _BLOCKED.search(str(err))
     what = f"the global {m.group(1).rstrip('.')}" if m else "an object that is not a tensor"
-    return (f"{label}: refused to load: its pickle asks for {what}, which could run code when loaded; "
-            "re-save it as safetensors or a plain state_dict, or pass --trust-checkpoints only if you "
-            "trust where it came from.")
+    return (
+        f"{label}: refused to load: its pickle asks for {what}, which could run code when loaded; "
+        "re-save it as safetensors or a plain state_dict, or pass --trust-checkpoints only if you "
+        "trust where it came from."
+    )
 
 
 def _torch_load(path: Path, label: str, trust: bool) -> Any:
@@ -65,9 +68,13 @@ def _torch_load(path: Path, label: str, trust: bool) -> Any:
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError as e:
-        raise CheckpointError(f"{label}: cannot be read ({e.strerror or e}); check the file's permissions.") from None
+        raise CheckpointError(
+            f"{label}: cannot be read ({e.strerror or e}); check the file's permissions."
+        ) from None
     if not head:
-        raise CheckpointError(f"{label}: the file is empty (an interrupted save?); delete it or save it again.")
+        raise CheckpointError(
+            f"{label}: the file is empty (an interrupted save?); delete it or save it again."
+        )
     mmap = head == _ZIP_MAGIC  # zip archives (torch >= 1.6) map their tensors instead of copying them
     try:
         with warnings.catch_warnings():
@@ -81,22 +88,34 @@ def _torch_load(path: Path, label: str, trust: bool) -> Any:
             if _BLOCKED.search(msg):
                 raise CheckpointError(_unsafe_msg(label, e)) from None
             m = _WO_DETAIL.search(msg)
-            detail = m.group(1).strip() if m and m.group(1).strip() else \
-                next((ln.strip() for ln in msg.split("\n\n")[1:] if ln.strip()), "")
+            detail = (
+                m.group(1).strip()
+                if m and m.group(1).strip()
+                else next((ln.strip() for ln in msg.split("\n\n")[1:] if ln.strip()), "")
+            )
             detail = detail.splitlines()[0][:120] if detail else "unreadable"
-            if head[:1] == b"\x80" or mmap:  # a pickle (raw, or inside torch's zip) the safe loader cannot read
-                raise CheckpointError(f"{label}: a pickle that the safe loader cannot read ({detail}); re-save it "
-                                      "with torch.save(model.state_dict(), ...), or pass --trust-checkpoints only "
-                                      "if you trust where it came from.") from None
-            raise CheckpointError(f"{label}: not a torch checkpoint (neither a zip archive nor a pickle: {detail}); "
-                                  "it is corrupt or of another format: re-save it or remove it.") from None
+            if (
+                head[:1] == b"\x80" or mmap
+            ):  # a pickle (raw, or inside torch's zip) the safe loader cannot read
+                raise CheckpointError(
+                    f"{label}: a pickle that the safe loader cannot read ({detail}); re-save it "
+                    "with torch.save(model.state_dict(), ...), or pass --trust-checkpoints only "
+                    "if you trust where it came from."
+                ) from None
+            raise CheckpointError(
+                f"{label}: not a torch checkpoint (neither a zip archive nor a pickle: {detail}); "
+                "it is corrupt or of another format: re-save it or remove it."
+            ) from None
         if "central directory" in low or "failed reading" in low or "eof" in low or isinstance(e, EOFError):
             detail = (msg.splitlines() or [""])[0].split(". ")[0][:120] or type(e).__name__
-            raise CheckpointError(f"{label}: truncated or corrupt (the file ends early: {detail}); "
-                                  "copy or save it again.") from None
+            raise CheckpointError(
+                f"{label}: truncated or corrupt (the file ends early: {detail}); copy or save it again."
+            ) from None
         first = msg.splitlines()[0][:160] if msg else type(e).__name__
-        raise CheckpointError(f"{label}: cannot be loaded ({type(e).__name__}: {first}); "
-                              "it is corrupt or not a torch checkpoint: re-save it or remove it.") from None
+        raise CheckpointError(
+            f"{label}: cannot be loaded ({type(e).__name__}: {first}); "
+            "it is corrupt or not a torch checkpoint: re-save it or remove it."
+        ) from None
 
 
 def _safetensors_load(path: Path, label: str) -> dict[str, torch.Tensor]:
@@ -130,32 +149,37 @@ def _read_index(index: Path, label: str, trust: bool) -> dict[str, torch.Tensor]
         with open(index, encoding="utf-8") as f:
             data = json.load(f)
     except OSError as e:
-        raise CheckpointError(f"{label}: cannot read {index.name} ({e.strerror or e}); check the folder.") from None
+        raise CheckpointError(
+            f"{label}: cannot read {index.name} ({e.strerror or e}); check the folder."
+        ) from None
     except ValueError as e:
-        raise CheckpointError(f"{label}: {index.name} is not valid JSON ({e}); restore it from the original.") from None
+        raise CheckpointError(
+            f"{label}: {index.name} is not valid JSON ({e}); restore it from the original."
+        ) from None
     wmap = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(wmap, dict) or not wmap or not all(isinstance(v, str) for v in wmap.values()):
-        raise CheckpointError(f"{label}: {index.name} has no weight_map of tensor name -> shard file; "
-                              "restore it from the original checkpoint.")
+        raise CheckpointError(
+            f"{label}: {index.name} has no weight_map of tensor name -> shard file; "
+            "restore it from the original checkpoint."
+        )
     out: dict[str, torch.Tensor] = {}
     for shard in dict.fromkeys(wmap.values()):
         p = index.parent / shard
         if Path(shard).name != shard or not p.is_file():
             why = "names a file outside its folder" if Path(shard).name != shard else "is missing"
-            raise CheckpointError(f"{label}: shard {shard!r} listed in {index.name} {why}; "
-                                  "copy the complete checkpoint folder.")
+            raise CheckpointError(
+                f"{label}: shard {shard!r} listed in {index.name} {why}; copy the complete checkpoint folder."
+            )
         part = read_weights_file(p, f"{label}/{shard}", trust)
         sd = part if shard.endswith(".safetensors") else _find_state_dict(part, f"{label}/{shard}")[0]
         out.update(sd)
     missing = [k for k in wmap if k not in out]
     if missing:
-        raise CheckpointError(f"{label}: {len(missing)} tensors listed in {index.name} are in none of its shards "
-                              f"(first: {missing[0]!r}); copy the complete checkpoint folder.")
+        raise CheckpointError(
+            f"{label}: {len(missing)} tensors listed in {index.name} are in none of its shards "
+            f"(first: {missing[0]!r}); copy the complete checkpoint folder."
+        )
     return out
-
-
-def _is_tensor_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
 def _as_int_step(v: Any) -> int | None:
@@ -175,7 +199,11 @@ def _find_state_dict(obj: Any, label: str) -> tuple[dict[str, torch.Tensor], int
                 step = _as_int_step(obj[k])
                 if step is not None:
                     break
-    if isinstance(obj, Mapping) and obj and sum(isinstance(v, torch.Tensor) for v in obj.values()) >= len(obj) / 2:
+    if (
+        isinstance(obj, Mapping)
+        and obj
+        and sum(isinstance(v, torch.Tensor) for v in obj.values()) >= len(obj) / 2
+    ):
         # A bare state dict (a few non-tensor entries, such as '_extra_state' objects, are dropped).
         return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}, step
     if isinstance(obj, Mapping):
@@ -184,11 +212,15 @@ def _find_state_dict(obj: Any, label: str) -> tuple[dict[str, torch.Tensor], int
             if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
                 return {str(n): v for n, v in inner.items() if isinstance(v, torch.Tensor)}, step
         keys = ", ".join(repr(k) for k in list(obj)[:8])
-        raise CheckpointError(f"{label}: holds a dict with keys {keys} but no model weights (looked for "
-                              f"{', '.join(STATE_DICT_KEYS)}); save model.state_dict() in it.")
+        raise CheckpointError(
+            f"{label}: holds a dict with keys {keys} but no model weights (looked for "
+            f"{', '.join(STATE_DICT_KEYS)}); save model.state_dict() in it."
+        )
     if isinstance(obj, nn.Module):
         return {k: v for k, v in obj.state_dict().items()}, step
-    raise CheckpointError(f"{label}: holds a {type(obj).__name__}, not a state dict; save model.state_dict().")
+    raise CheckpointError(
+        f"{label}: holds a {type(obj).__name__}, not a state dict; save model.state_dict()."
+    )
 
 
 def normalize_keys(sd: Mapping[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
@@ -198,8 +230,10 @@ def normalize_keys(sd: Mapping[str, torch.Tensor], label: str) -> dict[str, torc
     for k, v in sd.items():
         n = normalize_name(k)
         if n in out:
-            raise CheckpointError(f"{label}: keys {origin[n]!r} and {k!r} are the same weight once wrapper "
-                                  "prefixes are stripped; save the model's own state_dict (unwrapped).")
+            raise CheckpointError(
+                f"{label}: keys {origin[n]!r} and {k!r} are the same weight once wrapper "
+                "prefixes are stripped; save the model's own state_dict (unwrapped)."
+            )
         out[n] = v
         origin[n] = k
     return out
@@ -241,6 +275,7 @@ def peek_step(path: Path, label: str | None = None, trust: bool = False) -> int 
 
 
 # -- fitting a state dict to the model -------------------------------------------------------------
+
 
 def _tied_groups(model: nn.Module) -> list[list[str]]:
     """Names that share one tensor (tied embeddings): loading one of them loads all."""
@@ -287,7 +322,7 @@ def _best_prefix(keys: Iterable[str], expected: set[str]) -> tuple[str, str]:
                 cands.add(("add", ".".join(parts[:j]) + "."))
     for how, p in sorted(cands):
         if how == "strip":
-            n = sum(k.startswith(p) and k[len(p):] in expected for k in keys)
+            n = sum(k.startswith(p) and k[len(p) :] in expected for k in keys)
         else:
             n = sum(p + k in expected for k in keys)
         if n > best_n:
@@ -316,7 +351,9 @@ class ModelKeys:
         self.ignore_unexpected = _ignore_patterns(target, "_keys_to_ignore_on_load_unexpected")
 
 
-def fit_state_dict(model: nn.Module | ModelKeys, sd: Mapping[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
+def fit_state_dict(
+    model: nn.Module | ModelKeys, sd: Mapping[str, torch.Tensor], label: str
+) -> dict[str, torch.Tensor]:
     """Rename ``sd``'s keys to ``model``'s and check that every weight is there, with the right shape.
 
     Missing weights that are tied to a present one (``lm_head.weight`` = ``wte.weight``) are fine;
@@ -331,7 +368,7 @@ def fit_state_dict(model: nn.Module | ModelKeys, sd: Mapping[str, torch.Tensor],
         if how == "strip":
             if not k.startswith(p):
                 continue  # other parts of a training wrapper (a loss module, an EMA copy) are not the model
-            k = k[len(p):]
+            k = k[len(p) :]
         elif how == "add":
             k = p + k
         renamed[k] = v
@@ -340,7 +377,9 @@ def fit_state_dict(model: nn.Module | ModelKeys, sd: Mapping[str, torch.Tensor],
     for group in mk.tied:
         if any(n in present for n in group):
             tied_ok.update(group)
-    missing = sorted(k for k in expected - present - tied_ok if not any(r.search(k) for r in mk.ignore_missing))
+    missing = sorted(
+        k for k in expected - present - tied_ok if not any(r.search(k) for r in mk.ignore_missing)
+    )
     unexpected = sorted(k for k in present - expected if not any(r.search(k) for r in mk.ignore_unexpected))
     if missing or unexpected:
         parts = []
@@ -348,8 +387,10 @@ def fit_state_dict(model: nn.Module | ModelKeys, sd: Mapping[str, torch.Tensor],
             parts.append(f"{len(missing)} weights of {mk.model_name} missing (first: {missing[0]!r})")
         if unexpected:
             parts.append(f"{len(unexpected)} not in the model (first: {unexpected[0]!r})")
-        raise CheckpointError(f"{label}: does not fit the model: {'; '.join(parts)}; check that --model/--hf "
-                              "builds the architecture this checkpoint was saved from.")
+        raise CheckpointError(
+            f"{label}: does not fit the model: {'; '.join(parts)}; check that --model/--hf "
+            "builds the architecture this checkpoint was saved from."
+        )
     out: dict[str, torch.Tensor] = {}
     bad = []
     for k, v in renamed.items():
@@ -360,13 +401,16 @@ def fit_state_dict(model: nn.Module | ModelKeys, sd: Mapping[str, torch.Tensor],
             bad.append(f"{k!r} is {tuple(v.shape)} in the file, {mk.shapes[real]} in the model")
         out[real] = v
     if bad:
-        raise CheckpointError(f"{label}: does not fit the model: {len(bad)} shape mismatches (first: {bad[0]}); "
-                              "check that --model/--hf builds the architecture this checkpoint was saved from.")
+        raise CheckpointError(
+            f"{label}: does not fit the model: {len(bad)} shape mismatches (first: {bad[0]}); "
+            "check that --model/--hf builds the architecture this checkpoint was saved from."
+        )
     return out
 
 
-def apply_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: str,
-                     keys: ModelKeys | None = None) -> None:
+def apply_state_dict(
+    model: nn.Module, sd: Mapping[str, torch.Tensor], label: str, keys: ModelKeys | None = None
+) -> None:
     """Copy a checkpoint's weights into ``model`` (checked by :func:`fit_state_dict` first).
 
     Pass ``keys=ModelKeys(model)`` when loading many checkpoints into one model.
@@ -376,13 +420,26 @@ def apply_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], label: st
         unwrap(model).load_state_dict(fitted, strict=False)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
-        raise CheckpointError(f"{label}: loading into the model failed ({first[-1].strip()[:160] if first else e}); "
-                              "check the checkpoint's dtypes and shapes.") from None
+        raise CheckpointError(
+            f"{label}: loading into the model failed ({first[-1].strip()[:160] if first else e}); "
+            "check the checkpoint's dtypes and shapes."
+        ) from None
 
 
 FINGERPRINT_SAMPLES = 4096  # values read per tensor: enough that any training update shows
-_NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,
-                 torch.uint8, torch.bool, torch.complex64, torch.complex128}
+_NUMPY_DTYPES = {
+    torch.float64,
+    torch.float32,
+    torch.float16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+    torch.complex64,
+    torch.complex128,
+}
 
 
 def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
@@ -407,5 +464,16 @@ def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-__all__ = ["Loaded", "ModelKeys", "apply_state_dict", "fingerprint", "fit_state_dict", "normalize_keys", "peek_step",
-           "read_checkpoint", "read_weights_file", "STATE_DICT_KEYS", "STEP_KEYS"]
+__all__ = [
+    "STATE_DICT_KEYS",
+    "STEP_KEYS",
+    "Loaded",
+    "ModelKeys",
+    "apply_state_dict",
+    "fingerprint",
+    "fit_state_dict",
+    "normalize_keys",
+    "peek_step",
+    "read_checkpoint",
+    "read_weights_file",
+]

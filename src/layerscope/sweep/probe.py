@@ -18,8 +18,9 @@ different probes never land in one run unnoticed.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,11 +39,17 @@ def _check(obj: Any, label: str) -> Any:
         return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, (list, tuple)) and obj and all(isinstance(o, (torch.Tensor, np.ndarray)) for o in obj):
         return type(obj)(_check(o, label) for o in obj)
-    if isinstance(obj, Mapping) and obj and all(isinstance(k, str) for k in obj) and all(
-            isinstance(v, (torch.Tensor, np.ndarray)) for v in obj.values()):
+    if (
+        isinstance(obj, Mapping)
+        and obj
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in obj.values())
+    ):
         return {k: _check(v, label) for k, v in obj.items()}
-    raise DataError(f"probe {label}: holds a {type(obj).__name__}; save a tensor, a list of tensors "
-                    "(positional inputs) or a dict of name -> tensor (keyword inputs).")
+    raise DataError(
+        f"probe {label}: holds a {type(obj).__name__}; save a tensor, a list of tensors "
+        "(positional inputs) or a dict of name -> tensor (keyword inputs)."
+    )
 
 
 def load_probe(path: str | os.PathLike[str], tokenizer: str | None = None, seq_len: int | None = None) -> Any:
@@ -57,31 +64,42 @@ def load_probe(path: str | os.PathLike[str], tokenizer: str | None = None, seq_l
     p = Path(path)
     label = str(path)
     if not p.is_file():
-        raise NotFoundError(f"probe file {label!r} does not exist; pass a .pt, .npy or .safetensors file "
-                            "holding the input batch, or a text file with --tokenizer bytes.")
+        raise NotFoundError(
+            f"probe file {label!r} does not exist; pass a .pt, .npy or .safetensors file "
+            "holding the input batch, or a text file with --tokenizer bytes."
+        )
     suffix = p.suffix.lower()
     if suffix in TENSOR_SUFFIXES:
         if tokenizer is not None:
-            raise ConfigError(f"--tokenizer {tokenizer} applies to text probes; {label!r} already holds tensors, "
-                              "so drop --tokenizer.")
+            raise ConfigError(
+                f"--tokenizer {tokenizer} applies to text probes; {label!r} already holds tensors, "
+                "so drop --tokenizer."
+            )
         return _check(_read_tensor_file(p, label), label)
     if tokenizer is None:
-        raise ConfigError(f"probe {label!r} is not a {'/'.join(TENSOR_SUFFIXES)} file; to use it as text, "
-                          "pass --tokenizer bytes.")
+        raise ConfigError(
+            f"probe {label!r} is not a {'/'.join(TENSOR_SUFFIXES)} file; to use it as text, "
+            "pass --tokenizer bytes."
+        )
     if tokenizer not in TOKENIZERS:
-        raise ConfigError(f"--tokenizer {tokenizer!r} is not known; the built-in one is 'bytes'. For another "
-                          "tokenizer, save its token ids with torch.save(ids, 'probe.pt') and pass that file.")
+        raise ConfigError(
+            f"--tokenizer {tokenizer!r} is not known; the built-in one is 'bytes'. For another "
+            "tokenizer, save its token ids with torch.save(ids, 'probe.pt') and pass that file."
+        )
     try:
         data = p.read_bytes()
     except OSError as e:
-        raise NotFoundError(f"probe {label!r} cannot be read ({e.strerror or e}); check its permissions.") from None
+        raise NotFoundError(
+            f"probe {label!r} cannot be read ({e.strerror or e}); check its permissions."
+        ) from None
     if not data:
         raise DataError(f"probe {label!r} is empty; put some text in it.")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"probe {label!r} is not UTF-8 text (byte {e.start}); pass a text file or a tensor file.") \
-            from None
+        raise DataError(
+            f"probe {label!r} is not UTF-8 text (byte {e.start}); pass a text file or a tensor file."
+        ) from None
     ids = torch.tensor(list(data), dtype=torch.long)
     if seq_len is None:
         return ids[None, :]  # (1, T)
@@ -89,8 +107,10 @@ def load_probe(path: str | os.PathLike[str], tokenizer: str | None = None, seq_l
         raise ConfigError(f"--seq-len {seq_len}; pass a whole number >= 1.")
     rows = len(ids) // seq_len
     if rows == 0:
-        raise DataError(f"probe {label!r} has {len(ids)} bytes, fewer than --seq-len {seq_len}; "
-                        "lower --seq-len or add text.")
+        raise DataError(
+            f"probe {label!r} has {len(ids)} bytes, fewer than --seq-len {seq_len}; "
+            "lower --seq-len or add text."
+        )
     return ids[: rows * seq_len].view(rows, seq_len)  # (rows, seq_len)
 
 
@@ -112,12 +132,15 @@ def _read_tensor_file(p: Path, label: str) -> Any:
         raise
     except Exception as e:  # noqa: BLE001 - numpy/torch/safetensors each raise their own types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise DataError(f"probe {label!r} cannot be read as {suffix} ({first}); save the input batch with "
-                        "torch.save(tensor, 'probe.pt') (tensors only, no other objects).") from None
+        raise DataError(
+            f"probe {label!r} cannot be read as {suffix} ({first}); save the input batch with "
+            "torch.save(tensor, 'probe.pt') (tensors only, no other objects)."
+        ) from None
 
 
 def describe(probe: Any) -> str:
     """``(8, 64) int64`` / ``input_ids=(8, 64) int64, attention_mask=...`` for messages."""
+
     def one(t: torch.Tensor) -> str:
         return f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
 
@@ -130,4 +153,4 @@ def describe(probe: Any) -> str:
     return type(probe).__name__
 
 
-__all__ = ["describe", "load_probe", "TENSOR_SUFFIXES", "TOKENIZERS"]
+__all__ = ["TENSOR_SUFFIXES", "TOKENIZERS", "describe", "load_probe"]

@@ -25,9 +25,10 @@ import os
 import time
 import traceback
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -47,10 +48,14 @@ ModelSpec = Any  # "pkg.module:factory", or a picklable zero-argument callable r
 class SweepConfig:
     """What ``layerscope sweep`` does; the CLI's options map one to one onto these fields."""
 
-    ckpt_dir: str | os.PathLike[str]  # a folder of checkpoints (any depth), one HF checkpoint folder, or one file
+    ckpt_dir: (
+        str | os.PathLike[str]
+    )  # a folder of checkpoints (any depth), one HF checkpoint folder, or one file
     store: str | os.PathLike[str]  # the run store (created if missing); the same file live runs use
     run: str  # run name; an existing run is continued (same layers, metrics, sites and probe)
-    probe: Any  # a probe file (see layerscope.sweep.probe) or the batch itself: tensor, list or dict of tensors
+    probe: (
+        Any  # a probe file (see layerscope.sweep.probe) or the batch itself: tensor, list or dict of tensors
+    )
     model: ModelSpec = None  # how to build the model: "pkg.module:factory" or a callable
     hf: bool = False  # build the model from the config.json stored with the checkpoints instead of `model`
     metrics: str | Sequence[str] = DEFAULT_METRICS  # as Recorder(metrics=...)
@@ -100,11 +105,16 @@ class SweepResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "store": self.store, "run": self.run, "found": self.found, "written": sorted(self.written),
+            "store": self.store,
+            "run": self.run,
+            "found": self.found,
+            "written": sorted(self.written),
             "skipped": sorted(self.skipped),
             "failed": [{"path": str(p.path), "message": p.message} for p in self.failed],
             "identical": [{"checkpoint": a, "same_as": b} for a, b in self.identical],
-            "seconds": round(self.seconds, 3), "processes": self.processes, "exit_code": self.exit_code,
+            "seconds": round(self.seconds, 3),
+            "processes": self.processes,
+            "exit_code": self.exit_code,
         }
 
 
@@ -126,6 +136,7 @@ class SweepListener:
 
 # -- building the model ------------------------------------------------------------------------------
 
+
 def build_model(model: ModelSpec, hf_config: str | None) -> nn.Module:
     """The model to load checkpoints into, from a spec string, a callable, or a Hugging Face config.json."""
     from ..capture.models import load_model_spec, model_from_hf_config
@@ -141,12 +152,18 @@ def build_model(model: ModelSpec, hf_config: str | None) -> nn.Module:
             raise
         except Exception as e:  # noqa: BLE001 - the user's factory: one line, not their traceback
             name = getattr(model, "__qualname__", repr(model))
-            raise ConfigError(f"model factory {name} failed ({type(e).__name__}: {e}); fix the factory.") from None
+            raise ConfigError(
+                f"model factory {name} failed ({type(e).__name__}: {e}); fix the factory."
+            ) from None
     else:
-        raise ConfigError("no model given; pass --model PKG.MODULE:FACTORY, or --hf to build it from the "
-                          "checkpoints' config.json.")
+        raise ConfigError(
+            "no model given; pass --model PKG.MODULE:FACTORY, or --hf to build it from the "
+            "checkpoints' config.json."
+        )
     if not isinstance(m, nn.Module):
-        raise ConfigError(f"the model factory returned a {type(m).__name__}, not a torch.nn.Module; return the model.")
+        raise ConfigError(
+            f"the model factory returned a {type(m).__name__}, not a torch.nn.Module; return the model."
+        )
     return m
 
 
@@ -165,6 +182,7 @@ def _device(spec: str) -> torch.device:
 
 
 # -- the worker: one model, one store-less Recorder, many checkpoints -----------------------------
+
 
 @dataclass
 class WorkerSpec:
@@ -192,12 +210,23 @@ class CheckpointWorker:
         from ..recorder import Recorder
 
         self.spec = spec
-        self.model = model if model is not None else build_model(spec.model, spec.hf_config).to(_device(spec.device))
+        self.model = (
+            model if model is not None else build_model(spec.model, spec.hf_config).to(_device(spec.device))
+        )
         # store=None and a process group of this process alone: statistics stay per checkpoint (no
         # reduction with other ranks, which hold other checkpoints) and come back as StepRecords.
-        self.recorder = Recorder(self.model, None, run="sweep", metrics=spec.metrics, layers=spec.layers,
-                                 sites=spec.sites, probe=spec.probe, source="sweep", flush_every=1,
-                                 process_group=process_group)
+        self.recorder = Recorder(
+            self.model,
+            None,
+            run="sweep",
+            metrics=spec.metrics,
+            layers=spec.layers,
+            sites=spec.sites,
+            probe=spec.probe,
+            source="sweep",
+            flush_every=1,
+            process_group=process_group,
+        )
         self.keys = ModelKeys(self.model)
 
     def process(self, ckpt: Checkpoint) -> Outcome:
@@ -214,8 +243,10 @@ class CheckpointWorker:
             out.error = str(e)
         except Exception as e:  # noqa: BLE001 - one bad checkpoint must not end the sweep
             first = (str(e).strip().splitlines() or [""])[0][:200]
-            out.error = (f"{ckpt.name}: failed ({type(e).__name__}: {first}); rerun with LAYERSCOPE_DEBUG=1 "
-                         "to see the traceback.")
+            out.error = (
+                f"{ckpt.name}: failed ({type(e).__name__}: {first}); rerun with LAYERSCOPE_DEBUG=1 "
+                "to see the traceback."
+            )
             if _debug():
                 out.error += "\n" + traceback.format_exc()
         out.seconds = time.perf_counter() - t0
@@ -252,6 +283,7 @@ def _child_main(spec: WorkerSpec, conn: Any) -> None:
 
 # -- the writer ------------------------------------------------------------------------------------
 
+
 class _Writer:
     """Writes outcomes as they arrive (one transaction per step) and keeps the tally."""
 
@@ -277,6 +309,7 @@ class _Writer:
 
 # -- setting up (the writing process) ------------------------------------------------------------
 
+
 def _hf_config(d: Discovery) -> str:
     root = d.root if d.root.is_dir() else d.root.parent
     if (root / "config.json").is_file():
@@ -284,8 +317,10 @@ def _hf_config(d: Discovery) -> str:
     for c in d.checkpoints:
         if c.config_json is not None:
             return str(c.config_json)
-    raise NotFoundError(f"--hf: no config.json in {str(d.root)!r} or next to any of its checkpoints; "
-                        "pass --model PKG.MODULE:FACTORY instead, or copy the model's config.json into the folder.")
+    raise NotFoundError(
+        f"--hf: no config.json in {str(d.root)!r} or next to any of its checkpoints; "
+        "pass --model PKG.MODULE:FACTORY instead, or copy the model's config.json into the folder."
+    )
 
 
 def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, WorkerSpec]:
@@ -295,13 +330,18 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
     if cfg.hf and cfg.model is not None:
         raise ConfigError("pass either --model or --hf, not both.")
     if not cfg.hf and cfg.model is None:
-        raise ConfigError("no model given; pass --model PKG.MODULE:FACTORY, or --hf to build it from the "
-                          "checkpoints' config.json.")
+        raise ConfigError(
+            "no model given; pass --model PKG.MODULE:FACTORY, or --hf to build it from the "
+            "checkpoints' config.json."
+        )
     if not isinstance(cfg.workers, int) or cfg.workers < 1:
         raise ConfigError(f"--workers {cfg.workers!r}; pass a whole number >= 1.")
     metrics = tuple(m.name for m in resolve_metrics(cfg.metrics))
-    sites = tuple(s.strip() for s in cfg.sites.split(",") if s.strip()) if isinstance(cfg.sites, str) \
+    sites = (
+        tuple(s.strip() for s in cfg.sites.split(",") if s.strip())
+        if isinstance(cfg.sites, str)
         else tuple(cfg.sites)
+    )
     compile_step_regex(cfg.step_regex)
     _device(cfg.device)
     store = Path(cfg.store)
@@ -319,13 +359,16 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
 
     disc = find_checkpoints(root, cfg.step_regex, content_step=content_step)
     if not disc.checkpoints and not disc.problems:
-        raise NotFoundError(f"no checkpoints in {str(root)!r} (looked for *.safetensors, *.pt, *.pth, *.bin, *.ckpt "
-                            "and Hugging Face checkpoint folders); check the folder.")
+        raise NotFoundError(
+            f"no checkpoints in {str(root)!r} (looked for *.safetensors, *.pt, *.pth, *.bin, *.ckpt "
+            "and Hugging Face checkpoint folders); check the folder."
+        )
     for p in disc.problems:
         listener.on_problem(p)
     hf_config = _hf_config(disc) if cfg.hf else None
-    return disc, WorkerSpec(cfg.model, hf_config, probe, metrics, sites, cfg.layers, cfg.trust, cfg.device,
-                            cfg.threads)
+    return disc, WorkerSpec(
+        cfg.model, hf_config, probe, metrics, sites, cfg.layers, cfg.trust, cfg.device, cfg.threads
+    )
 
 
 def _first_row(probe: Any) -> Any:
@@ -338,8 +381,9 @@ def _first_row(probe: Any) -> Any:
     return probe
 
 
-def _open_run(cfg: SweepConfig, spec: WorkerSpec, disc: Discovery, model: nn.Module, store: Store,
-              group: Any) -> tuple[list[Checkpoint], list[int]]:
+def _open_run(
+    cfg: SweepConfig, spec: WorkerSpec, disc: Discovery, model: nn.Module, store: Store, group: Any
+) -> tuple[list[Checkpoint], list[int]]:
     """Validate the probe on the model, create or check the run, and split checkpoints into todo/skipped."""
     from ..recorder import Recorder, _to_device, run_forward
 
@@ -352,25 +396,44 @@ def _open_run(cfg: SweepConfig, spec: WorkerSpec, disc: Discovery, model: nn.Mod
         raise
     except Exception as e:  # noqa: BLE001 - the probe does not fit the model: a usage error, said once
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ConfigError(f"the probe ({describe(spec.probe)}) does not fit the model ({type(e).__name__}: {first}); "
-                          "pass a probe the model accepts (for text: --seq-len at most its context length).") \
-            from None
+        raise ConfigError(
+            f"the probe ({describe(spec.probe)}) does not fit the model ({type(e).__name__}: {first}); "
+            "pass a probe the model accepts (for text: --seq-len at most its context length)."
+        ) from None
     if cfg.run in store.run_names():
         old = store.run_config(cfg.run)
         for key, new in (("metrics", spec.metrics), ("sites", spec.sites)):
             have = old.get(key)
             if have is not None and set(have) != set(new):
-                raise ConfigError(f"run {cfg.run!r} in {str(cfg.store)!r} holds {key} {','.join(have)}, not "
-                                  f"{','.join(new)}; pass --{key} {','.join(have)} to continue it, or a new --run.")
-    notes = {"sweep": {"checkpoints": str(Path(cfg.ckpt_dir).resolve()), "probe": describe(spec.probe),
-                       "model": spec.model if isinstance(spec.model, str) or spec.model is None
-                       else getattr(spec.model, "__qualname__", repr(spec.model)),
-                       "hf_config": spec.hf_config}}
+                raise ConfigError(
+                    f"run {cfg.run!r} in {str(cfg.store)!r} holds {key} {','.join(have)}, not "
+                    f"{','.join(new)}; pass --{key} {','.join(have)} to continue it, or a new --run."
+                )
+    notes = {
+        "sweep": {
+            "checkpoints": str(Path(cfg.ckpt_dir).resolve()),
+            "probe": describe(spec.probe),
+            "model": spec.model
+            if isinstance(spec.model, str) or spec.model is None
+            else getattr(spec.model, "__qualname__", repr(spec.model)),
+            "hf_config": spec.hf_config,
+        }
+    }
     # A Recorder on the store creates (or checks) the run exactly as a live recording does: the same
     # layers, run config and probe hash (a different probe is an error naming both hashes). It records
     # nothing itself: with a probe and no start step it never attaches a hook.
-    Recorder(model, store, run=cfg.run, metrics=spec.metrics, layers=spec.layers, sites=spec.sites,
-             probe=spec.probe, source="sweep", notes=notes, process_group=group).close()
+    Recorder(
+        model,
+        store,
+        run=cfg.run,
+        metrics=spec.metrics,
+        layers=spec.layers,
+        sites=spec.sites,
+        probe=spec.probe,
+        source="sweep",
+        notes=notes,
+        process_group=group,
+    ).close()
     done = set(store.steps(cfg.run))
     todo = [c for c in disc.checkpoints if cfg.force or c.step not in done]
     skipped = [c.step for c in disc.checkpoints if not cfg.force and c.step in done]
@@ -378,6 +441,7 @@ def _open_run(cfg: SweepConfig, spec: WorkerSpec, disc: Discovery, model: nn.Mod
 
 
 # -- running ---------------------------------------------------------------------------------------
+
 
 def run_sweep(cfg: SweepConfig, listener: SweepListener | None = None) -> SweepResult:
     """Sweep ``cfg.ckpt_dir`` into ``cfg.store``/``cfg.run``; see :class:`SweepConfig`.
@@ -396,8 +460,10 @@ def run_sweep(cfg: SweepConfig, listener: SweepListener | None = None) -> SweepR
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         if cfg.workers > 1:
-            raise ConfigError("--workers with torchrun: torchrun already runs one sweep process per rank; "
-                              "drop --workers, or run without torchrun.")
+            raise ConfigError(
+                "--workers with torchrun: torchrun already runs one sweep process per rank; "
+                "drop --workers, or run without torchrun."
+            )
         return _run_distributed(cfg, listener)
     return _run_local(cfg, listener)
 
@@ -412,7 +478,9 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
     try:
         if cfg.workers > 1:
             spec.threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
-            children = _Children(spec, cfg.workers - 1)  # they start (import, build the model) while we set up
+            children = _Children(
+                spec, cfg.workers - 1
+            )  # they start (import, build the model) while we set up
             torch.set_num_threads(spec.threads)
         elif cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -463,6 +531,7 @@ class _Children:
             p = ctx.Process(target=_child_main, args=(spec, theirs), daemon=True)
             p.start()
             theirs.close()
+            assert p.pid is not None  # started
             self.procs[p.pid] = p
             self.conns[p.pid] = mine
         self.ready: set[int] = set()  # started and alive
@@ -502,8 +571,9 @@ class _Children:
                     if kind == "ready":
                         self.ready.add(pid)
                     elif kind == "failed":
-                        raise ConfigError(f"a --workers process could not start ({payload}); "
-                                          "run with fewer --workers.")
+                        raise ConfigError(
+                            f"a --workers process could not start ({payload}); run with fewer --workers."
+                        )
                     else:  # done: the first it held
                         self.holding[pid].popleft()
                         writer.add(payload)
@@ -516,14 +586,23 @@ class _Children:
                 held = self.holding.pop(pid, deque())
                 if held:
                     ckpt = held.popleft()
-                    writer.add(Outcome(ckpt.name, str(ckpt.path), ckpt.step, pid=pid, error=(
-                        f"{ckpt.name}: the worker process sweeping it died (exit code {p.exitcode}; out of "
-                        "memory?); rerun to retry it, with fewer --workers.")))
+                    writer.add(
+                        Outcome(
+                            ckpt.name,
+                            str(ckpt.path),
+                            ckpt.step,
+                            pid=pid,
+                            error=(
+                                f"{ckpt.name}: the worker process sweeping it died (exit code {p.exitcode}; out of "
+                                "memory?); rerun to retry it, with fewer --workers."
+                            ),
+                        )
+                    )
                     queue.extendleft(reversed(held))  # never started: someone else sweeps them
                 self.conns.pop(pid).close()
 
     def stop(self) -> None:
-        for pid, conn in self.conns.items():
+        for conn in self.conns.values():
             try:
                 conn.send(None)
             except (BrokenPipeError, EOFError, OSError):
@@ -592,8 +671,10 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
         bad = [(r, s) for r, s in enumerate(statuses) if s is not None]
         if bad:
             r, s = bad[0]
-            raise DistributedError(f"rank {r} could not start its sweep worker: {s}; make the model importable "
-                                   "on every machine (same code, same --model).")
+            raise DistributedError(
+                f"rank {r} could not start its sweep worker: {s}; make the model importable "
+                "on every machine (same code, same --model)."
+            )
         assert worker is not None
         if rank == 0:
             assert store is not None
@@ -635,8 +716,16 @@ class _PeerFailure(LayerscopeError):
         self.exit_code = exit_code
 
 
-def sweep(ckpt_dir: str | os.PathLike[str], *, store: str | os.PathLike[str], run: str, probe: Any,
-          model: ModelSpec = None, listener: SweepListener | None = None, **options: Any) -> SweepResult:
+def sweep(
+    ckpt_dir: str | os.PathLike[str],
+    *,
+    store: str | os.PathLike[str],
+    run: str,
+    probe: Any,
+    model: ModelSpec = None,
+    listener: SweepListener | None = None,
+    **options: Any,
+) -> SweepResult:
     """Sweep a folder of checkpoints into a run store (the Python form of ``layerscope sweep``).
 
     ``options`` are the other fields of :class:`SweepConfig` (``hf``, ``metrics``, ``sites``,
@@ -652,5 +741,14 @@ def sweep(ckpt_dir: str | os.PathLike[str], *, store: str | os.PathLike[str], ru
     return run_sweep(SweepConfig(ckpt_dir, store, run, probe, model=model, **options), listener)
 
 
-__all__ = ["CheckpointWorker", "Outcome", "SweepConfig", "SweepListener", "SweepResult", "WorkerSpec",
-           "build_model", "run_sweep", "sweep"]
+__all__ = [
+    "CheckpointWorker",
+    "Outcome",
+    "SweepConfig",
+    "SweepListener",
+    "SweepResult",
+    "WorkerSpec",
+    "build_model",
+    "run_sweep",
+    "sweep",
+]

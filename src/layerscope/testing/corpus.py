@@ -96,8 +96,8 @@ class Corpus:
         """Inputs and next-token targets ``(B, T)`` for training step ``step`` (reproducible)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         ix = torch.randint(len(self.data) - block_size - 1, (batch_size,), generator=g)
-        x = torch.stack([self.data[i: i + block_size] for i in ix.tolist()])
-        y = torch.stack([self.data[i + 1: i + 1 + block_size] for i in ix.tolist()])
+        x = torch.stack([self.data[i : i + block_size] for i in ix.tolist()])
+        y = torch.stack([self.data[i + 1 : i + 1 + block_size] for i in ix.tolist()])
         return x, y
 
     def probe(self, batch_size: int = 8, block_size: int = 64) -> torch.Tensor:

@@ -37,8 +37,9 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.c_proj(y)
 
@@ -95,7 +96,7 @@ class TinyGPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):  # type: ignore[no-untyped-def]
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):  # type: ignore[no-untyped-def, unused-ignore]
         B, T = idx.shape
         pos = torch.arange(T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
@@ -108,9 +109,16 @@ class TinyGPT(nn.Module):
         return logits, loss
 
 
-def tiny_gpt(n_layer: int = 12, n_embd: int = 64, n_head: int = 4, block_size: int = 64,
-             activation: str = "gelu", seed: int = 0) -> TinyGPT:
+def tiny_gpt(
+    n_layer: int = 12,
+    n_embd: int = 64,
+    n_head: int = 4,
+    block_size: int = 64,
+    activation: str = "gelu",
+    seed: int = 0,
+) -> TinyGPT:
     """A factory for ``--model layerscope.testing.model:tiny_gpt`` (deterministic init)."""
     torch.manual_seed(seed)
-    return TinyGPT(GPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size,
-                             activation=activation))
+    return TinyGPT(
+        GPTConfig(n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size, activation=activation)
+    )

@@ -7,8 +7,8 @@ and ``rec.step(step)``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 
@@ -61,9 +61,20 @@ def train(
     corpus = Corpus(seed=cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     losses: list[float] = []
-    kwargs = dict(metrics=cfg.metrics, every=cfg.every, sites=cfg.sites, notes={"train": {
-        "steps": cfg.steps, "lr": cfg.lr, "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
-        "model": vars(cfg.model)}})
+    kwargs = dict(
+        metrics=cfg.metrics,
+        every=cfg.every,
+        sites=cfg.sites,
+        notes={
+            "train": {
+                "steps": cfg.steps,
+                "lr": cfg.lr,
+                "batch_size": cfg.batch_size,
+                "grad_accum": cfg.grad_accum,
+                "model": vars(cfg.model),
+            }
+        },
+    )
     kwargs.update(recorder_kwargs or {})
     with Recorder(model, store, run=run, **kwargs) as rec:  # type: ignore[arg-type]
         for step in range(1, cfg.steps + 1):
