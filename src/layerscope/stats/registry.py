@@ -62,8 +62,9 @@ def _dead_frac(s: Stats) -> np.ndarray:
     if s.units is None:
         return out
     flat = out.reshape(-1)
+    seen = np.asarray(s.n).reshape(-1) > 0  # a slot that saw no element has no dead units
     for i, u in enumerate(s.units):
-        if u is not None and len(u):
+        if u is not None and len(u) and seen[i]:
             flat[i] = float(np.mean(np.asarray(u) <= s.eps))
     return out
 
