@@ -215,9 +215,14 @@ class MaskTracker(CaptureSource):
         self.current = {k: self._as_mask(v) for k, v in found.items()}
         return None
 
-    def _as_mask(self, m: Any) -> torch.Tensor | None:
+    def _as_mask(self, m: Any, warn: bool = True) -> torch.Tensor | None:
         if not isinstance(m, torch.Tensor) or m.dim() != 2:
-            if isinstance(m, torch.Tensor) and not torch.compiler.is_compiling() and -1 not in self._warned:
+            if (
+                warn
+                and isinstance(m, torch.Tensor)
+                and not torch.compiler.is_compiling()
+                and -1 not in self._warned
+            ):
                 self._warned.add(-1)
                 warnings.warn(
                     f"layerscope: the mask has shape {tuple(m.shape)}, not (batch, tokens); recording "
@@ -228,7 +233,7 @@ class MaskTracker(CaptureSource):
         return m.detach() if m.dtype == torch.bool else m.detach() != 0  # one tiny op per forward
 
     def set(self, mask: torch.Tensor | None) -> None:
-        self.explicit = None if mask is None else self._as_mask(mask)
+        self.explicit = None if mask is None else self._as_mask(mask, warn=False)
         if mask is not None and self.explicit is None:
             raise ValueError(f"a mask is (batch, tokens); got shape {tuple(getattr(mask, 'shape', ()))}")
 

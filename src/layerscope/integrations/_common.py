@@ -16,10 +16,10 @@ import torch.nn as nn
 
 from ..capture import Selection
 from ..errors import ConfigError
+from ..stats.registry import DEFAULT_METRICS
 from ..store import Store
 from .loggers import Sink, SinkStore, as_sinks
 
-DEFAULT_METRICS = ("mean", "std", "rms", "max_abs")
 STORE_NAME = "layerscope.db"
 
 

@@ -14,7 +14,7 @@ Inside a model that is itself being compiled, the pass is :func:`torch_raw` trac
 model's graph (inductor fuses it with the layer that produced the activation).
 
 **Shift and scale.** Power sums are taken of ``d = (x - c) * 2**-k``. ``c`` is the mean of a fixed
-strided sample of the tensor (32 rows x 32 columns, finite entries of counted rows), rounded to
+sample of the tensor (32 rows x 32 columns spread evenly, finite entries of counted rows), rounded to
 the tensor's float type: near the data, ``x - c`` is exact (Sterbenz), so data with a large offset
 (mean 1e4, std 1e-2) keeps its precision, and the sample costs no extra pass. ``2**-k`` is the
 power of two nearest below the sample's largest ``|x - c|``: multiplying by it is exact, and it
@@ -29,6 +29,7 @@ dtypes and the groups.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -42,7 +43,7 @@ from . import native
 log = logging.getLogger("layerscope")
 
 BACKENDS = ("auto", "native", "compile", "eager")
-SAMPLE = 32  # the pilot sample: every (rows // 32)-th row, every (cols // 32)-th column
+SAMPLE = 32  # the pilot sample: 32 rows x 32 columns, evenly spread (repeats when fewer)
 
 # -- the raw layout (what a pass produces): counts first, then float sums (the C pass writes it too)
 R_N, R_NF, R_NZERO, R_NPOS, R_NNAN, R_NPINF = range(6)  # counts
@@ -188,13 +189,36 @@ def eager_raw(
     return torch.cat([counts, floats]), u
 
 
+_sample_idx: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _sample_index(rows: Any, cols: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ``k * rows // 32`` and columns ``k * cols // 32`` (k = 0..31) of the pilot sample.
+
+    Index tensors, not a strided slice: a slice's step would make a compiled pass guard on the
+    tensor's size (step 1 or not); these are the same ops for every shape. Cached when eager.
+    """
+    if torch.compiler.is_compiling():
+        k = torch.arange(SAMPLE, device=device)
+        return (k * rows) // SAMPLE, (k * cols) // SAMPLE
+    key = (int(rows), int(cols), device)
+    got = _sample_idx.get(key)
+    if got is None:
+        if len(_sample_idx) > 256:
+            _sample_idx.clear()
+        k = torch.arange(SAMPLE, device=device)
+        got = _sample_idx[key] = ((k * rows) // SAMPLE, (k * cols) // SAMPLE)
+    return got
+
+
 def _pilot(x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The shift and scale of :func:`torch_raw`, from the same strided sample."""
+    """The shift and scale of every backend, from the same 32 x 32 sample of rows and columns."""
     rows, cols = x.shape
-    s = x[:: max(1, rows // SAMPLE), :: max(1, cols // SAMPLE)]
+    ri, ci = _sample_index(rows, cols, x.device)
+    s = x.index_select(0, ri).index_select(1, ci)
     fin_s = (s - s) == 0
     if mask is not None:
-        fin_s = fin_s & mask[:: max(1, rows // SAMPLE)].unsqueeze(1)
+        fin_s = fin_s & mask.index_select(0, ri).unsqueeze(1)
     c = (torch.where(fin_s, s, 0.0).sum(dtype=torch.float64) / fin_s.sum().clamp(min=1)).to(x.dtype)
     dev = torch.where(fin_s, (s - c).abs(), 0.0).amax()
     ok = (dev > 0) & ((dev - dev) == 0)
@@ -334,13 +358,26 @@ class StatsPass:
         if c.failed:
             return None
         try:
-            with self._compile_lock:  # one compilation at a time (threads, dataloader callbacks)
+            # No duck sizing: a first tensor with rows == cols must not tie the two sizes together
+            # (a recompile at the next shape). Read only while tracing; costs nothing afterwards.
+            with self._compile_lock, _no_duck_shapes():  # one compilation at a time
                 return c.fn(v, mask)
         except Exception as e:  # noqa: BLE001 - any compiler failure: the eager path computes the same
             c.failed = True
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             log.warning("layerscope: torch.compile of the statistics pass failed (%s); using eager", first)
             return None
+
+
+def _no_duck_shapes() -> Any:
+    try:
+        from torch.fx.experimental import _config as fx_config
+
+        if hasattr(fx_config, "use_duck_shape"):
+            return fx_config.patch(use_duck_shape=False)  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - older torch
+        pass
+    return contextlib.nullcontext()
 
 
 _passes: dict[tuple[frozenset[str], float, str, bool], StatsPass] = {}

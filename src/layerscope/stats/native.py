@@ -113,25 +113,26 @@ static inline __attribute__((always_inline)) void NAME##_pass(                  
     out[10] = S4 / (sc * sc * sc * sc);                                                          \
     out[11] = (double)MN; out[12] = (double)MX; out[13] = (double)MA; out[14] = SA;              \
 }                                                                                                \
-/* The shift c (mean of a strided sample, rounded to T: x - c is exact near c) and a power of */  \
+/* The shift c (mean of a 32 x 32 sample, rounded to T: x - c is exact near c) and a power of */ \
 /* two near the sample's largest |x - c|, so that the powers stay inside T's range. */           \
 static void NAME##_pilot(const TIN* x, int64_t R, int64_t C, int64_t rs, const uint8_t* m,      \
                          int64_t ms, T* c_out, T* scale_out) {                                   \
-    const int64_t ri = R / SAMPLE > 1 ? R / SAMPLE : 1, ci = C / SAMPLE > 1 ? C / SAMPLE : 1;    \
     double sum = 0; int64_t cnt = 0;                                                             \
-    for (int64_t i = 0; i < R; i += ri) {                                                        \
+    for (int64_t a = 0; a < SAMPLE; a++) {                                                       \
+        const int64_t i = a * R / SAMPLE;                                                        \
         if (m && !m[i * ms]) continue;                                                           \
-        for (int64_t j = 0; j < C; j += ci) {                                                    \
-            const T v = LOAD(x + i * rs, j);                                                     \
+        for (int64_t b = 0; b < SAMPLE; b++) {                                                   \
+            const T v = LOAD(x + i * rs, b * C / SAMPLE);                                        \
             if ((v - v) == 0) { sum += v; cnt++; }                                               \
         }                                                                                        \
     }                                                                                            \
     const T c = cnt ? (T)(sum / (double)cnt) : (T)0;                                             \
     T dev = 0;                                                                                   \
-    for (int64_t i = 0; i < R; i += ri) {                                                        \
+    for (int64_t a = 0; a < SAMPLE; a++) {                                                       \
+        const int64_t i = a * R / SAMPLE;                                                        \
         if (m && !m[i * ms]) continue;                                                           \
-        for (int64_t j = 0; j < C; j += ci) {                                                    \
-            const T v = LOAD(x + i * rs, j);                                                     \
+        for (int64_t b = 0; b < SAMPLE; b++) {                                                   \
+            const T v = LOAD(x + i * rs, b * C / SAMPLE);                                        \
             if ((v - v) == 0) { const T d = v > c ? v - c : c - v; dev = d > dev ? d : dev; }    \
         }                                                                                        \
     }                                                                                            \
