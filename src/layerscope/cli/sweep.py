@@ -100,6 +100,12 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     metavar="N",
     help="Torch threads per process (default: torch's; cores / --workers in a pool).",
 )
+@click.option(
+    "--mask",
+    default=None,
+    metavar="KEY",
+    help="Count real tokens only: the probe's token-mask key, e.g. attention_mask (a dict probe).",
+)
 @format_option
 def sweep(
     ckpt_dir: str,
@@ -119,6 +125,7 @@ def sweep(
     workers: int,
     device: str,
     threads: int | None,
+    mask: str | None,
     fmt: str,
 ) -> int:
     """Record the statistics of every checkpoint in CKPT_DIR, one step each, into STORE.
@@ -168,6 +175,7 @@ def sweep(
         workers=workers,
         device=device,
         threads=threads,
+        mask=mask,
     )
     try:  # set by torchrun (and other launchers) for every process it starts
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)

@@ -69,6 +69,7 @@ class SweepConfig:
     workers: int = 1  # processes on this machine, this one included; >1 spawns the others (not with torchrun)
     device: str = "cpu"  # "cpu", "cuda", "cuda:1" or "auto" (cuda:LOCAL_RANK when there is a GPU)
     threads: int | None = None  # torch threads per process (None: torch's default; cores / workers in a pool)
+    mask: str | None = None  # the probe's token-mask key (e.g. "attention_mask"), as Recorder(mask=...)
 
 
 @dataclass
@@ -197,6 +198,7 @@ class WorkerSpec:
     trust: bool
     device: str
     threads: int | None = None
+    mask: str | None = None
 
 
 def _debug() -> bool:
@@ -226,6 +228,7 @@ class CheckpointWorker:
             source="sweep",
             flush_every=1,
             process_group=process_group,
+            mask=spec.mask,
         )
         self.keys = ModelKeys(self.model)
 
@@ -367,7 +370,7 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
         listener.on_problem(p)
     hf_config = _hf_config(disc) if cfg.hf else None
     return disc, WorkerSpec(
-        cfg.model, hf_config, probe, metrics, sites, cfg.layers, cfg.trust, cfg.device, cfg.threads
+        cfg.model, hf_config, probe, metrics, sites, cfg.layers, cfg.trust, cfg.device, cfg.threads, cfg.mask
     )
 
 
@@ -433,6 +436,7 @@ def _open_run(
         source="sweep",
         notes=notes,
         process_group=group,
+        mask=spec.mask,
     ).close()
     done = set(store.steps(cfg.run))
     todo = [c for c in disc.checkpoints if cfg.force or c.step not in done]
