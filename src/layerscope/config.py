@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .defaults import DEFAULT_METRICS
 from .errors import ConfigError
 from .stats.kernels import BACKENDS
-from .stats.registry import DEFAULT_METRICS
 
 WINDOWS = ("step", "all")
 

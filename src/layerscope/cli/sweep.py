@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..defaults import DEFAULT_METRICS
 from ._common import echo_json, format_option
 
 # One string so that `layerscope sweep --help` and docs/sweep.md show the same torchrun form.
@@ -39,7 +40,7 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
 )
 @click.option(
     "--metrics",
-    default="mean,std,rms,max_abs",
+    default=",".join(DEFAULT_METRICS),
     show_default=True,
     metavar="LIST",
     help="Comma-separated metric names, or 'all'.",

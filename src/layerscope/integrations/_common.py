@@ -15,8 +15,8 @@ from typing import Any
 import torch.nn as nn
 
 from ..capture import Selection
+from ..defaults import DEFAULT_METRICS
 from ..errors import ConfigError
-from ..stats.registry import DEFAULT_METRICS
 from ..store import Store
 from .loggers import Sink, SinkStore, as_sinks
 

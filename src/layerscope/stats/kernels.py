@@ -33,6 +33,7 @@ import contextlib
 import logging
 import math
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,7 @@ import torch
 from . import native
 
 log = logging.getLogger("layerscope")
+_warned: list[bool] = []  # the no-compiler warning, once per process
 
 BACKENDS = ("auto", "native", "compile", "eager")
 SAMPLE = 32  # the pilot sample: 32 rows x 32 columns, evenly spread (repeats when fewer)
@@ -314,10 +316,13 @@ class StatsPass:
                 return "compile"
             if self._native is False:
                 self._native = native.kernels(self.groups)
-                if self._native is None:
-                    log.info(
-                        "layerscope: the C statistics pass could not be built (%s); using the torch path",
-                        native.build_error(),
+                if self._native is None and not _warned:
+                    _warned.append(True)
+                    warnings.warn(
+                        f"layerscope: the C statistics pass could not be built ({native.build_error()}); "
+                        "recording uses the slower torch path. Install gcc or clang (or set $CC), or pass "
+                        "stats_backend='eager' to choose it.",
+                        stacklevel=2,
                     )
             return "native" if self._native else "eager"
         if b == "compile" and self._compiled is not None and self._compiled.failed:

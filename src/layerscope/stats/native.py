@@ -207,7 +207,7 @@ def _cpu_key() -> str:
 def _build(groups: frozenset[str]) -> Path:
     cc = _find_compiler()
     if cc is None:
-        raise RuntimeError("no C compiler (set $CC, or install gcc or clang)")
+        raise RuntimeError("no C compiler found: $CC, cc, gcc, clang")
     defines = [f"-D{flag}={int(g in groups)}" for g, flag in sorted(_FLAGS.items())]
     key = hashlib.sha256(
         "\0".join([_SOURCE, cc, *CFLAGS, *defines, _cpu_key(), sys.platform]).encode()
@@ -215,7 +215,20 @@ def _build(groups: frozenset[str]) -> Path:
     out = cache_dir() / f"stats-{key}.so"
     if out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:  # a read-only home (some containers): this user's folder in the temp dir
+        out = (
+            Path(tempfile.gettempdir())
+            / f"layerscope-{os.getuid() if hasattr(os, 'getuid') else 0}"
+            / out.name
+        )
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         src = Path(tmp) / "stats.c"
         src.write_text(_SOURCE)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..defaults import DEFAULT_METRICS
 from ..errors import ConfigError
 from .functional import GROUPS, Stats
 
@@ -113,7 +114,6 @@ _builtin(
 )
 
 BUILTIN_METRICS = tuple(_REGISTRY)
-DEFAULT_METRICS = ("mean", "std", "rms", "max_abs")
 
 
 def register_metric(
