@@ -215,3 +215,17 @@ def test_bad_mask_and_sample_arguments() -> None:
     with pytest.raises(ValueError, match="batch, tokens"):
         rec.set_mask(torch.ones(2, 3, 4))
     rec.close()
+
+
+def test_the_mask_belongs_to_its_forward_only() -> None:
+    model = Padded()
+    ids, mask = _batch()
+    x = model.gpt.wte(ids).detach()
+    rec = layerscope.Recorder(model, None, run="r", metrics=["rms"], mask="attention_mask")
+    model(ids, attention_mask=mask)
+    rec.step(1)
+    model.h[0](x)  # the block alone, after the masked forward: every position counts
+    rec.step(2)
+    rec.close()
+    want = float(model.h[0](x).detach().double().pow(2).mean().sqrt())
+    assert rec.history[1].values[("rms", "output")][0] == pytest.approx(want, rel=1e-5)

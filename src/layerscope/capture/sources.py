@@ -193,7 +193,15 @@ class MaskTracker(CaptureSource):
     def register(self, ctx: CaptureContext) -> list[Any]:
         if self.how is None:
             return []
-        return [self.root.register_forward_pre_hook(self._pre, with_kwargs=True)]
+        return [
+            self.root.register_forward_pre_hook(self._pre, with_kwargs=True),
+            # The mask belongs to this forward only: a sub-module called on its own later is not masked.
+            self.root.register_forward_hook(self._post, always_call=True),
+        ]
+
+    def _post(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self.current:
+            self.current = {}
 
     def _pick(self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str, pos: int | None) -> Any:
         m = kwargs.get(name)

@@ -89,9 +89,15 @@ class SlotAccumulator:
         self.units: torch.Tensor | None = None  # (U,) float32 max|x| per unit
         self.hist: torch.Tensor | None = None  # (B,) float64
         self.fn_acc: torch.Tensor | None = None  # (F, 2): value accumulator, weight
-        self.n_updates = 0  # host-side count of eager forwards seen (no tensor involved)
+        self._n_eager = 0  # host-side count of eager forwards seen (no tensor involved)
+        self._graph_seen = False  # a compiled forward folded in (set, never read, by the graph)
         if self._graph is not None:
             self._graph.reset()
+
+    @property
+    def n_updates(self) -> int:
+        """Forwards seen since the last reset (host-side; compiled forwards count as at least one)."""
+        return self._n_eager + int(self._graph_seen)
 
     # -- in the hook: no host sync below this line ------------------------------------------------
     def update(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
@@ -106,6 +112,7 @@ class SlotAccumulator:
             if self._graph is None:  # a model compiled after the hooks were added: one recompile
                 self._graph = _GraphBuffers(spec, raw.device)
             self._graph.fold(raw, u, h, fn, spec)
+            self._graph_seen = True  # a store of a constant: no guard, no recompile
             return
         self._raws.append(raw)
         if len(self._raws) >= _COMPACT_AT:
@@ -122,7 +129,7 @@ class SlotAccumulator:
             self.fn_acc = (
                 fn if self.fn_acc is None else _fold_fn(spec.fn_metrics, torch.stack([self.fn_acc, fn]))
             )
-        self.n_updates += 1
+        self._n_eager += 1
 
     def _fn_values(self, x: torch.Tensor) -> torch.Tensor:
         """Function metrics of ``x``: (F, 2) = (value accumulator, weight); they see the whole tensor."""
