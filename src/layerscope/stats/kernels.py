@@ -19,9 +19,9 @@ the tensor's float type: near the data, ``x - c`` is exact (Sterbenz), so data w
 (mean 1e4, std 1e-2) keeps its precision, and the sample costs no extra pass. ``2**-k`` is the
 power of two nearest below the sample's largest ``|x - c|``: multiplying by it is exact, and it
 keeps ``d**4`` inside float32's range for activations of any magnitude (|x| ~ 1e18 and beyond);
-float32 would overflow ``sum x**4`` at |x| ~ 1e8 over 8M elements. Deviations more than ~2**24
-times the sample's largest are still summed exactly unless their fourth powers pass 2**127.
-The float64 raw vector holds the unscaled sums (dividing by a power of two is exact).
+float32 would overflow ``sum x**4`` at |x| ~ 1e8 over 8M elements. Only an element more than
+~2**31 times the sample's largest deviation overflows its fourth power. The float64 raw vector
+holds the unscaled sums (dividing by a power of two is exact).
 
 No host sync anywhere here: every value stays a device tensor; Python branches only on shapes,
 dtypes and the groups.

@@ -60,8 +60,15 @@ static inline double ld_f64(const double* p, int64_t j) { return p[j]; }
 static inline float ld_bf16(const uint16_t* p, int64_t j) {
     uint32_t u = ((uint32_t)p[j]) << 16; float f; memcpy(&f, &u, 4); return f;
 }
+/* x where k is 1, +0.0 where k is 0, by a bit mask (a NaN or inf x is dropped, not multiplied). */
+static inline float keep_f(float x, int k) {
+    uint32_t u; memcpy(&u, &x, 4); u &= (uint32_t)(-k); memcpy(&x, &u, 4); return x;
+}
+static inline double keep_d(double x, int k) {
+    uint64_t u; memcpy(&u, &x, 8); u &= (uint64_t)(-(int64_t)k); memcpy(&x, &u, 8); return x;
+}
 
-#define KERNEL(NAME, TIN, T, LOAD, INF)                                                          \
+#define KERNEL(NAME, TIN, T, LOAD, INF, ABS, KEEP)                                                          \
 static inline __attribute__((always_inline)) void NAME##_pass(                                   \
     const TIN* x, int64_t R, int64_t C, int64_t rs, const uint8_t* m, int64_t ms,              \
     T c, T scale, T eps, double* out, float* units, const int U) {                              \
@@ -69,12 +76,19 @@ static inline __attribute__((always_inline)) void NAME##_pass(                  
     int64_t NV = 0, NF = 0, NZ = 0, NP = 0, NN = 0, NI = 0;                                      \
     T MN = INF, MX = -INF, MA = 0;                                                               \
     (void)eps; (void)scale; (void)c;                                                             \
-    for (int64_t i = 0; i < R; i++) {                                                            \
-        if (m && !m[i * ms]) continue;                                                           \
-        NV++;                                                                                    \
+    for (int64_t i = 0; i < R;) {                                                                \
+        if (m && !m[i * ms]) { i++; continue; }                                                  \
+        /* A run of counted rows that lie back to back is one segment: blocks of BLK elements */ \
+        /* across row ends (narrow rows would otherwise pay a reduction each). Not with units, */ \
+        /* whose index is the column. */                                                         \
+        int64_t end = i + 1;                                                                     \
+        if (!U && rs == C) { while (end < R && (!m || m[end * ms])) end++; }                     \
+        NV += end - i;                                                                           \
         const TIN* row = x + i * rs;                                                             \
-        for (int64_t b = 0; b < C; b += BLK) {                                                   \
-            const int64_t e = b + BLK < C ? b + BLK : C;                                         \
+        const int64_t len = (end - i) * C;                                                       \
+        i = end;                                                                                 \
+        for (int64_t b = 0; b < len; b += BLK) {                                                 \
+            const int64_t e = b + BLK < len ? b + BLK : len;                                     \
             T s1 = 0, s2 = 0, s3 = 0, s4 = 0, sa = 0, mn = INF, mx = -INF, ma = 0;               \
             int32_t nf = 0, nz = 0, np = 0, nn = 0, ni = 0;                                      \
             _Pragma("omp simd reduction(+:s1,s2,s3,s4,sa,nf,nz,np,nn,ni) reduction(min:mn) reduction(max:mx,ma)") \
@@ -83,12 +97,12 @@ static inline __attribute__((always_inline)) void NAME##_pass(                  
                 const int fin = (v - v) == 0;                                                    \
                 nf += fin;                                                                       \
                 if (G_MOMENTS) {                                                                 \
-                    const T d = fin ? (v - c) * scale : (T)0;                                    \
+                    const T d = KEEP((v - c) * scale, fin);                                      \
                     const T d2 = d * d;                                                          \
                     s1 += d; s2 += d2;                                                           \
                     if (G_M4) { s3 += d2 * d; s4 += d2 * d2; }                                   \
                 }                                                                                \
-                const T a = fin ? (v < 0 ? -v : v) : (T)0;                                       \
+                const T a = KEEP(ABS(v), fin);                                                   \
                 if (G_ABS) { sa += a; ma = a > ma ? a : ma; }                                    \
                 if (G_MINMAX) {                                                                  \
                     const T lo = fin ? v : INF, hi = fin ? v : -INF;                             \
@@ -149,9 +163,9 @@ void NAME(const TIN* x, int64_t R, int64_t C, int64_t rs, const uint8_t* m, int6
     else NAME##_pass(x, R, C, rs, m, ms, c, scale, (T)eps, out, 0, 0);                           \
 }
 
-KERNEL(ls_raw_f32, float, float, ld_f32, INFINITY)
-KERNEL(ls_raw_f64, double, double, ld_f64, (double)INFINITY)
-KERNEL(ls_raw_bf16, uint16_t, float, ld_bf16, INFINITY)
+KERNEL(ls_raw_f32, float, float, ld_f32, INFINITY, fabsf, keep_f)
+KERNEL(ls_raw_f64, double, double, ld_f64, (double)INFINITY, fabs, keep_d)
+KERNEL(ls_raw_bf16, uint16_t, float, ld_bf16, INFINITY, fabsf, keep_f)
 """
 
 _ARGTYPES = [
