@@ -15,9 +15,9 @@ copied to the host in one transfer (``Recorder.flush``). Hooks never sync.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,9 +26,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .batch import ProbeFn, check_not_empty, probe_hash, run_forward, to_device
 from .capture import Layer, Selection, SiteHook, discover_layers, extract_tensor, resolve_sites, unwrap
 from .config import RecorderConfig
 from .errors import ConfigError, DistributedError
+from .run import RunSpec, open_run
 from .stats import (
     N_STATE,
     SlotAccumulator,
@@ -68,51 +70,8 @@ def _in_backward() -> bool:
     return torch._C._current_graph_task_id() != -1
 
 
-def probe_hash(probe: Probe) -> str:
-    """A short content hash of a probe batch, stored with the run so probes are never mixed."""
-    h = hashlib.sha256()
-
-    def feed(obj: Any) -> None:
-        if isinstance(obj, torch.Tensor):
-            t = obj.detach().cpu().contiguous()
-            h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        elif isinstance(obj, np.ndarray):
-            feed(torch.from_numpy(np.ascontiguousarray(obj)))
-        elif isinstance(obj, dict):
-            for k in sorted(obj):
-                h.update(str(k).encode())
-                feed(obj[k])
-        elif isinstance(obj, (list, tuple)):
-            for o in obj:
-                feed(o)
-        else:
-            h.update(repr(obj).encode())
-
-    feed(probe)
-    return h.hexdigest()[:16]
-
-
-def run_forward(model: nn.Module, inputs: Probe) -> Any:
-    """Call ``model`` on a probe: a tensor, positional inputs (tuple/list), keyword inputs (dict), or a
-    callable taking the model."""
-    if callable(inputs) and not isinstance(inputs, (torch.Tensor, nn.Module)):
-        return inputs(model)
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
-
-
-def _to_device(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device) for v in obj)
-    return obj
+class UnreachedLayersWarning(UserWarning):
+    """Some recorded layers saw no forward at the first recorded step: their values are NaN."""
 
 
 class Recorder:
@@ -131,6 +90,10 @@ class Recorder:
         window: ``"step"`` (the recorded step's forwards) or ``"all"`` (every forward since the last record).
         probe: a fixed batch; at each record step an extra no-grad, eval-mode forward on it is recorded
             instead of the training forwards, so every step is measured on the same data.
+        probe_fn: ``probe_fn(model, probe)`` runs the probe instead of ``model(probe)``, for a model
+            whose ``forward`` does not run every recorded layer (an autoencoder's ``forward`` is its
+            encoder). Layers that see no forward at the first recorded step get an
+            :class:`UnreachedLayersWarning` naming them.
         hooks: ``"auto"`` attaches hooks on record steps only, except for a ``torch.compile``d model,
             whose hooks stay attached and are switched by a flag (compile ignores hooks added later).
             Pass ``"gate"`` when you compile the model *after* creating the Recorder.
@@ -151,6 +114,7 @@ class Recorder:
         *,
         window: str = "step",
         probe: Probe | None = None,
+        probe_fn: ProbeFn | None = None,
         train_only: bool = True,
         eps: float = 1e-6,
         flush_every: int = 50,
@@ -222,8 +186,10 @@ class Recorder:
         self._device = self._model_device()
         if self.spec.binner is not None:
             self.spec.binner.prepare(self._device)  # so the first recorded forward does not copy
-        self._probe = _to_device(probe, self._device) if probe is not None else None
+        self._probe_fn = self._check_probe(probe, probe_fn)
+        self._probe = to_device(probe, self._device) if probe is not None else None
         self._probe_hash = probe_hash(probe) if probe is not None else None
+        self.unreached: list[str] = []  # sites that saw no forward in the last recorded step
 
         self.store: Store | None = None
         self._owns_store = False
@@ -261,23 +227,15 @@ class Recorder:
         if self.rank == 0 and store is not None:
             self.store = store if isinstance(store, Store) else Store(store)
             self._owns_store = not isinstance(store, Store)
-            run_cfg = self._run_config(edges)
-            self.store.create_run(
-                run,
-                layers=[LayerInfo(la.index, la.name, la.stack, la.depth) for la in self.layers],
-                model=type(unwrap(model)).__name__,
-                config=run_cfg,
-                source=source,
-                resume=resume,
-            )
-            old = self.store.run_config(run)
-            if self._probe_hash and old.get("probe_hash") not in (None, self._probe_hash):
-                raise ConfigError(
-                    f"run {run!r} was recorded with probe {old.get('probe_hash')}, not {self._probe_hash}; "
-                    "use the same probe or record into a new run name."
-                )
-            if self._probe_hash and old.get("probe_hash") is None:
-                self.store.update_run_config(run, probe_hash=self._probe_hash)
+            open_run(self.store, run, self.run_spec(), source=source, resume=resume)
+
+    def run_spec(self) -> RunSpec:
+        """How this recorder describes its run to the store (layers, model class, config)."""
+        return RunSpec(
+            layers=[LayerInfo(la.index, la.name, la.stack, la.depth) for la in self.layers],
+            model=type(unwrap(self.model)).__name__,
+            config=self._run_config(self.spec.hist_edges),
+        )
 
     # -- set-up ------------------------------------------------------------------------------
     def _model_device(self) -> torch.device:
@@ -292,6 +250,8 @@ class Recorder:
         cfg["hist_edges"] = list(edges) if self.spec.hist_edges else None
         cfg["world_size"] = self.world_size
         cfg["probe_hash"] = self._probe_hash
+        if self._probe_fn is not None:
+            cfg["probe_fn"] = _callable_name(self._probe_fn)
         cfg["n_params"] = int(sum(p.numel() for p in self.model.parameters()))
         cfg["site_modules"] = {f"{h.layer.index}:{h.site}": h.module_name for h in self.hooks}
         cfg["stacks"] = sorted({la.stack for la in self.layers})
@@ -386,7 +346,7 @@ class Recorder:
 
     def record_probe(self, step: int, probe: Probe | None = None) -> None:
         """Record ``step`` now from one eval-mode, no-grad forward on ``probe`` (or the recorder's probe)."""
-        p = _to_device(probe, self._device) if probe is not None else self._probe
+        p = to_device(probe, self._device) if probe is not None else self._probe
         if p is None:
             raise ConfigError("record_probe needs a probe batch: pass probe= here or to Recorder(probe=...).")
         for a in self._accs:
@@ -408,7 +368,7 @@ class Recorder:
         self._in_probe = True
         try:
             with torch.no_grad():
-                run_forward(self.model, probe)
+                run_forward(self.model, probe, self._probe_fn)
         finally:
             self._in_probe = False
             for m, mode in modes:
@@ -424,6 +384,7 @@ class Recorder:
         return self._device
 
     def _record(self, step: int) -> None:
+        self._check_reached(step)
         dev = self._reduce_device()
         # A single process defers turning raw sums into states to the flush (one batched call).
         ws = collect(self._accs, self.spec, dev, defer=self.world_size == 1)
@@ -436,6 +397,42 @@ class Recorder:
             or time.monotonic() - self._last_flush >= self.config.flush_secs
         ):
             self.flush()
+
+    # -- probe_fn and the layers the forwards reached -------------------------------------------
+    @staticmethod
+    def _check_probe(probe: Probe | None, probe_fn: ProbeFn | None) -> ProbeFn | None:
+        if probe_fn is not None and (probe is None or not callable(probe_fn)):
+            what = "needs probe= (the batch it is called with)" if probe is None else "is not callable"
+            raise ConfigError(
+                f"probe_fn={probe_fn!r} {what}; pass probe_fn=fn(model, batch) with probe=batch."
+            )
+        if probe is not None and not callable(probe):
+            check_not_empty(probe, "probe=")
+        return probe_fn
+
+    def _check_reached(self, step: int) -> None:
+        """Note the sites that saw no forward since the window began (a host-side count: no sync);
+        at the first recorded step, warn about them: their values are NaN."""
+        self.unreached = [_site_label(h) for h, acc in zip(self.hooks, self._accs) if acc.n_updates == 0]
+        if self.n_recorded or not self.unreached or self.rank != 0:
+            return
+        n, total = len(self.unreached), len(self.hooks)
+        if self._probe is not None:
+            fix = (
+                "the probe's forward does not run them: pass probe_fn=fn(model, batch) that does"
+                " (e.g. lambda m, x: m.decoder(m.encoder(x))), or leave them out with layers=."
+            )
+        else:
+            fix = (
+                "they did not run in train mode in this step's forwards: record only the layers "
+                "that run (layers=), or train_only=False for modules kept in eval mode."
+            )
+        warnings.warn(
+            f"layerscope: {n} of {total} recorded sites saw no forward at step {step}, so their values "
+            f"are NaN: {', '.join(self.unreached[:8])}{' ...' if n > 8 else ''}; {fix}",
+            UnreachedLayersWarning,
+            stacklevel=4,
+        )
 
     # -- host side ---------------------------------------------------------------------------
     def flush(self) -> None:
@@ -547,6 +544,14 @@ class Recorder:
             f"Recorder(run={self.run!r}, layers={len(self.layers)}, sites={list(self.config.sites)}, "
             f"metrics={list(self.config.metrics)}, every={self.config.every})"
         )
+
+
+def _site_label(h: SiteHook) -> str:
+    return h.layer.name if h.site == "output" else f"{h.layer.name} ({h.site})"
+
+
+def _callable_name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
 # Recorders still open at interpreter exit are flushed, so a script that forgets close() keeps its data.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,13 +34,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..batch import ProbeFn, first_rows
 from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError
+from ..recorder import Recorder, UnreachedLayersWarning
+from ..run import open_run
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import StepRecord, Store
 from .discover import Checkpoint, Discovery, Problem, compile_step_regex, find_checkpoints, relative_name
 from .load import ModelKeys, apply_state_dict, fingerprint, peek_step, read_checkpoint
-from .probe import _check as _check_probe
-from .probe import describe, load_probe
+from .probe import check_probe, describe, load_probe
 
 ModelSpec = Any  # "pkg.module:factory", or a picklable zero-argument callable returning an nn.Module
 
@@ -57,6 +60,9 @@ class SweepConfig:
         Any  # a probe file (see layerscope.sweep.probe) or the batch itself: tensor, list or dict of tensors
     )
     model: ModelSpec = None  # how to build the model: "pkg.module:factory" or a callable
+    # How the probe runs: "pkg.module:fn" or a callable fn(model, batch) (picklable for workers > 1);
+    # None calls model(batch). For models whose forward runs only part of the stack.
+    probe_fn: str | ProbeFn | None = None
     hf: bool = False  # build the model from the config.json stored with the checkpoints instead of `model`
     metrics: str | Sequence[str] = DEFAULT_METRICS  # as Recorder(metrics=...)
     sites: str | Sequence[str] = ("output",)  # as Recorder(sites=...)
@@ -69,6 +75,16 @@ class SweepConfig:
     workers: int = 1  # processes on this machine, this one included; >1 spawns the others (not with torchrun)
     device: str = "cpu"  # "cpu", "cuda", "cuda:1" or "auto" (cuda:LOCAL_RANK when there is a GPU)
     threads: int | None = None  # torch threads per process (None: torch's default; cores / workers in a pool)
+    # More keyword arguments for the recorder that computes the statistics (eps, hist_edges,
+    # train_only ...): a live run recorded with such options is matched by passing the same here.
+    recorder_options: dict[str, Any] = field(default_factory=dict)
+
+
+# Recorder arguments the sweep sets itself, so recorder_options cannot.
+_OWN_RECORDER_ARGS = frozenset(
+    {"model", "store", "run", "metrics", "sites", "layers", "probe", "probe_fn", "source", "notes"}
+    | {"flush_every", "process_group", "start_step", "every", "window", "resume"}
+)
 
 
 @dataclass
@@ -197,18 +213,46 @@ class WorkerSpec:
     trust: bool
     device: str
     threads: int | None = None
+    probe_fn: str | ProbeFn | None = None  # imported again in each worker when a spec string
+    recorder_options: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # stored with the run
 
 
 def _debug() -> bool:
     return os.environ.get("LAYERSCOPE_DEBUG", "") not in ("", "0", "false", "no")
 
 
+def resolve_probe_fn(probe_fn: str | ProbeFn | None) -> ProbeFn | None:
+    """The probe function a ``--probe-fn`` spec (``pkg.module:fn``, ``file.py:fn``) names, or the callable."""
+    if probe_fn is None or callable(probe_fn):
+        return probe_fn
+    from ..capture.models import load_function
+
+    if not isinstance(probe_fn, str):
+        raise ConfigError(
+            f"probe_fn={probe_fn!r}; pass 'pkg.module:fn' or a function fn(model, batch) that runs the model."
+        )
+    return load_function(probe_fn, "--probe-fn")
+
+
+def _unreached_message(label: str, names: list[str], total: int, probe_fn: Any) -> str:
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    fix = (
+        "make --probe-fn run them too"
+        if probe_fn is not None
+        else "pass --probe-fn PKG.MODULE:FN, a function (model, batch) that runs them "
+        "(e.g. model.decoder(model.encoder(batch)))"
+    )
+    return (
+        f"{label}: the probe's forward reaches no activation of {len(names)} of the {total} recorded "
+        f"sites ({shown}), which would be all-NaN; {fix}, or leave them out with --layers."
+    )
+
+
 class CheckpointWorker:
     """Loads checkpoints into one model and records the probe for each, as a live Recorder would."""
 
     def __init__(self, spec: WorkerSpec, model: nn.Module | None = None, process_group: Any = None) -> None:
-        from ..recorder import Recorder
-
         self.spec = spec
         self.model = (
             model if model is not None else build_model(spec.model, spec.hf_config).to(_device(spec.device))
@@ -223,11 +267,41 @@ class CheckpointWorker:
             layers=spec.layers,
             sites=spec.sites,
             probe=spec.probe,
+            probe_fn=resolve_probe_fn(spec.probe_fn),
             source="sweep",
+            notes=spec.notes,
             flush_every=1,
             process_group=process_group,
+            **spec.recorder_options,
         )
         self.keys = ModelKeys(self.model)
+
+    def _record(self, step: int, probe: Any = None) -> StepRecord:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnreachedLayersWarning)  # the sweep says it itself, as an error
+            self.recorder.record_probe(step, probe)  # flush_every=1: the record is in history now
+        return self.recorder.history.pop()
+
+    def preflight(self) -> None:
+        """Run the probe's first row through the model as built, before any checkpoint: a probe that
+        does not fit the model, or leaves recorded layers without an activation, is a usage error."""
+        try:
+            self._record(0, first_rows(self.spec.probe, 1))
+        except LayerscopeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the probe does not fit the model: a usage error, said once
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            via = f" through --probe-fn {self.spec.probe_fn}" if self.spec.probe_fn is not None else ""
+            raise ConfigError(
+                f"the probe ({describe(self.spec.probe)}){via} does not fit the model ({type(e).__name__}: "
+                f"{first}); pass a probe the model accepts (for text: --seq-len at most its context length)."
+            ) from None
+        if self.recorder.unreached:
+            raise ConfigError(
+                _unreached_message(
+                    "probe", self.recorder.unreached, len(self.recorder.hooks), self.spec.probe_fn
+                )
+            )
 
     def process(self, ckpt: Checkpoint) -> Outcome:
         out = Outcome(ckpt.name, str(ckpt.path), ckpt.step, pid=os.getpid())
@@ -237,8 +311,13 @@ class CheckpointWorker:
             out.fingerprint = fingerprint(loaded.state_dict)
             apply_state_dict(self.model, loaded.state_dict, ckpt.name, self.keys)
             del loaded  # unmap the file before the forward
-            self.recorder.record_probe(ckpt.step)  # flush_every=1: the record is in history now
-            out.record = self.recorder.history.pop()
+            record = self._record(ckpt.step)
+            if self.recorder.unreached:  # data-dependent control flow skipped them with these weights
+                out.error = _unreached_message(
+                    ckpt.name, self.recorder.unreached, len(self.recorder.hooks), self.spec.probe_fn
+                )
+            else:
+                out.record = record
         except LayerscopeError as e:
             out.error = str(e)
         except Exception as e:  # noqa: BLE001 - one bad checkpoint must not end the sweep
@@ -350,7 +429,19 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
     if isinstance(cfg.probe, (str, os.PathLike)):
         probe = load_probe(cfg.probe, cfg.tokenizer, cfg.seq_len)
     else:
-        probe = _check_probe(cfg.probe, "given")
+        probe = check_probe(cfg.probe, "given")
+    resolve_probe_fn(cfg.probe_fn)  # a bad --probe-fn is one line now, not one per worker
+    if not isinstance(cfg.recorder_options, dict) or set(cfg.recorder_options) & _OWN_RECORDER_ARGS:
+        own = (
+            sorted(set(cfg.recorder_options) & _OWN_RECORDER_ARGS)
+            if isinstance(cfg.recorder_options, dict)
+            else []
+        )
+        raise ConfigError(
+            f"recorder_options={cfg.recorder_options!r}"
+            + (f" sets {', '.join(own)}, which the sweep sets itself" if own else " is not a dict")
+            + "; pass those as sweep options, and only other Recorder arguments (eps, hist_edges, ...) here."
+        )
     root = Path(cfg.ckpt_dir)
     trust = cfg.trust
 
@@ -366,40 +457,40 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
     for p in disc.problems:
         listener.on_problem(p)
     hf_config = _hf_config(disc) if cfg.hf else None
+    notes = {
+        "sweep": {
+            "checkpoints": str(root.resolve()),
+            "probe": describe(probe),
+            "probe_fn": _spec_name(cfg.probe_fn),
+            "model": _spec_name(cfg.model),
+            "hf_config": hf_config,
+        }
+    }
     return disc, WorkerSpec(
-        cfg.model, hf_config, probe, metrics, sites, cfg.layers, cfg.trust, cfg.device, cfg.threads
+        cfg.model,
+        hf_config,
+        probe,
+        metrics,
+        sites,
+        cfg.layers,
+        cfg.trust,
+        cfg.device,
+        cfg.threads,
+        probe_fn=cfg.probe_fn,
+        recorder_options=dict(cfg.recorder_options),
+        notes=notes,
     )
 
 
-def _first_row(probe: Any) -> Any:
-    if isinstance(probe, torch.Tensor):
-        return probe[:1] if probe.dim() > 0 else probe
-    if isinstance(probe, dict):
-        return {k: _first_row(v) for k, v in probe.items()}
-    if isinstance(probe, (list, tuple)):
-        return type(probe)(_first_row(v) for v in probe)
-    return probe
+def _spec_name(spec: Any) -> str | None:
+    return spec if isinstance(spec, str) or spec is None else getattr(spec, "__qualname__", repr(spec))
 
 
 def _open_run(
-    cfg: SweepConfig, spec: WorkerSpec, disc: Discovery, model: nn.Module, store: Store, group: Any
+    cfg: SweepConfig, worker: CheckpointWorker, disc: Discovery, store: Store
 ) -> tuple[list[Checkpoint], list[int]]:
-    """Validate the probe on the model, create or check the run, and split checkpoints into todo/skipped."""
-    from ..recorder import Recorder, _to_device, run_forward
-
-    dev = _device(spec.device)
-    model.eval()
-    try:
-        with torch.no_grad():  # the first row only: a shape error shows as well, at 1/batch of the cost
-            run_forward(model, _to_device(_first_row(spec.probe), dev))
-    except LayerscopeError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the probe does not fit the model: a usage error, said once
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ConfigError(
-            f"the probe ({describe(spec.probe)}) does not fit the model ({type(e).__name__}: {first}); "
-            "pass a probe the model accepts (for text: --seq-len at most its context length)."
-        ) from None
+    """Create or check the run (from the worker's recorder), and split checkpoints into todo/skipped."""
+    spec = worker.spec
     if cfg.run in store.run_names():
         old = store.run_config(cfg.run)
         for key, new in (("metrics", spec.metrics), ("sites", spec.sites)):
@@ -409,31 +500,9 @@ def _open_run(
                     f"run {cfg.run!r} in {str(cfg.store)!r} holds {key} {','.join(have)}, not "
                     f"{','.join(new)}; pass --{key} {','.join(have)} to continue it, or a new --run."
                 )
-    notes = {
-        "sweep": {
-            "checkpoints": str(Path(cfg.ckpt_dir).resolve()),
-            "probe": describe(spec.probe),
-            "model": spec.model
-            if isinstance(spec.model, str) or spec.model is None
-            else getattr(spec.model, "__qualname__", repr(spec.model)),
-            "hf_config": spec.hf_config,
-        }
-    }
-    # A Recorder on the store creates (or checks) the run exactly as a live recording does: the same
-    # layers, run config and probe hash (a different probe is an error naming both hashes). It records
-    # nothing itself: with a probe and no start step it never attaches a hook.
-    Recorder(
-        model,
-        store,
-        run=cfg.run,
-        metrics=spec.metrics,
-        layers=spec.layers,
-        sites=spec.sites,
-        probe=spec.probe,
-        source="sweep",
-        notes=notes,
-        process_group=group,
-    ).close()
+    # The run is created (or checked) from the recorder that computes the statistics: the same
+    # layers, run config and probe hash as a live recording (another probe is refused, naming both).
+    open_run(store, cfg.run, worker.recorder.run_spec(), source="sweep")
     done = set(store.steps(cfg.run))
     todo = [c for c in disc.checkpoints if cfg.force or c.step not in done]
     skipped = [c.step for c in disc.checkpoints if not cfg.force and c.step in done]
@@ -484,20 +553,20 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
             torch.set_num_threads(spec.threads)
         elif cfg.threads:
             torch.set_num_threads(cfg.threads)
-        model = build_model(spec.model, spec.hf_config).to(_device(spec.device))
-        with Store(cfg.store) as store:
-            todo, result.skipped = _open_run(cfg, spec, disc, model, store, None)
-            writer = _Writer(store, cfg.run, result, listener)
-            listener.on_start(len(todo), len(result.skipped), cfg.workers)
-            worker = CheckpointWorker(spec, model=model)
-            try:
+        worker = CheckpointWorker(spec)
+        try:
+            worker.preflight()  # before the store is opened: a usage error leaves no file behind
+            with Store(cfg.store) as store:
+                todo, result.skipped = _open_run(cfg, worker, disc, store)
+                writer = _Writer(store, cfg.run, result, listener)
+                listener.on_start(len(todo), len(result.skipped), cfg.workers)
                 if children is None:
                     for ckpt in todo:
                         writer.add(worker.process(ckpt))
                 else:
                     children.sweep(todo, worker, writer)
-            finally:
-                worker.close()
+        finally:
+            worker.close()
     finally:
         if children is not None:
             children.stop()
@@ -629,7 +698,7 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
     solo = dist.new_group(ranks=[rank], use_local_synchronization=True)
 
     plan: list[Any] = [None]
-    model = None
+    worker: CheckpointWorker | None = None
     old_threads = torch.get_num_threads()
     result = SweepResult(str(cfg.store), cfg.run, 0, processes=world, rank=rank)
     store: Store | None = None
@@ -639,9 +708,10 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
                 disc, spec = _resolve(cfg, listener)
                 if cfg.threads:
                     torch.set_num_threads(cfg.threads)
-                model = build_model(spec.model, spec.hf_config).to(_device(spec.device))
+                worker = CheckpointWorker(spec, process_group=solo)
+                worker.preflight()  # before the store is opened: a usage error leaves no file behind
                 store = Store(cfg.store)
-                todo, skipped = _open_run(cfg, spec, disc, model, store, solo)
+                todo, skipped = _open_run(cfg, worker, disc, store)
                 result.found = len(disc.checkpoints)
                 result.failed.extend(disc.problems)
                 result.skipped = skipped
@@ -659,9 +729,9 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
             torch.set_num_threads(cfg.threads)
 
         status: str | None = None
-        worker: CheckpointWorker | None = None
         try:
-            worker = CheckpointWorker(spec, model=model, process_group=solo)
+            if worker is None:
+                worker = CheckpointWorker(spec, process_group=solo)
         except LayerscopeError as e:
             status = str(e)
         except Exception as e:  # noqa: BLE001
@@ -680,24 +750,23 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
             assert store is not None
             writer = _Writer(store, cfg.run, result, listener)
             listener.on_start(len(todo), len(result.skipped), world)
-        try:
-            # Lockstep rounds: round i, rank r takes todo[i * world + r], i.e. todo[r::world].
-            for i in range(0, len(todo), world):
-                j = i + rank
-                out = worker.process(todo[j]) if j < len(todo) else None
-                gathered: list[Any] | None = [None] * world if rank == 0 else None
-                dist.gather_object(out, gathered, dst=0, group=obj_group)
-                if rank == 0:
-                    for o in gathered or []:
-                        if o is not None:
-                            writer.add(o)
-        finally:
-            worker.close()
+        # Lockstep rounds: round i, rank r takes todo[i * world + r], i.e. todo[r::world].
+        for i in range(0, len(todo), world):
+            j = i + rank
+            out = worker.process(todo[j]) if j < len(todo) else None
+            gathered: list[Any] | None = [None] * world if rank == 0 else None
+            dist.gather_object(out, gathered, dst=0, group=obj_group)
+            if rank == 0:
+                for o in gathered or []:
+                    if o is not None:
+                        writer.add(o)
         code = [result.exit_code if rank == 0 else 0]
         dist.broadcast_object_list(code, src=0, group=obj_group)
         if rank != 0:
             result.rank0_exit_code = int(code[0])
     finally:
+        if worker is not None:
+            worker.close()
         if store is not None:
             store.close()
         torch.set_num_threads(old_threads)
