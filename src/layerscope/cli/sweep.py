@@ -33,6 +33,14 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     help="Input batch: .pt/.npy/.npz/.safetensors (a tensor, or a dict of tensors passed as keyword "
     "arguments), or a text file with --tokenizer bytes.",
 )
+@click.option(
+    "--probe-fn",
+    "probe_fn",
+    default=None,
+    metavar="PKG.MODULE:FN",
+    help="Function fn(model, batch) that runs the probe (default: model(batch)), for a model whose "
+    "forward does not run every recorded layer, e.g. an autoencoder's decoder. A .py file works too.",
+)
 @click.option("--store", required=True, metavar="STORE", help="Run store to write (created if missing).")
 @click.option(
     "--run", "run", required=True, metavar="NAME", help="Run to write; an existing run is continued."
@@ -106,6 +114,7 @@ def sweep(
     model: str | None,
     hf: bool,
     probe: str,
+    probe_fn: str | None,
     store: str,
     run: str,
     metrics: str,
@@ -127,7 +136,9 @@ def sweep(
     too), Lightning .ckpt and nanoGPT ckpt.pt files. Steps already in the run are skipped (--force
     redoes them), so an interrupted sweep continues where it stopped. Checkpoints are never
     unpickled beyond tensors unless --trust-checkpoints is given. A checkpoint that cannot be used
-    gets one line and the sweep goes on; the exit code is then 1.
+    gets one line and the sweep goes on; the exit code is then 1. If the probe's forward leaves
+    recorded layers without an activation (an autoencoder whose forward is its encoder), the sweep
+    stops before writing anything: pass --probe-fn to say how the probe runs.
 
     Under torchrun, write `-m --` before `layerscope`: torchrun would otherwise read our --run as
     its own --run-path. Each rank sweeps every N-th checkpoint; rank 0 writes the store. See
@@ -140,6 +151,8 @@ def sweep(
       layerscope sweep pythia-70m/ --hf --probe probe.pt --store runs.db --run pythia --workers 4
       layerscope sweep runs/ --model mypkg.model:build --probe prompt.txt --tokenizer bytes \\
           --seq-len 64 --store runs.db --run sweep --step-regex 'epoch(\\d+)'
+      layerscope sweep ae/ --model ae.py:build --probe-fn ae.py:reconstruct --probe x.pt \\
+          --store runs.db --run ae
       torchrun --nproc-per-node 2 -m -- layerscope sweep ckpts/ --model mypkg.model:build \\
           --probe probe.pt --store runs.db --run sweep
     """
@@ -156,6 +169,7 @@ def sweep(
         run,
         probe,
         model=model,
+        probe_fn=probe_fn,
         hf=hf,
         metrics=metrics,
         sites=sites,

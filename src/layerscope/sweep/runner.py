@@ -235,7 +235,7 @@ def resolve_probe_fn(probe_fn: str | ProbeFn | None) -> ProbeFn | None:
     return load_function(probe_fn, "--probe-fn")
 
 
-def _unreached_message(label: str, names: list[str], total: int, probe_fn: Any) -> str:
+def _unreached_message(ckpt: str | None, names: list[str], total: int, probe_fn: Any) -> str:
     shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     fix = (
         "make --probe-fn run them too"
@@ -243,9 +243,10 @@ def _unreached_message(label: str, names: list[str], total: int, probe_fn: Any) 
         else "pass --probe-fn PKG.MODULE:FN, a function (model, batch) that runs them "
         "(e.g. model.decoder(model.encoder(batch)))"
     )
+    where = f"{ckpt}: with these weights the probe's forward" if ckpt else "the probe's forward"
     return (
-        f"{label}: the probe's forward reaches no activation of {len(names)} of the {total} recorded "
-        f"sites ({shown}), which would be all-NaN; {fix}, or leave them out with --layers."
+        f"{where} reaches no activation of {len(names)} of the {total} recorded sites ({shown}), "
+        f"which would be all-NaN; {fix}, or leave them out with --layers."
     )
 
 
@@ -291,15 +292,20 @@ class CheckpointWorker:
             raise
         except Exception as e:  # noqa: BLE001 - the probe does not fit the model: a usage error, said once
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            via = f" through --probe-fn {self.spec.probe_fn}" if self.spec.probe_fn is not None else ""
+            via = (
+                f" through --probe-fn {_spec_name(self.spec.probe_fn)}"
+                if self.spec.probe_fn is not None
+                else ""
+            )
             raise ConfigError(
                 f"the probe ({describe(self.spec.probe)}){via} does not fit the model ({type(e).__name__}: "
-                f"{first}); pass a probe the model accepts (for text: --seq-len at most its context length)."
+                f"{first}); pass a probe the model accepts (for text: --seq-len at most its context length)"
+                + (", or --probe-fn PKG.MODULE:FN if it is not run as model(batch)." if not via else ".")
             ) from None
         if self.recorder.unreached:
             raise ConfigError(
                 _unreached_message(
-                    "probe", self.recorder.unreached, len(self.recorder.hooks), self.spec.probe_fn
+                    None, self.recorder.unreached, len(self.recorder.hooks), self.spec.probe_fn
                 )
             )
 
