@@ -2,16 +2,15 @@
 
 One code path, three ways to run it:
 
-- one process: a :class:`CheckpointWorker` in this process, the writer beside it;
+- one process: a :class:`~layerscope.sweep.worker.CheckpointWorker` in this process, the writer beside it;
 - ``workers=N``: N spawned processes each run a ``CheckpointWorker`` and send their step records
   back; this process writes them;
 - under ``torchrun`` (a process group is initialised): rank ``r`` sweeps ``todo[r::world]``; after
   each round every rank's result is gathered to rank 0, which writes it.
 
-A ``CheckpointWorker`` loads a checkpoint safely (:mod:`layerscope.sweep.load`) into its model and
-records the probe with a :class:`~layerscope.recorder.Recorder` that has no store: the same
-eval-mode, no-grad probe forward, hooks and statistics as a live ``Recorder(probe=...)``, so a live
-record at step N and the sweep of checkpoint N agree. Each step is written in its own transaction
+The worker (:mod:`layerscope.sweep.worker`) records each checkpoint exactly as a live
+``Recorder(probe=...)`` would record that step; the pool of ``--workers`` processes is
+:mod:`layerscope.sweep.pool`. Each step is written in its own transaction
 as soon as it arrives, so a sweep killed mid-way keeps every step written, and the next sweep skips
 them (``force=True`` recomputes).
 
@@ -23,28 +22,32 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
-import warnings
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 
-from ..batch import ProbeFn, first_rows
+from ..batch import ProbeFn
 from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError
-from ..recorder import Recorder, UnreachedLayersWarning
 from ..run import open_run
 from ..stats import DEFAULT_METRICS, resolve_metrics
-from ..store import StepRecord, Store
+from ..store import Store
 from .discover import Checkpoint, Discovery, Problem, compile_step_regex, find_checkpoints, relative_name
-from .load import ModelKeys, apply_state_dict, fingerprint, peek_step, read_checkpoint
+from .load import peek_step
+from .pool import Pool
 from .probe import check_probe, describe, load_probe
-
-ModelSpec = Any  # "pkg.module:factory", or a picklable zero-argument callable returning an nn.Module
+from .worker import (
+    CheckpointWorker,
+    ModelSpec,
+    Outcome,
+    WorkerSpec,
+    build_model,
+    resolve_device,
+    resolve_probe_fn,
+    spec_name,
+)
 
 
 @dataclass
@@ -85,20 +88,6 @@ _OWN_RECORDER_ARGS = frozenset(
     {"model", "store", "run", "metrics", "sites", "layers", "probe", "probe_fn", "source", "notes"}
     | {"flush_every", "process_group", "start_step", "every", "window", "resume"}
 )
-
-
-@dataclass
-class Outcome:
-    """What a worker returns for one checkpoint: a step record, or the one-line reason it has none."""
-
-    name: str
-    path: str
-    step: int
-    record: StepRecord | None = None
-    error: str | None = None
-    fingerprint: str | None = None
-    seconds: float = 0.0
-    pid: int = 0  # the process that swept it
 
 
 @dataclass
@@ -148,222 +137,6 @@ class SweepListener:
 
     def on_identical(self, name: str, same_as: str) -> None:
         """Checkpoint ``name`` holds the same weights as ``same_as``."""
-
-
-# -- building the model ------------------------------------------------------------------------------
-
-
-def build_model(model: ModelSpec, hf_config: str | None) -> nn.Module:
-    """The model to load checkpoints into, from a spec string, a callable, or a Hugging Face config.json."""
-    from ..capture.models import load_model_spec, model_from_hf_config
-
-    if hf_config is not None:
-        m = model_from_hf_config(hf_config)
-    elif isinstance(model, str):
-        m = load_model_spec(model)
-    elif callable(model):
-        try:
-            m = model()
-        except LayerscopeError:
-            raise
-        except Exception as e:  # noqa: BLE001 - the user's factory: one line, not their traceback
-            name = getattr(model, "__qualname__", repr(model))
-            raise ConfigError(
-                f"model factory {name} failed ({type(e).__name__}: {e}); fix the factory."
-            ) from None
-    else:
-        raise ConfigError(
-            "no model given; pass --model PKG.MODULE:FACTORY, or --hf to build it from the "
-            "checkpoints' config.json."
-        )
-    if not isinstance(m, nn.Module):
-        raise ConfigError(
-            f"the model factory returned a {type(m).__name__}, not a torch.nn.Module; return the model."
-        )
-    return m
-
-
-def _device(spec: str) -> torch.device:
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        return torch.device("cpu")
-    try:
-        dev = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"--device {spec!r} is not a device; pass cpu, cuda, cuda:N or auto.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec} but this torch sees no CUDA GPU; pass --device cpu.")
-    return dev
-
-
-# -- the worker: one model, one store-less Recorder, many checkpoints -----------------------------
-
-
-@dataclass
-class WorkerSpec:
-    """Everything a worker process needs to rebuild the model and the recorder (picklable)."""
-
-    model: ModelSpec
-    hf_config: str | None
-    probe: Any
-    metrics: tuple[str, ...]
-    sites: tuple[str, ...]
-    layers: Any
-    trust: bool
-    device: str
-    threads: int | None = None
-    probe_fn: str | ProbeFn | None = None  # imported again in each worker when a spec string
-    recorder_options: dict[str, Any] = field(default_factory=dict)
-    notes: dict[str, Any] = field(default_factory=dict)  # stored with the run
-
-
-def _debug() -> bool:
-    return os.environ.get("LAYERSCOPE_DEBUG", "") not in ("", "0", "false", "no")
-
-
-def resolve_probe_fn(probe_fn: str | ProbeFn | None) -> ProbeFn | None:
-    """The probe function a ``--probe-fn`` spec (``pkg.module:fn``, ``file.py:fn``) names, or the callable."""
-    if probe_fn is None or callable(probe_fn):
-        return probe_fn
-    from ..capture.models import load_function
-
-    if not isinstance(probe_fn, str):
-        raise ConfigError(
-            f"probe_fn={probe_fn!r}; pass 'pkg.module:fn' or a function fn(model, batch) that runs the model."
-        )
-    return load_function(probe_fn, "--probe-fn")
-
-
-def _unreached_message(ckpt: str | None, names: list[str], total: int, probe_fn: Any) -> str:
-    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-    fix = (
-        "make --probe-fn run them too"
-        if probe_fn is not None
-        else "pass --probe-fn PKG.MODULE:FN, a function (model, batch) that runs them "
-        "(e.g. model.decoder(model.encoder(batch)))"
-    )
-    where = f"{ckpt}: with these weights the probe's forward" if ckpt else "the probe's forward"
-    return (
-        f"{where} reaches no activation of {len(names)} of the {total} recorded sites ({shown}), "
-        f"which would be all-NaN; {fix}, or leave them out with --layers."
-    )
-
-
-class CheckpointWorker:
-    """Loads checkpoints into one model and records the probe for each, as a live Recorder would."""
-
-    def __init__(self, spec: WorkerSpec, model: nn.Module | None = None, process_group: Any = None) -> None:
-        self.spec = spec
-        self.model = (
-            model if model is not None else build_model(spec.model, spec.hf_config).to(_device(spec.device))
-        )
-        # store=None and a process group of this process alone: statistics stay per checkpoint (no
-        # reduction with other ranks, which hold other checkpoints) and come back as StepRecords.
-        self.recorder = Recorder(
-            self.model,
-            None,
-            run="sweep",
-            metrics=spec.metrics,
-            layers=spec.layers,
-            sites=spec.sites,
-            probe=spec.probe,
-            probe_fn=resolve_probe_fn(spec.probe_fn),
-            source="sweep",
-            notes=spec.notes,
-            flush_every=1,
-            process_group=process_group,
-            **spec.recorder_options,
-        )
-        self.keys = ModelKeys(self.model)
-
-    def _record(self, step: int, probe: Any = None) -> StepRecord:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnreachedLayersWarning)  # the sweep says it itself, as an error
-            self.recorder.record_probe(step, probe)  # flush_every=1: the record is in history now
-        return self.recorder.history.pop()
-
-    def preflight(self) -> None:
-        """Run the probe's first row through the model as built, before any checkpoint: a probe that
-        does not fit the model, or leaves recorded layers without an activation, is a usage error."""
-        try:
-            self._record(0, first_rows(self.spec.probe, 1))
-        except LayerscopeError:
-            raise
-        except Exception as e:  # noqa: BLE001 - the probe does not fit the model: a usage error, said once
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            via = (
-                f" through --probe-fn {_spec_name(self.spec.probe_fn)}"
-                if self.spec.probe_fn is not None
-                else ""
-            )
-            raise ConfigError(
-                f"the probe ({describe(self.spec.probe)}){via} does not fit the model ({type(e).__name__}: "
-                f"{first}); pass a probe the model accepts (for text: --seq-len at most its context length)"
-                + (", or --probe-fn PKG.MODULE:FN if it is not run as model(batch)." if not via else ".")
-            ) from None
-        if self.recorder.unreached:
-            raise ConfigError(
-                _unreached_message(
-                    None, self.recorder.unreached, len(self.recorder.hooks), self.spec.probe_fn
-                )
-            )
-
-    def process(self, ckpt: Checkpoint) -> Outcome:
-        out = Outcome(ckpt.name, str(ckpt.path), ckpt.step, pid=os.getpid())
-        t0 = time.perf_counter()
-        try:
-            loaded = read_checkpoint(ckpt.weights, ckpt.name, trust=self.spec.trust)
-            out.fingerprint = fingerprint(loaded.state_dict)
-            apply_state_dict(self.model, loaded.state_dict, ckpt.name, self.keys)
-            del loaded  # unmap the file before the forward
-            record = self._record(ckpt.step)
-            if self.recorder.unreached:  # data-dependent control flow skipped them with these weights
-                out.error = _unreached_message(
-                    ckpt.name, self.recorder.unreached, len(self.recorder.hooks), self.spec.probe_fn
-                )
-            else:
-                out.record = record
-        except LayerscopeError as e:
-            out.error = str(e)
-        except Exception as e:  # noqa: BLE001 - one bad checkpoint must not end the sweep
-            first = (str(e).strip().splitlines() or [""])[0][:200]
-            out.error = (
-                f"{ckpt.name}: failed ({type(e).__name__}: {first}); rerun with LAYERSCOPE_DEBUG=1 "
-                "to see the traceback."
-            )
-            if _debug():
-                out.error += "\n" + traceback.format_exc()
-        out.seconds = time.perf_counter() - t0
-        return out
-
-    def close(self) -> None:
-        self.recorder.close()
-
-
-def _child_main(spec: WorkerSpec, conn: Any) -> None:
-    """A ``--workers`` process: build a CheckpointWorker, then sweep what the parent sends, one at a time."""
-    torch.set_num_threads(max(1, spec.threads or 1))
-    try:
-        worker = CheckpointWorker(spec)
-    except LayerscopeError as e:
-        conn.send(("failed", str(e)))
-        return
-    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        conn.send(("failed", f"{type(e).__name__}: {e}"))
-        return
-    conn.send(("ready", None))
-    try:
-        while True:
-            try:
-                ckpt = conn.recv()
-            except EOFError:  # the parent is gone
-                break
-            if ckpt is None:
-                break
-            conn.send(("done", worker.process(ckpt)))
-    finally:
-        worker.close()
 
 
 # -- the writer ------------------------------------------------------------------------------------
@@ -428,7 +201,7 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
         else tuple(cfg.sites)
     )
     compile_step_regex(cfg.step_regex)
-    _device(cfg.device)
+    resolve_device(cfg.device)
     store = Path(cfg.store)
     if store.is_dir() or not store.absolute().parent.is_dir():
         Store(store).close()  # raises the store's own one-line error, before any work and without a file
@@ -467,8 +240,8 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
         "sweep": {
             "checkpoints": str(root.resolve()),
             "probe": describe(probe),
-            "probe_fn": _spec_name(cfg.probe_fn),
-            "model": _spec_name(cfg.model),
+            "probe_fn": spec_name(cfg.probe_fn),
+            "model": spec_name(cfg.model),
             "hf_config": hf_config,
         }
     }
@@ -486,10 +259,6 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
         recorder_options=dict(cfg.recorder_options),
         notes=notes,
     )
-
-
-def _spec_name(spec: Any) -> str | None:
-    return spec if isinstance(spec, str) or spec is None else getattr(spec, "__qualname__", repr(spec))
 
 
 def _open_run(
@@ -549,13 +318,11 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
     result = SweepResult(str(cfg.store), cfg.run, len(disc.checkpoints), processes=cfg.workers)
     result.failed.extend(disc.problems)
     old_threads = torch.get_num_threads()
-    children: _Children | None = None
+    children: Pool | None = None
     try:
         if cfg.workers > 1:
             spec.threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
-            children = _Children(
-                spec, cfg.workers - 1
-            )  # they start (import, build the model) while we set up
+            children = Pool(spec, cfg.workers - 1)  # they start (import, build the model) while we set up
             torch.set_num_threads(spec.threads)
         elif cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -579,118 +346,6 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
         torch.set_num_threads(old_threads)
     result.seconds = time.perf_counter() - t0
     return result
-
-
-class _Children:
-    """The spawned processes of ``--workers N`` (N - 1 of them; this process is the N-th).
-
-    Each child has its own pipe and is handed checkpoints only once it has started (imported torch,
-    built the model): until then this process sweeps alone, so a short sweep is not held up by
-    them. A started child holds two checkpoints, the one it sweeps and the next, so it never waits
-    for this process (busy with a checkpoint of its own) to hand it work. A child that dies (out of
-    memory) costs the checkpoint it was sweeping, reported as a failure; the one it held next goes
-    back to the others.
-    """
-
-    DEPTH = 2  # checkpoints held by a started child
-
-    def __init__(self, spec: WorkerSpec, n: int) -> None:
-        import multiprocessing as mp
-
-        # spawn, not fork: forking a process that has run torch ops can deadlock in its thread pools.
-        ctx = mp.get_context("spawn")
-        self.procs: dict[int, Any] = {}
-        self.conns: dict[int, Any] = {}
-        for _ in range(n):
-            mine, theirs = ctx.Pipe()
-            p = ctx.Process(target=_child_main, args=(spec, theirs), daemon=True)
-            p.start()
-            theirs.close()
-            assert p.pid is not None  # started
-            self.procs[p.pid] = p
-            self.conns[p.pid] = mine
-        self.ready: set[int] = set()  # started and alive
-        self.holding: dict[int, deque[Checkpoint]] = {}  # pid -> what it holds, the one it sweeps first
-
-    def sweep(self, todo: list[Checkpoint], local: CheckpointWorker, writer: _Writer) -> None:
-        queue = deque(todo)
-        while queue or any(self.holding.values()):
-            self._poll(queue, writer, timeout=0 if queue else 0.5)
-            for pid in sorted(self.ready):
-                held = self.holding.setdefault(pid, deque())
-                while queue and len(held) < self.DEPTH:
-                    ckpt = queue.popleft()
-                    try:
-                        self.conns[pid].send(ckpt)
-                    except (BrokenPipeError, EOFError, OSError):
-                        queue.appendleft(ckpt)  # it died: _poll settles what it held
-                        break
-                    held.append(ckpt)
-            if queue:
-                writer.add(local.process(queue.popleft()))
-
-    def _poll(self, queue: deque[Checkpoint], writer: _Writer, timeout: float) -> None:
-        from multiprocessing.connection import wait
-
-        live = [pid for pid in self.conns if pid in self.ready or self.procs[pid].exitcode is None]
-        waitables = [self.conns[pid] for pid in live] + [self.procs[pid].sentinel for pid in live]
-        if not waitables:
-            return
-        wait(waitables, timeout=timeout)
-        for pid in live:
-            conn = self.conns[pid]
-            gone = False
-            try:
-                while conn.poll():
-                    kind, payload = conn.recv()
-                    if kind == "ready":
-                        self.ready.add(pid)
-                    elif kind == "failed":
-                        raise ConfigError(
-                            f"a --workers process could not start ({payload}); run with fewer --workers."
-                        )
-                    else:  # done: the first it held
-                        self.holding[pid].popleft()
-                        writer.add(payload)
-            except (EOFError, OSError):  # its end of the pipe closed: it exited
-                gone = True
-            if gone or self.procs[pid].exitcode is not None:
-                p = self.procs[pid]
-                p.join(timeout=5)
-                self.ready.discard(pid)
-                held = self.holding.pop(pid, deque())
-                if held:
-                    ckpt = held.popleft()
-                    writer.add(
-                        Outcome(
-                            ckpt.name,
-                            str(ckpt.path),
-                            ckpt.step,
-                            pid=pid,
-                            error=(
-                                f"{ckpt.name}: the worker process sweeping it died (exit code {p.exitcode}; out of "
-                                "memory?); rerun to retry it, with fewer --workers."
-                            ),
-                        )
-                    )
-                    queue.extendleft(reversed(held))  # never started: someone else sweeps them
-                self.conns.pop(pid).close()
-
-    def stop(self) -> None:
-        for conn in self.conns.values():
-            try:
-                conn.send(None)
-            except (BrokenPipeError, EOFError, OSError):
-                pass
-        for pid, p in self.procs.items():
-            if pid in self.ready:
-                p.join(timeout=10)
-            if p.is_alive():  # still starting up (or stuck): not needed any more
-                p.terminate()
-                p.join(timeout=10)
-        for conn in self.conns.values():
-            conn.close()
-        self.conns.clear()
 
 
 def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
