@@ -9,6 +9,10 @@ What is recognised (a step in the name wins; the contents are read only where th
                                step from the name, else trainer_state.json's global_step
     last.ckpt                  Lightning: step from the file's global_step
     out/ckpt.pt                nanoGPT: step from the file's iter_num
+    step-30000/                a torch.distributed.checkpoint folder (.metadata, __R_K.distcp):
+                               torchtitan, FSDP2, Lightning's FSDP epoch=E-step=N.ckpt/, or inside a
+                               step folder (checkpoint-N/pytorch_model_fsdp_0/); step from the
+                               name, its folders, Lightning's meta.pt or a saved step entry
 
 Optimizer, scheduler and RNG files next to the weights are ignored. ``--step-regex`` replaces the
 name rules for layouts of your own.
@@ -29,6 +33,7 @@ from pathlib import Path
 from re import Pattern
 
 from ..errors import CheckpointError, ConfigError, NotFoundError
+from .dcp import dcp_metadata
 
 # File types a checkpoint can be. ".bin" and ".ckpt" are torch pickles (Hugging Face, Lightning).
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
@@ -170,9 +175,13 @@ class Checkpoint:
 
     @property
     def config_json(self) -> Path | None:
-        """The Hugging Face ``config.json`` stored with this checkpoint, if any."""
-        p = (self.path if self.path.is_dir() else self.path.parent) / "config.json"
-        return p if p.is_file() else None
+        """The Hugging Face ``config.json`` stored with this checkpoint (for a DCP folder inside a
+        checkpoint folder, the one beside it), if any."""
+        here = self.path if self.path.is_dir() else self.path.parent
+        for folder in (here, here.parent) if self.weights.name == ".metadata" else (here,):
+            if (folder / "config.json").is_file():
+                return folder / "config.json"
+        return None
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,12 @@ def hf_weights(folder: Path) -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def folder_weights(folder: Path) -> Path | None:
+    """What to read for a checkpoint folder: its Hugging Face weights, or the ``.metadata`` of a
+    ``torch.distributed.checkpoint`` folder; None for a folder that is not a checkpoint."""
+    return hf_weights(folder) or dcp_metadata(folder)
 
 
 def _trainer_state_step(folder: Path) -> int | None:
@@ -251,8 +266,8 @@ def find_checkpoints(
     """Every checkpoint under ``root`` (a folder, a Hugging Face checkpoint folder, or one file).
 
     ``content_step(path)`` reads the step stored inside a torch file (Lightning ``global_step``,
-    nanoGPT ``iter_num``) for files whose name gives none; it may raise ``CheckpointError``, which
-    becomes a problem for that file. Two checkpoints of the same step keep the first in this
+    nanoGPT ``iter_num``) or a DCP folder for those whose name gives none; it may raise
+    ``CheckpointError``, which becomes a problem for that file. Two checkpoints of the same step keep the first in this
     order: safetensors, then other formats, then by name; the others are reported.
 
     >>> import tempfile, pathlib
@@ -276,6 +291,12 @@ def find_checkpoints(
             step, how = parse_step(folder.name), "name"
             if step is None:
                 step, how = _trainer_state_step(folder), "trainer_state"
+            if step is None and weights.name == ".metadata" and content_step is not None:
+                try:
+                    step, how = content_step(folder), "content"
+                except CheckpointError as e:
+                    problems.append(Problem(folder, str(e)))
+                    return
             if step is None:
                 step, how = _step_from_parents(rel), "name"
         if step is None:
@@ -319,9 +340,11 @@ def find_checkpoints(
             return
         found.append(Checkpoint(path, path, step, how, rel))
 
-    root_weights = hf_weights(root_p) if root_p.is_dir() else None
+    root_weights = folder_weights(root_p) if root_p.is_dir() else None
     if root_p.is_file():
         add_file(root_p, root_p.parent)
+    elif root_weights is not None and root_weights.name == ".metadata":
+        pass  # CKPT_DIR is one DCP checkpoint: its files (shards, Lightning's meta.pt) are not checkpoints
     else:
         for dirpath, dirnames, filenames in os.walk(root_p, onerror=None, followlinks=False):
             here = Path(dirpath)
@@ -331,11 +354,13 @@ def find_checkpoints(
                 if d.startswith("."):
                     continue
                 sub = here / d
-                w = hf_weights(sub)
-                if w is not None:
-                    add_folder(sub, w)  # a checkpoint folder: its files are not checkpoints of their own
-                else:
+                w = folder_weights(sub)
+                if w is None:
                     keep.append(d)
+                elif w.name == ".metadata" and _NOT_WEIGHTS.match(d.lower()):
+                    continue  # a DCP folder of optimizer (or other training) state, beside the model's
+                else:
+                    add_folder(sub, w)  # a checkpoint folder: its files are not checkpoints of their own
             dirnames[:] = keep
             for fname in sorted(filenames):
                 if here == root_p and root_weights is not None and _is_hf_weights_file(fname):
@@ -379,6 +404,7 @@ __all__ = [
     "Problem",
     "compile_step_regex",
     "find_checkpoints",
+    "folder_weights",
     "hf_weights",
     "parse_step",
     "relative_name",

@@ -27,6 +27,7 @@ import torch.nn as nn
 from ..capture import normalize_name, unwrap
 from ..errors import CheckpointError
 from .compat import Tolerance, convert_with_transformers, is_hf_model, legacy_renames
+from .dcp import METADATA, read_dcp
 
 # Where training frameworks keep the model's state dict inside a checkpoint dict, in lookup order:
 # Lightning, nanoGPT, common scripts, DeepSpeed.
@@ -244,10 +245,13 @@ def read_checkpoint(weights: Path, label: str | None = None, trust: bool = False
     """Load one checkpoint's weights safely.
 
     ``weights`` is a ``.safetensors`` file, a torch file (``.pt``/``.pth``/``.bin``/``.ckpt``,
-    a bare state dict or a Lightning/nanoGPT/... dict holding one), or a ``*.index.json`` of a
-    sharded checkpoint. ``label`` names the checkpoint in messages.
+    a bare state dict or a Lightning/nanoGPT/... dict holding one), a ``*.index.json`` of a
+    sharded checkpoint, or the ``.metadata`` of a ``torch.distributed.checkpoint`` folder (see
+    :mod:`layerscope.sweep.dcp`). ``label`` names the checkpoint in messages.
     """
     lab = _name(weights, label)
+    if weights.name == METADATA:
+        return Loaded(normalize_keys(read_dcp(weights.parent, lab, trust, STATE_DICT_KEYS), lab), None)
     if weights.name.endswith(".index.json"):
         return Loaded(normalize_keys(_read_index(weights, lab, trust), lab), None)
     obj = read_weights_file(weights, lab, trust)

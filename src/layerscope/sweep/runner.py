@@ -34,6 +34,7 @@ from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundErr
 from ..run import open_run
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import Store
+from .dcp import LIGHTNING_META, stored_step
 from .discover import Checkpoint, Discovery, Problem, compile_step_regex, find_checkpoints, relative_name
 from .load import peek_step
 from .pool import Pool
@@ -225,13 +226,18 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
     trust = cfg.trust
 
     def content_step(p: Path) -> int | None:
-        return peek_step(p, relative_name(p, root), trust=trust)
+        name = relative_name(p, root)
+        if p.is_dir():  # a DCP folder: Lightning's meta.pt beside the shards, else a saved step entry
+            meta = p / LIGHTNING_META
+            step = peek_step(meta, f"{name}/{LIGHTNING_META}", trust=trust) if meta.is_file() else None
+            return step if step is not None else stored_step(p, name, trust)
+        return peek_step(p, name, trust=trust)
 
     disc = find_checkpoints(root, cfg.step_regex, content_step=content_step)
     if not disc.checkpoints and not disc.problems:
         raise NotFoundError(
-            f"no checkpoints in {str(root)!r} (looked for *.safetensors, *.pt, *.pth, *.bin, *.ckpt "
-            "and Hugging Face checkpoint folders); check the folder."
+            f"no checkpoints in {str(root)!r} (looked for *.safetensors, *.pt, *.pth, *.bin, *.ckpt, "
+            "Hugging Face checkpoint folders and torch.distributed.checkpoint folders); check the folder."
         )
     for p in disc.problems:
         listener.on_problem(p)
