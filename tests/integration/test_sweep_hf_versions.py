@@ -43,6 +43,18 @@ def build(family: str, seed: int = 0, **cfg_kw):
             vocab_size=VOCAB, max_position_embeddings=CTX, architectures=["BertForMaskedLM"], **cfg_kw,
         )  # fmt: skip
         return tf.BertForMaskedLM(cfg)
+    if family == "gpt_neox":  # Pythia's architecture
+        cfg = tf.GPTNeoXConfig(
+            num_hidden_layers=N_LAYER, hidden_size=WIDTH, num_attention_heads=2, intermediate_size=64,
+            vocab_size=VOCAB, max_position_embeddings=CTX, architectures=["GPTNeoXForCausalLM"], **cfg_kw,
+        )  # fmt: skip
+        return tf.GPTNeoXForCausalLM(cfg)
+    if family == "t5":
+        cfg = tf.T5Config(
+            num_layers=N_LAYER, num_decoder_layers=N_LAYER, d_model=WIDTH, d_ff=64, num_heads=2, d_kv=16,
+            vocab_size=VOCAB, decoder_start_token_id=0, architectures=["T5ForConditionalGeneration"], **cfg_kw,
+        )  # fmt: skip
+        return tf.T5ForConditionalGeneration(cfg)
     cfg = tf.LlamaConfig(
         num_hidden_layers=N_LAYER, hidden_size=WIDTH, num_attention_heads=2, intermediate_size=64,
         vocab_size=VOCAB, max_position_embeddings=CTX, architectures=["LlamaForCausalLM"],
@@ -52,7 +64,9 @@ def build(family: str, seed: int = 0, **cfg_kw):
 
 
 def blocks(model):
-    for path in ("transformer.h", "bert.encoder.layer", "model.layers"):
+    if hasattr(model, "encoder") and hasattr(model, "decoder"):  # T5: both stacks, encoder first
+        return list(model.encoder.block) + list(model.decoder.block)
+    for path in ("transformer.h", "bert.encoder.layer", "gpt_neox.layers", "model.layers"):
         obj = model
         try:
             for part in path.split("."):
@@ -80,6 +94,19 @@ def old_layout(family: str, model) -> dict[str, torch.Tensor]:
         sd = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
               for k, v in sd.items()}  # fmt: skip
         sd.pop("cls.predictions.decoder.weight")
+    elif family == "gpt_neox":
+        # Pythia's files (transformers 4.2x): per layer a bool causal mask, the masked_bias fill value
+        # and the rotary inv_freq, all persisted.
+        for i in range(N_LAYER):
+            sd[f"gpt_neox.layers.{i}.attention.bias"] = torch.tril(torch.ones(CTX, CTX, dtype=torch.bool))[
+                None, None
+            ]
+            sd[f"gpt_neox.layers.{i}.attention.masked_bias"] = torch.tensor(-1e9)
+            sd[f"gpt_neox.layers.{i}.attention.rotary_emb.inv_freq"] = torch.rand(8)
+    elif family == "t5":
+        # transformers 4 wrote the tied copies too: shared, encoder/decoder.embed_tokens, lm_head.
+        assert {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"} <= set(sd)
+        sd.pop("lm_head.weight")
     else:
         # rotary inv_freq persisted per layer (transformers < 4.31), tied lm_head dropped.
         inv = model.model.rotary_emb.inv_freq.detach().clone()
@@ -108,7 +135,7 @@ def write(folder: Path, sd: dict[str, torch.Tensor], fmt: str, config) -> None:
         torch.save(sd, folder / "pytorch_model.bin", _use_new_zipfile_serialization=False)
 
 
-def block_rms(model, probe: torch.Tensor) -> np.ndarray:
+def block_rms(model, probe) -> np.ndarray:
     """rms of each block's output, from plain hooks in float64: no layerscope code."""
     outs = []
     hooks = [
@@ -117,7 +144,7 @@ def block_rms(model, probe: torch.Tensor) -> np.ndarray:
     ]
     model.eval()
     with torch.no_grad():
-        model(probe)
+        model(**probe) if isinstance(probe, dict) else model(probe)
     for h in hooks:
         h.remove()
     return np.array([float(o.pow(2).mean().sqrt()) for o in outs])
@@ -125,9 +152,16 @@ def block_rms(model, probe: torch.Tensor) -> np.ndarray:
 
 PROBE = torch.randint(0, VOCAB, (3, 12), generator=torch.Generator().manual_seed(5))
 FORMATS = ("safetensors", "sharded", "bin")
+FAMILIES = ["gpt2", "bert", "llama", "gpt_neox", "t5"]
 
 
-@pytest.mark.parametrize("family", ["gpt2", "bert", "llama"])
+def probe_for(family: str):
+    if family == "t5":
+        return {"input_ids": PROBE, "decoder_input_ids": PROBE[:, :7]}
+    return PROBE
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_old_version_checkpoints_load_as_transformers_loads_them(tmp_path: Path, family: str) -> None:
     run = tmp_path / "run"
     steps, saved = {}, {}
@@ -136,7 +170,8 @@ def test_old_version_checkpoints_load_as_transformers_loads_them(tmp_path: Path,
         folder = run / f"checkpoint-{100 * i}"
         write(folder, old_layout(family, m), fmt, m.config)
         steps[100 * i], saved[100 * i] = folder, m
-    res = sweep(run, store=tmp_path / "runs.db", run="old", probe=PROBE, hf=True, metrics="rms")
+    probe = probe_for(family)
+    res = sweep(run, store=tmp_path / "runs.db", run="old", probe=probe, hf=True, metrics="rms")
     assert res.failed == [], [p.message for p in res.failed]
     assert sorted(res.written) == sorted(steps)
     with Store(tmp_path / "runs.db", readonly=True) as st:
@@ -145,12 +180,12 @@ def test_old_version_checkpoints_load_as_transformers_loads_them(tmp_path: Path,
         # transformers' own loading of the very same folder is the reference
         ref = type(build(family)).from_pretrained(folder)
         got = hm.values[hm.steps.index(step)]
-        np.testing.assert_allclose(got, block_rms(ref, PROBE), rtol=1e-5, err_msg=f"{family} {step}")
+        np.testing.assert_allclose(got, block_rms(ref, probe), rtol=1e-5, err_msg=f"{family} {step}")
         # ... and both equal the model that was saved: nothing was left at its initial value
-        np.testing.assert_allclose(got, block_rms(saved[step], PROBE), rtol=1e-5, err_msg=f"{family} {step}")
+        np.testing.assert_allclose(got, block_rms(saved[step], probe), rtol=1e-5, err_msg=f"{family} {step}")
 
 
-@pytest.mark.parametrize("family", ["gpt2", "bert", "llama"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_real_mismatches_are_still_refused(tmp_path: Path, family: str) -> None:
     src = build(family, seed=1)
     model = build(family)
