@@ -315,6 +315,10 @@ def test_bad_probe_fn_specs_are_one_line_usage_errors(tmp_path: Path, models_py:
         with pytest.raises(err, match=text) as e:
             sweep(ck, probe_fn=spec, **kw)
         assert "\n" not in str(e.value) and e.value.exit_code == 2
+    with pytest.raises(
+        ConfigError, match=r"workers=2: probe_fn='.*<lambda>' cannot be sent to a worker process"
+    ):
+        sweep(ck, probe_fn=lambda m, x: m.decoder(m.encoder(x)), workers=2, **kw)
     with pytest.raises(ConfigError, match="needs probe="):
         Recorder(_fn(models_py, "autoencoder")(), None, probe_fn=_fn(models_py, "reconstruct"))
     assert not (tmp_path / "runs.db").exists()

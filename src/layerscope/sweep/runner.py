@@ -21,6 +21,7 @@ A checkpoint that cannot be used (truncated, corrupt, unsafe, of another model) 
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -318,6 +319,23 @@ def run_sweep(cfg: SweepConfig, listener: SweepListener | None = None) -> SweepR
     return _run_local(cfg, listener)
 
 
+def _check_picklable(spec: WorkerSpec, workers: int) -> None:
+    """What a spawned worker is sent must pickle: a lambda or a function defined in ``__main__`` does not."""
+    for what, obj in (
+        ("model", spec.model),
+        ("probe_fn", spec.probe_fn),
+        ("recorder_options", spec.recorder_options),
+    ):
+        try:
+            pickle.dumps(obj)
+        except Exception as e:  # noqa: BLE001 - PicklingError, AttributeError, TypeError: all one cause
+            raise ConfigError(
+                f"workers={workers}: {what}={spec_name(obj) if callable(obj) else obj!r} cannot be sent to a "
+                f"worker process ({type(e).__name__}); pass it as a 'pkg.module:fn' spec or a module-level "
+                "function (not a lambda or a local function), or use workers=1."
+            ) from None
+
+
 def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
     t0 = time.perf_counter()
     disc, spec = _resolve(cfg, listener)
@@ -327,6 +345,7 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
     children: Pool | None = None
     try:
         if cfg.workers > 1:
+            _check_picklable(spec, cfg.workers)
             spec.threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
             children = Pool(spec, cfg.workers - 1)  # they start (import, build the model) while we set up
             torch.set_num_threads(spec.threads)
