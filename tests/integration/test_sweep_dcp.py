@@ -1,7 +1,7 @@
 """torch.distributed.checkpoint folders on one process: what is trusted (a .metadata pickle built to run
 code is refused before it runs), broken folders (one line each), a DCP folder as CKPT_DIR, and a DCP
 folder inside a Hugging Face checkpoint folder swept with --hf. The 2-rank FSDP2 run that writes
-sharded ones is tests/distributed/test_sweep_dcp.py."""
+sharded ones is tests/distributed/test_dcp_two_ranks.py."""
 
 from __future__ import annotations
 
