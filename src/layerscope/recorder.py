@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from .batch import ProbeFn, check_not_empty, probe_hash, run_forward, to_device
 from .capture import Layer, Selection, SiteHook, discover_layers, extract_tensor, resolve_sites, unwrap
+from .capture.models import FILE_MODULE_PREFIX
 from .config import RecorderConfig
 from .errors import ConfigError, DistributedError
 from .run import RunSpec, open_run
@@ -551,7 +552,12 @@ def _site_label(h: SiteHook) -> str:
 
 
 def _callable_name(fn: Any) -> str:
-    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+    """``pkg.module:fn``, or ``path/to/file.py:fn`` for a function imported from a file (as --probe-fn does)."""
+    module = getattr(fn, "__module__", None) or "?"
+    if module.startswith(FILE_MODULE_PREFIX):  # a .py file imported by capture.models
+        code = getattr(fn, "__code__", None)
+        module = code.co_filename if code is not None else module
+    return f"{module}:{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
 # Recorders still open at interpreter exit are flushed, so a script that forgets close() keeps its data.

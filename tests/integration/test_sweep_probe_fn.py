@@ -149,7 +149,7 @@ def test_autoencoder_with_probe_fn_equals_live_recording(tmp_path: Path, models_
     assert r.returncode == 0, r.stderr
     with Store(db, readonly=True) as st:
         assert [la.name for la in st.layers("swept")] == ["encoder.0", "encoder.2", "decoder.0", "decoder.2"]
-        assert st.run_config("swept")["probe_fn"].endswith(":reconstruct")
+        assert st.run_config("swept")["probe_fn"] == f"{models_py}:reconstruct"
         for metric in METRICS:
             live, swept = st.load("live", metric), st.load("swept", metric)
             assert live.steps == swept.steps == [1, 2, 3, 4]

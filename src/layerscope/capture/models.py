@@ -39,6 +39,9 @@ def _err(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+# The name a spec's .py file is imported under (not importable by that name: it names the file's hash).
+FILE_MODULE_PREFIX = "_layerscope_model_"
+
 _SPEC_HELP = (
     "pass 'package.module:factory' (e.g. 'layerscope.testing:tiny_gpt') or 'path/to/file.py:factory', "
     "where factory is a callable that returns a torch.nn.Module"
@@ -79,7 +82,7 @@ def _is_file_target(target: str) -> bool:
 def _import_file(path: Path, spec: str, what: str = "model spec") -> ModuleType:
     if not path.is_file():
         raise NotFoundError(f"{what} {spec!r}: file {str(path)!r} does not exist; check the path.")
-    name = f"_layerscope_model_{abs(hash(str(path.resolve())))}"
+    name = f"{FILE_MODULE_PREFIX}{abs(hash(str(path.resolve())))}"
     mspec = importlib.util.spec_from_file_location(name, path)
     if mspec is None or mspec.loader is None:
         raise ConfigError(f"{what} {spec!r}: {str(path)!r} cannot be imported as Python; pass a .py file.")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -119,6 +119,22 @@ def is_hf_model(model: nn.Module) -> bool:
     )
 
 
+def converts_layouts(model: nn.Module) -> bool:
+    """Whether transformers converts checkpoint layouts for ``model``'s class (transformers 5's
+    conversion mapping, transformers 4's ``_checkpoint_conversion_mapping``): only then is
+    :func:`convert_with_transformers` worth its cost."""
+    if getattr(model, "_checkpoint_conversion_mapping", None):
+        return True
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+    except ImportError:  # transformers 4: no such module
+        return False
+    try:
+        return bool(get_model_conversion_mapping(cast(Any, model), add_legacy=False))
+    except Exception:  # noqa: BLE001 - another signature: let from_pretrained decide
+        return True
+
+
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[Any]:
     import transformers
@@ -169,4 +185,4 @@ def convert_with_transformers(
     return out, ""
 
 
-__all__ = ["Tolerance", "convert_with_transformers", "is_hf_model", "legacy_renames"]
+__all__ = ["Tolerance", "convert_with_transformers", "converts_layouts", "is_hf_model", "legacy_renames"]

@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from ..capture import normalize_name, unwrap
 from ..errors import CheckpointError
-from .compat import Tolerance, convert_with_transformers, is_hf_model, legacy_renames
+from .compat import Tolerance, convert_with_transformers, converts_layouts, is_hf_model, legacy_renames
 from .dcp import METADATA, read_dcp
 
 # Where training frameworks keep the model's state dict inside a checkpoint dict, in lookup order:
@@ -347,6 +347,8 @@ class ModelKeys:
             + [list(pair) for pair in self.tolerance.declared_ties]
         )
         self.hf = is_hf_model(target)
+        self.converts = self.hf and converts_layouts(target)  # transformers converts this class's layouts
+        self.unconvertible: set[frozenset[str]] = set()  # key sets transformers could not convert: not again
 
 
 def _merge_groups(groups: list[list[str]]) -> list[list[str]]:
@@ -415,11 +417,14 @@ def fit_state_dict(
                 )
     missing = sorted(k for k in expected - present - tied_ok if not tol.missing_ok(k))
     unexpected = sorted(present - expected)
-    if (missing or unexpected) and mk.hf:
+    keyset = frozenset(sd)
+    if (missing or unexpected) and mk.converts and keyset not in mk.unconvertible:
         converted, _why = convert_with_transformers(mk.model, sd)
         if converted is not None:
             renamed = {normalize_name(k): v for k, v in converted.items()}
             missing, unexpected = [], []
+        else:
+            mk.unconvertible.add(keyset)
     if missing or unexpected:
         parts = []
         if missing:
