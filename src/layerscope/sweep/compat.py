@@ -17,10 +17,11 @@ itself, so they hold for any model family and for both transformers 4 and 5:
   and weight-norm's ``weight_g`` / ``weight_v`` for ``parametrizations.weight.original0/1``.
 
 Everything else that differs (a missing weight, a tensor of another model, a wrong shape) is a
-real mismatch and stays an error. For a Hugging Face model whose keys still do not fit (its
-modelling code changed the layout: transformers 5 fuses mixture-of-experts weights that
-checkpoints store per expert), :func:`convert_with_transformers` lets transformers itself convert
-the state dict; nothing is read from disk or downloaded there.
+real mismatch and stays an error. For a Hugging Face model whose keys still do not fit and
+whose class transformers converts layouts for (:func:`converts_layouts`: its modelling code
+changed the layout, e.g. transformers 5 fuses mixture-of-experts weights that checkpoints store
+per expert), :func:`convert_with_transformers` lets transformers itself convert the state dict;
+nothing is read from disk or downloaded there.
 """
 
 from __future__ import annotations
