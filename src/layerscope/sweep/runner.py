@@ -20,6 +20,7 @@ A checkpoint that cannot be used (truncated, corrupt, unsafe, of another model) 
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import time
@@ -32,6 +33,7 @@ import torch
 
 from ..batch import ProbeFn
 from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError
+from ..recorder import Recorder
 from ..run import open_run
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import Store
@@ -212,16 +214,24 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
     else:
         probe = check_probe(cfg.probe, "given")
     resolve_probe_fn(cfg.probe_fn)  # a bad --probe-fn is one line now, not one per worker
-    if not isinstance(cfg.recorder_options, dict) or set(cfg.recorder_options) & _OWN_RECORDER_ARGS:
-        own = (
-            sorted(set(cfg.recorder_options) & _OWN_RECORDER_ARGS)
-            if isinstance(cfg.recorder_options, dict)
-            else []
-        )
+    if not isinstance(cfg.recorder_options, dict):
         raise ConfigError(
-            f"recorder_options={cfg.recorder_options!r}"
-            + (f" sets {', '.join(own)}, which the sweep sets itself" if own else " is not a dict")
-            + "; pass those as sweep options, and only other Recorder arguments (eps, hist_edges, ...) here."
+            f"recorder_options is a {type(cfg.recorder_options).__name__}; pass a dict of Recorder "
+            "arguments such as {'eps': 1e-3, 'hist_edges': [...]}."
+        )
+    known = set(inspect.signature(Recorder.__init__).parameters) - {"self"} - _OWN_RECORDER_ARGS
+    unknown = sorted(set(cfg.recorder_options) - known - _OWN_RECORDER_ARGS)
+    if unknown:
+        raise ConfigError(
+            f"recorder_options has {', '.join(map(repr, unknown))}, which Recorder does not take; "
+            f"pass some of {', '.join(sorted(known))}."
+        )
+    own = sorted(set(cfg.recorder_options) & _OWN_RECORDER_ARGS)
+    if own:
+        raise ConfigError(
+            f"recorder_options sets {', '.join(own)}, which the sweep sets itself; pass "
+            f"{'it' if len(own) == 1 else 'them'} as sweep options, and only other Recorder arguments "
+            "(eps, hist_edges, train_only ...) in recorder_options."
         )
     root = Path(cfg.ckpt_dir)
     trust = cfg.trust
