@@ -35,7 +35,11 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
 )
 @click.option("--store", required=True, metavar="STORE", help="Run store to write (created if missing).")
 @click.option(
-    "--run", "run", required=True, metavar="NAME", help="Run to write; an existing run is continued."
+    "--run",
+    "run",
+    required=True,
+    metavar="NAME",
+    help="Run to write; an existing run of the same sweep (model, folder, settings) is continued.",
 )
 @click.option(
     "--metrics",
@@ -72,6 +76,12 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     help="Split a text probe into rows of N tokens (default: one row).",
 )
 @click.option("--force", is_flag=True, help="Recompute steps already in the store.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Add to --run even if it holds another recording (another model, checkpoint folder or "
+    "settings); without it such a run is refused.",
+)
 @click.option(
     "--trust-checkpoints",
     "trust",
@@ -115,6 +125,7 @@ def sweep(
     tokenizer: str | None,
     seq_len: int | None,
     force: bool,
+    resume: bool,
     trust: bool,
     workers: int,
     device: str,
@@ -164,6 +175,7 @@ def sweep(
         tokenizer=tokenizer,
         seq_len=seq_len,
         force=force,
+        resume=True if resume else None,  # without --resume: only a run of this same sweep continues
         trust=trust,
         workers=workers,
         device=device,

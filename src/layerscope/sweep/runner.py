@@ -33,10 +33,19 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .._io import check_outputs_are_not_inputs
 from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import StepRecord, Store
-from .discover import Checkpoint, Discovery, Problem, compile_step_regex, find_checkpoints, relative_name
+from .discover import (
+    Checkpoint,
+    Discovery,
+    Problem,
+    check_store_is_not_a_checkpoint,
+    compile_step_regex,
+    find_checkpoints,
+    relative_name,
+)
 from .load import ModelKeys, apply_state_dict, fingerprint, peek_step, read_checkpoint
 from .probe import _check as _check_probe
 from .probe import describe, load_probe
@@ -65,6 +74,9 @@ class SweepConfig:
     tokenizer: str | None = None  # "bytes" to read a text probe
     seq_len: int | None = None  # rows of this many tokens for a text probe (None: one row)
     force: bool = False  # recompute steps already in the store (their rows are replaced)
+    # An existing run: None continues it only if it holds this sweep (same model architecture,
+    # checkpoint folder, metrics...), True whatever it holds, False never (layerscope.recording).
+    resume: bool | None = None
     trust: bool = False  # allow arbitrary pickles (can run code from the file); off by default
     workers: int = 1  # processes on this machine, this one included; >1 spawns the others (not with torchrun)
     device: str = "cpu"  # "cpu", "cuda", "cuda:1" or "auto" (cuda:LOCAL_RANK when there is a GPU)
@@ -344,6 +356,11 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
     )
     compile_step_regex(cfg.step_regex)
     _device(cfg.device)
+    probe_file = cfg.probe if isinstance(cfg.probe, (str, os.PathLike)) else None
+    check_outputs_are_not_inputs(
+        [("--store", cfg.store)], [("CKPT_DIR", cfg.ckpt_dir), ("--probe", probe_file)]
+    )
+    check_store_is_not_a_checkpoint(cfg.store, cfg.ckpt_dir)
     store = Path(cfg.store)
     if store.is_dir() or not store.absolute().parent.is_dir():
         Store(store).close()  # raises the store's own one-line error, before any work and without a file
@@ -433,6 +450,7 @@ def _open_run(
         source="sweep",
         notes=notes,
         process_group=group,
+        resume=cfg.resume,
     ).close()
     done = set(store.steps(cfg.run))
     todo = [c for c in disc.checkpoints if cfg.force or c.step not in done]
