@@ -22,8 +22,10 @@ A checkpoint that cannot be used (truncated, corrupt, unsafe, of another model) 
 from __future__ import annotations
 
 import os
+import signal
 import time
 import traceback
+import warnings
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from .._io import check_outputs_are_not_inputs
-from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError
+from ..errors import CheckpointWarning, ConfigError, DistributedError, LayerscopeError, NotFoundError
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import StepRecord, Store
 from .discover import (
@@ -95,6 +97,7 @@ class Outcome:
     fingerprint: str | None = None
     seconds: float = 0.0
     pid: int = 0  # the process that swept it
+    warnings: list[str] = field(default_factory=list)  # one line each (e.g. integer weights converted)
 
 
 @dataclass
@@ -106,6 +109,7 @@ class SweepResult:
     skipped: list[int] = field(default_factory=list)  # steps already in the store
     failed: list[Problem] = field(default_factory=list)  # one line each
     identical: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint, same weights as)
+    warnings: list[str] = field(default_factory=list)  # checkpoints used, with a doubt (one line each)
     seconds: float = 0.0
     processes: int = 1
     rank: int = 0  # only rank 0's result holds the lists
@@ -124,6 +128,7 @@ class SweepResult:
             "skipped": sorted(self.skipped),
             "failed": [{"path": str(p.path), "message": p.message} for p in self.failed],
             "identical": [{"checkpoint": a, "same_as": b} for a, b in self.identical],
+            "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
             "processes": self.processes,
             "exit_code": self.exit_code,
@@ -144,6 +149,9 @@ class SweepListener:
 
     def on_identical(self, name: str, same_as: str) -> None:
         """Checkpoint ``name`` holds the same weights as ``same_as``."""
+
+    def on_warning(self, message: str) -> None:
+        """A checkpoint was used, with a doubt worth one line (integer weights converted ...)."""
 
 
 # -- building the model ------------------------------------------------------------------------------
@@ -247,7 +255,13 @@ class CheckpointWorker:
         try:
             loaded = read_checkpoint(ckpt.weights, ckpt.name, trust=self.spec.trust)
             out.fingerprint = fingerprint(loaded.state_dict)
-            apply_state_dict(self.model, loaded.state_dict, ckpt.name, self.keys)
+            with warnings.catch_warnings(record=True) as caught:  # sent back as lines, not printed here
+                warnings.simplefilter("always", CheckpointWarning)
+                apply_state_dict(self.model, loaded.state_dict, ckpt.name, self.keys)
+            out.warnings = [str(w.message) for w in caught if issubclass(w.category, CheckpointWarning)]
+            for w in caught:  # anything else is shown as it would have been
+                if not issubclass(w.category, CheckpointWarning):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             del loaded  # unmap the file before the forward
             self.recorder.record_probe(ckpt.step)  # flush_every=1: the record is in history now
             out.record = self.recorder.history.pop()
@@ -270,6 +284,9 @@ class CheckpointWorker:
 
 def _child_main(spec: WorkerSpec, conn: Any) -> None:
     """A ``--workers`` process: build a CheckpointWorker, then sweep what the parent sends, one at a time."""
+    # Ctrl-C reaches every process of the terminal's group: the parent stops its workers (and says
+    # so once); a worker's own KeyboardInterrupt would only print a traceback per process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(max(1, spec.threads or 1))
     try:
         worker = CheckpointWorker(spec)
@@ -311,6 +328,9 @@ class _Writer:
             return
         self.store.write_steps(self.run, [o.record])
         self.result.written.append(o.step)
+        for w in o.warnings:
+            self.result.warnings.append(w)
+            self.listener.on_warning(w)
         if o.fingerprint is not None:
             first = self._by_fp.setdefault(o.fingerprint, o.name)
             if first != o.name:
