@@ -68,8 +68,15 @@ def model_fingerprint(model: nn.Module) -> str | None:
     return h.hexdigest()[:16]
 
 
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any], old_source: str, source: str) -> list[str]:
-    """What makes the run's recording another one than the new recording (empty: the same)."""
+def _differences(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    old_source: str,
+    source: str,
+    layers: tuple[int, int] = (0, 0),
+) -> list[str]:
+    """What makes the run's recording another one than the new recording (empty: the same).
+    ``layers``: the run's layer count and the new recording's."""
     out: list[str] = []
     same_probe = old.get("probe_hash") is not None and old.get("probe_hash") == new.get("probe_hash")
     if old_source and old_source != source and not same_probe:
@@ -79,7 +86,10 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], old_source: str
     fo, fn = old.get("model_fingerprint"), new.get("model_fingerprint")
     if fo is not None and fn is not None and fo != fn:
         no, nn_ = old.get("n_params"), new.get("n_params")
-        if no is not None and nn_ is not None and no != nn_:
+        lo, ln = layers
+        if lo and ln and lo != ln:
+            out.append(f"another model ({lo} layers, this one has {ln})")
+        elif no is not None and nn_ is not None and no != nn_:
             out.append(f"another model ({no:,} parameters, this one has {nn_:,})")
         else:
             out.append(f"another model architecture (fingerprint {fo}, this one {fn})")
@@ -120,7 +130,7 @@ def open_run(
         return _fresh(store, layers=layers, model=model, config=config, source=source)
     if resume is None and run in store.run_names():
         info = store.run_info(run)
-        diffs = _differences(info.config, config, info.source, source)
+        diffs = _differences(info.config, config, info.source, source, (info.n_layers, len(layers)))
         if diffs:
             raise RunExistsError(
                 f"run {quote(run)} in {quote(store.path)} holds another recording: {'; '.join(diffs)}",

@@ -136,6 +136,16 @@ def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(1)
+    except UnicodeEncodeError as e:  # a name from argv that is not UTF-8 (bytes the shell passed raw)
+        if _debug():
+            raise
+        bad = e.object[e.start : e.end] if isinstance(e.object, str) else ""
+        click.echo(
+            f"error: a name or path holds {escape_controls(repr(bad))}, which is not UTF-8 text and "
+            "cannot be stored or looked up; pass names as UTF-8.",
+            err=True,
+        )
+        sys.exit(2)
     except OSError as e:  # the machine let us down (disk full, permissions): not a bug, one line
         if _debug():
             raise
