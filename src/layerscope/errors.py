@@ -141,6 +141,8 @@ class LayerscopeError(Exception):
         fix = self._fix_text(cli)
         if fix:
             text = f"{text.rstrip().rstrip('.;')}; {fix.rstrip('.')}."
+        elif self.param and not text.rstrip().endswith((".", "!", "?")):
+            text = text.rstrip() + "."  # a structured message whose fix had nothing to suggest
         return escape_controls(text)
 
     def __str__(self) -> str:
