@@ -544,3 +544,28 @@ def test_control_characters_in_run_metric_site_names_stay_escaped(
     r = cli_main(*argv(cmd, inputs, tmp_path, src, "source", extra=extra))
     line = error_line(r, 2, what)  # type: ignore[arg-type]
     assert line.isprintable(), repr(line)
+
+
+CSV_OUT_IS_IN = [
+    ("report", "-o", "same"),
+    ("report", "--json", "same"),
+    ("report", "--json", "hardlink"),
+    ("plot", "-o", "hardlink"),
+    ("view", "-o", "symlink"),
+]
+
+
+@pytest.mark.parametrize("cmd,opt,kind", CSV_OUT_IS_IN, ids=["-".join(c) for c in CSV_OUT_IS_IN])
+def test_an_output_that_is_its_csv_input(cli_main, tmp_path: Path, cmd: str, opt: str, kind: str) -> None:
+    from tests.reliability._helpers import sha
+
+    src = _write_wide(tmp_path / "values.csv", 3, 4)
+    out = src if kind == "same" else tmp_path / ("fig.png" if cmd == "plot" else "out.json")
+    if cmd == "view":
+        (tmp_path / "b").mkdir()
+        out = _link(kind, src, tmp_path / "b" / "index.html").parent
+    elif kind != "same":
+        _link(kind, src, out)
+    before = sha(src)
+    error_line(cli_main(cmd, src, opt, out), 2, "would destroy an input")  # type: ignore[arg-type]
+    assert sha(src) == before
