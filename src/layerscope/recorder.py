@@ -31,7 +31,7 @@ from .capture import Layer, Selection, SiteHook, discover_layers, extract_tensor
 from .capture.models import FILE_MODULE_PREFIX
 from .config import RecorderConfig
 from .errors import ConfigError, DistributedError
-from .run import RunSpec, open_run
+from .recording import DEFAULT_RUN, RunSpec, model_fingerprint, open_run
 from .stats import (
     N_STATE,
     SlotAccumulator,
@@ -82,7 +82,9 @@ class Recorder:
         model: any ``nn.Module`` (DDP-, FSDP- or ``torch.compile``-wrapped is fine).
         store: path of the run store (created if missing), an open :class:`~layerscope.store.Store`,
             or ``None`` to keep results in memory only (``rec.history``).
-        run: the run's name; an existing run of that name is continued (``resume=True``).
+        run: the run's name. Left out: ``"run"``, or ``"run-2"``, ... when that is taken (``rec.run``
+            says which). An existing run is continued only if it holds the same recording (same
+            model architecture, metrics, sites, probe ...); see ``resume`` and docs/recording.md.
         metrics: names, a comma-separated string, or ``"all"``; see ``layerscope.stats.available_metrics()``.
         every: record steps with ``step % every == 0``.
         layers: which modules are "layers": None (discover the block stack), a glob, a list, or a
@@ -98,6 +100,8 @@ class Recorder:
         hooks: ``"auto"`` attaches hooks on record steps only, except for a ``torch.compile``d model,
             whose hooks stay attached and are switched by a flag (compile ignores hooks added later).
             Pass ``"gate"`` when you compile the model *after* creating the Recorder.
+        resume: ``None`` (default): continue an existing run ``run`` of the same recording, refuse
+            one of another; ``True``: continue it whatever it holds; ``False``: refuse any existing run.
         **options: the remaining fields of :class:`~layerscope.config.RecorderConfig`.
 
     Call :meth:`step` after each optimizer step, and :meth:`close` (or use ``with``) at the end.
@@ -107,7 +111,7 @@ class Recorder:
         self,
         model: nn.Module,
         store: str | os.PathLike[str] | Store | None,
-        run: str = "run",
+        run: str | None = None,
         metrics: str | Sequence[str] = ("mean", "std", "rms", "max_abs"),
         every: int = 1,
         layers: Selection = None,
@@ -121,7 +125,7 @@ class Recorder:
         flush_every: int = 50,
         flush_secs: float = 10.0,
         hist_edges: Sequence[float] | None = None,
-        resume: bool = True,
+        resume: bool | None = None,
         notes: dict[str, Any] | None = None,
         process_group: Any = None,
         source: str = "live",
@@ -147,7 +151,7 @@ class Recorder:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"Recorder needs a torch.nn.Module, got {type(model).__name__}.")
         self.model = model
-        self.run = run
+        self.run = run if run is not None else DEFAULT_RUN  # the store's choice replaces it below
         self.source = source
         self._group = process_group
         self.rank, self.world_size, self._backend = _dist_info(process_group)
@@ -208,8 +212,12 @@ class Recorder:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
             if error is None and int(flag.item()):
                 raise DistributedError(
-                    f"rank 0 could not open run {run!r} in the store; see rank 0's error. Nothing was recorded."
+                    f"rank 0 could not open run {self.run!r} in the store; see rank 0's error. Nothing was recorded."
                 )
+            if run is None and error is None and int(flag.item()) == 0:
+                named = [self.run]  # the name rank 0's store chose (run, run-2, ...), for every rank
+                dist.broadcast_object_list(named, group=self._group, group_src=0)
+                self.run = named[0]
         if error is not None:
             if self.store is not None and self._owns_store:
                 self.store.close()
@@ -223,12 +231,19 @@ class Recorder:
         _live.add(self)
 
     def _open_store(
-        self, store: Any, run: str, model: nn.Module, source: str, resume: bool, edges: Sequence[float]
+        self,
+        store: Any,
+        run: str | None,
+        model: nn.Module,
+        source: str,
+        resume: bool | None,
+        edges: Sequence[float],
     ) -> None:
         if self.rank == 0 and store is not None:
             self.store = store if isinstance(store, Store) else Store(store)
             self._owns_store = not isinstance(store, Store)
-            open_run(self.store, run, self.run_spec(), source=source, resume=resume)
+            # A fresh name when run is None; the same recording continues; another is refused.
+            self.run = open_run(self.store, run, resume, self.run_spec(), source=source)
 
     def run_spec(self) -> RunSpec:
         """How this recorder describes its run to the store (layers, model class, config)."""
@@ -254,6 +269,7 @@ class Recorder:
         if self._probe_fn is not None:
             cfg["probe_fn"] = _callable_name(self._probe_fn)
         cfg["n_params"] = int(sum(p.numel() for p in self.model.parameters()))
+        cfg["model_fingerprint"] = model_fingerprint(self.model)
         cfg["site_modules"] = {f"{h.layer.index}:{h.site}": h.module_name for h in self.hooks}
         cfg["stacks"] = sorted({la.stack for la in self.layers})
         return cfg

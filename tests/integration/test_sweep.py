@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file, save_model
+from tests._require import require
 
 from layerscope.errors import CheckpointError, ConfigError, DataError, NotFoundError
 from layerscope.recorder import Recorder, probe_hash
@@ -195,7 +196,7 @@ def test_every_format_equals_a_direct_forward(tmp_path: Path, probe: torch.Tenso
 
 
 def test_real_lightning_checkpoint(tmp_path: Path, probe: torch.Tensor) -> None:
-    L = pytest.importorskip("lightning.pytorch")
+    L = require("lightning.pytorch")
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
@@ -234,7 +235,7 @@ def test_real_lightning_checkpoint(tmp_path: Path, probe: torch.Tensor) -> None:
 
 
 def test_hf_checkpoint_folders_with_hf_flag(tmp_path: Path, probe: torch.Tensor) -> None:
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers")
     cfg = transformers.GPT2Config(n_layer=3, n_embd=32, n_head=2, n_positions=16, vocab_size=256)
     models = {}
     for step in (10, 20, 30):

@@ -16,8 +16,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-pytest.importorskip("flask")
-
 import layerscope
 from layerscope.errors import ConfigError, StoreError
 from layerscope.serve import create_app, reader

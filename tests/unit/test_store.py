@@ -69,7 +69,7 @@ def test_errors_list_what_exists(store_path) -> None:
         st.create_run("a", _layers(2))
         st.create_run("b", _layers(2))
         st.write_step("a", StepRecord(1, {("rms", "output"): [1, 2]}))
-    with pytest.raises(NotFoundError, match="holds 2 runs.*'a', 'b'.*--run"):
+    with pytest.raises(NotFoundError, match="holds 2 runs.*'a', 'b'.*run='a'"):
         layerscope.load(store_path)
     with pytest.raises(NotFoundError, match="run 'zz' not found.*'a', 'b'"):
         layerscope.load(store_path, run="zz")

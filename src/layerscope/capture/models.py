@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .._io import refuse_special_file
 from ..errors import ConfigError, NotFoundError
 
 _ATTR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -298,8 +299,10 @@ _HF_SUFFIX_TO_AUTO = (
 
 def _read_config(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     p = Path(path).expanduser()
+    refuse_special_file(p, "Hugging Face config")  # a FIFO would block forever
     if p.is_dir():
         p = p / "config.json"
+        refuse_special_file(p, "Hugging Face config")
         if not p.is_file():
             raise NotFoundError(
                 f"no config.json in folder {str(path)!r}; pass a Hugging Face config.json or "

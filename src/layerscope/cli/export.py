@@ -27,12 +27,12 @@ def export(store: str, run: str | None, output: str) -> None:
     import csv
     import sys
 
-    from .._io import is_stream, write_atomic
-    from ..errors import ConfigError, NotFoundError
+    from .._io import check_outputs_are_not_inputs, is_stream, write_atomic
+    from ..errors import ConfigError, NotFoundError, escape_controls, quote
     from ..store import Store
 
     if not Path(store).exists():
-        raise NotFoundError(f"store {store!r} does not exist; check the path.")
+        raise NotFoundError(f"store {quote(store)} does not exist; check the path.")
     header = ["run", "step", "layer", "layer_name", "site", "metric", "value"]
 
     def write_rows(f: object, rows: object) -> int:
@@ -49,10 +49,13 @@ def export(store: str, run: str | None, output: str) -> None:
     if output != "-":  # checked before the store is read: a usage error costs nothing
         if out.is_dir():
             raise ConfigError(
-                f"{output!r} is a folder; give a file name such as {str(out / 'values.csv')!r}."
+                f"{quote(output)} is a folder; give a file name such as {quote(out / 'values.csv')}."
             )
         if not parent.is_dir():
-            raise NotFoundError(f"folder {str(parent)!r} for {output!r} does not exist; create it first.")
+            raise NotFoundError(
+                f"folder {quote(parent)} for {quote(output)} does not exist; create it first."
+            )
+    check_outputs_are_not_inputs([("-o", output)], [("STORE", store)])
     with Store(store, readonly=True) as st:
         if run is not None:
             st.run_id(run)
@@ -69,4 +72,4 @@ def export(store: str, run: str | None, output: str) -> None:
 
         write_atomic(out, write)
     # Into a pipe or /dev/stdout the CSV itself may be on stdout: keep the message out of it.
-    click.echo(f"wrote {n} rows to {output}", err=is_stream(out))
+    click.echo(escape_controls(f"wrote {n} rows to {output}"), err=is_stream(out))

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..errors import escape_controls, quote
 from ._common import run_option, source_argument
 
 PREFERRED = ("rms", "mean", "std", "max_abs", "kurtosis")  # "all" lists these first, then the rest A-Z
@@ -24,7 +25,7 @@ def parse_list(value: str | None) -> list[str] | None:
         return None
     items = list(dict.fromkeys(x.strip() for x in value.split(",") if x.strip()))
     if not items:
-        raise click.BadParameter(f"{value!r} names nothing; pass e.g. rms or rms,kurtosis.")
+        raise click.BadParameter(f"{quote(value)} names nothing; pass e.g. rms or rms,kurtosis.")
     return items
 
 
@@ -66,7 +67,7 @@ def select_heatmaps(
         run = st.resolve_run(run)
         pairs = st.metrics(run)
         if not pairs:
-            raise NotFoundError(f"run {run!r} in {source!r} has no recorded steps yet.")
+            raise NotFoundError(f"run {quote(run)} in {quote(source)} has no recorded steps yet.")
         recorded_m = _order(sorted({m for m, _ in pairs}))
         recorded_s = sorted({s for _, s in pairs}, key=lambda s: (s != "output", s))
         all_m = metrics is not None and "all" in metrics
@@ -82,8 +83,8 @@ def select_heatmaps(
                     st.load(run, m, s)  # raises NotFoundError naming what was recorded
         if not out:
             raise NotFoundError(
-                f"no recorded (metric, site) pair of run {run!r} matches --metric {','.join(ms)} --site "
-                f"{','.join(ss)}; recorded: {', '.join(f'{m}@{s}' for m, s in pairs)}."
+                f"no recorded (metric, site) pair of run {quote(run)} matches --metric {quote(','.join(ms))} "
+                f"--site {quote(','.join(ss))}; recorded: {', '.join(f'{m}@{s}' for m, s in pairs)}."
             )
         return out
 
@@ -312,17 +313,19 @@ def plot(
       layerscope plot runs.db --metric all -o explore.html
       layerscope plot values.csv --annotate --true-steps -o values.svg
     """
+    from .._io import check_outputs_are_not_inputs
     from ..render import plot as draw
     from ..render.static import ALL_FORMATS, check_output_path
 
     check_output_path(output, ALL_FORMATS)
+    check_outputs_are_not_inputs([("-o", output)], [("SOURCE", source)])
     opts = render_options(kind, shared_scale=shared_scale, ncols=ncols, **style)
     hms = select_heatmaps(source, run, parse_list(metric), parse_list(site))
     with echo_warnings():
         path = draw(hms if len(hms) > 1 else hms[0], output, **_as_kwargs(opts))
     what = ", ".join(h.metric if h.site == "output" else f"{h.metric} ({h.site})" for h in hms)
     hm = hms[0]
-    click.echo(f"wrote {path} ({len(hm.steps)} steps x {len(hm.layers)} layers, {what})")
+    click.echo(escape_controls(f"wrote {path} ({len(hm.steps)} steps x {len(hm.layers)} layers, {what})"))
 
 
 def _as_kwargs(opts: Any) -> dict[str, Any]:

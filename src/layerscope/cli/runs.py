@@ -20,11 +20,11 @@ def runs(store: str, fmt: str) -> None:
     """
     from pathlib import Path
 
-    from ..errors import NotFoundError
+    from ..errors import NotFoundError, escape_controls, quote
     from ..store import Store
 
     if not Path(store).exists():
-        raise NotFoundError(f"store {store!r} does not exist; record a run first or check the path.")
+        raise NotFoundError(f"store {quote(store)} does not exist; record a run first or check the path.")
     with Store(store, readonly=True) as st:
         infos = [st.run_info(r) for r in st.run_names()]
     if fmt == "json":
@@ -48,10 +48,14 @@ def runs(store: str, fmt: str) -> None:
         )
         return
     if not infos:
-        click.echo(f"{store}: no runs yet")
+        click.echo(escape_controls(f"{store}: no runs yet"))
         return
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as _escape_markup
+
+    def escape(text: str) -> str:  # rich markup, and control characters (one line per name)
+        return _escape_markup(escape_controls(text))
+
     from rich.table import Table
 
     from .._format import format_step

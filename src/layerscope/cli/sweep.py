@@ -43,7 +43,11 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
 )
 @click.option("--store", required=True, metavar="STORE", help="Run store to write (created if missing).")
 @click.option(
-    "--run", "run", required=True, metavar="NAME", help="Run to write; an existing run is continued."
+    "--run",
+    "run",
+    required=True,
+    metavar="NAME",
+    help="Run to write; an existing run of the same sweep (model, folder, settings) is continued.",
 )
 @click.option(
     "--metrics",
@@ -80,6 +84,12 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     help="Split a text probe into rows of N tokens (default: one row).",
 )
 @click.option("--force", is_flag=True, help="Recompute steps already in the store.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Add to --run even if it holds another recording (another model, checkpoint folder or "
+    "settings); without it such a run is refused.",
+)
 @click.option(
     "--trust-checkpoints",
     "trust",
@@ -124,6 +134,7 @@ def sweep(
     tokenizer: str | None,
     seq_len: int | None,
     force: bool,
+    resume: bool,
     trust: bool,
     workers: int,
     device: str,
@@ -178,6 +189,7 @@ def sweep(
         tokenizer=tokenizer,
         seq_len=seq_len,
         force=force,
+        resume=True if resume else None,  # without --resume: only a run of this same sweep continues
         trust=trust,
         workers=workers,
         device=device,
@@ -265,9 +277,12 @@ class _Display:
         self.task = self.progress.add_task("sweep", total=todo, last="")
 
     def _line(self, text: str) -> None:
-        # soft_wrap: one problem, one line, whatever the terminal's width (greppable, as the tests do)
+        # soft_wrap: one problem, one line, whatever the terminal's width (greppable, as the tests do);
+        # a file name holding a newline or an escape sequence is escaped, never printed raw.
+        from ..errors import escape_controls
+
         (self.progress.console if self.progress is not None else self.console).print(
-            text, markup=False, highlight=False, soft_wrap=True
+            escape_controls(text), markup=False, highlight=False, soft_wrap=True
         )
 
     def on_problem(self, problem: Any) -> None:
@@ -282,6 +297,9 @@ class _Display:
     def on_identical(self, name: str, same_as: str) -> None:
         self._line(f"warning: {name} holds the same weights as {same_as}")
 
+    def on_warning(self, message: str) -> None:
+        self._line(f"warning: {message}")
+
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -289,27 +307,30 @@ class _Display:
 
 
 def _summary(res: Any, ckpt_dir: str) -> None:
+    from ..errors import escape_controls
+
+    def echo(text: str) -> None:
+        click.echo(escape_controls(text))
+
     n = len(res.written)
     per = f", {res.seconds / n:.2f}s per checkpoint" if n else ""
     procs = f" on {res.processes} processes" if res.processes > 1 else ""
-    click.echo(
+    echo(
         f"swept {n} checkpoint{'s' * (n != 1)} of {ckpt_dir} into run {res.run!r} of {res.store} "
         f"in {res.seconds:.1f}s{per}{procs}"
     )
     if res.skipped:
-        click.echo(
+        echo(
             f"skipped {len(res.skipped)} step{'s' * (len(res.skipped) != 1)} already in the run "
             "(--force recomputes them)"
         )
     if res.identical:
-        click.echo(
+        echo(
             f"{len(res.identical)} checkpoint{'s' * (len(res.identical) != 1)} with the same weights as another:"
         )
         for a, b in res.identical:
-            click.echo(f"  {a} = {b}")
+            echo(f"  {a} = {b}")
     if res.failed:
-        click.echo(
-            f"{len(res.failed)} checkpoint{'s' * (len(res.failed) != 1)} failed (the others are recorded):"
-        )
+        echo(f"{len(res.failed)} checkpoint{'s' * (len(res.failed) != 1)} failed (the others are recorded):")
         for p in res.failed:
-            click.echo(f"  {p.message.splitlines()[0]}")
+            echo(f"  {p.message.splitlines()[0] if p.message else ''}")

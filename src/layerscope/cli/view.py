@@ -61,12 +61,17 @@ def view(
       layerscope view runs.db --run baseline --metric rms,kurtosis -o report
       layerscope view runs.db --site all -o report
     """
+    from pathlib import Path
+
+    from .._io import check_outputs_are_not_inputs
+    from ..errors import escape_controls
     from ..render.bundle import check_bundle_dir, write_bundle
     from ..sources import is_csv
     from .plot import parse_list, render_options, select_heatmaps
 
     opts = render_options("heatmap", cmap=cmap, log_scale=log_scale, symlog=symlog, true_steps=true_steps)
     check_bundle_dir(out_dir, create=False)
+    check_outputs_are_not_inputs([("-o", Path(out_dir) / "index.html")], [("SOURCE", source)])
     metrics = parse_list(metric)
     if is_csv(source) and metrics == ["all"]:
         metrics = None  # a CSV holds what it holds
@@ -74,6 +79,8 @@ def view(
     kw: dict[str, Any] = {"title": title, "source": source}
     path = write_bundle(hms, out_dir, opts, **kw)
     click.echo(
-        f"wrote {path} ({len(hms)} {'heatmap' if len(hms) == 1 else 'heatmaps'}: "
-        f"{', '.join(h.metric if h.site == 'output' else f'{h.metric} ({h.site})' for h in hms)})"
+        escape_controls(
+            f"wrote {path} ({len(hms)} {'heatmap' if len(hms) == 1 else 'heatmaps'}: "
+            f"{', '.join(h.metric if h.site == 'output' else f'{h.metric} ({h.site})' for h in hms)})"
+        )
     )

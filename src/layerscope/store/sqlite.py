@@ -37,8 +37,9 @@ from urllib.parse import quote
 
 import numpy as np
 
+from .._io import refuse_special_file
 from .._version import __version__
-from ..errors import ConfigError, NotFoundError, StoreError
+from ..errors import ConfigError, NotFoundError, RunExistsError, StoreError
 from .heatmap import Heatmap
 
 SCHEMA_VERSION = 1
@@ -158,7 +159,7 @@ def _translate(e: sqlite3.Error, path: Path, doing: str) -> StoreError:
     if "locked" in low or "busy" in low:
         hint = "another process holds a write lock for too long; retry, or record into another store file"
     elif "readonly" in low or "read-only" in low:
-        hint = "the file or its folder is read-only; make it writable or choose another --store path"
+        hint = "the file or its folder is read-only; make it writable or use another store file"
     elif "full" in low:
         hint = "the disk is full; free space and resume: everything committed before is kept"
     elif "i/o" in low:
@@ -170,8 +171,8 @@ def _translate(e: sqlite3.Error, path: Path, doing: str) -> StoreError:
         hint = "the file is not a layerscope store or is damaged; point at another file"
     elif "unable to open" in low:
         hint = "check that the folder exists and is writable"
-    else:
-        hint = "see the SQLite message above"
+    else:  # SQLite's own words are in the parentheses; nothing more specific to say
+        hint = "retry; if it fails again, rerun with LAYERSCOPE_DEBUG=1 and report the traceback"
     msg = " ".join(msg.split())  # one line, whatever SQLite said
     return StoreError(f"store {str(path)!r}: {doing} failed ({msg}); {hint}.")
 
@@ -201,6 +202,7 @@ class Store:
                 f"store {str(self.path)!r} does not exist; record a run first (layerscope demo, "
                 "layerscope sweep or layerscope.Recorder) or check the path."
             )
+        refuse_special_file(self.path, "store")  # opening a FIFO would block forever
         if self.path.exists() and not _is_sqlite(self.path):
             raise StoreError(
                 f"{str(self.path)!r} is not a layerscope store (not an SQLite file); "
@@ -300,7 +302,7 @@ class Store:
         if others:
             raise StoreError(
                 f"{str(self.path)!r} is an SQLite database but not a layerscope store; "
-                "choose another file for --store."
+                "choose another store file."
             )
         if self.readonly:
             raise StoreError(f"store {str(self.path)!r} is empty; record a run into it first.")
@@ -409,9 +411,13 @@ class Store:
                 row = conn.execute("SELECT id FROM runs WHERE name=?", (name,)).fetchone()
                 if row is not None:
                     if not resume:
-                        raise ConfigError(
-                            f"run {name!r} already exists in {str(self.path)!r}; choose another run name "
-                            "or resume it."
+                        raise RunExistsError(
+                            f"run {name!r} already exists in {str(self.path)!r}",
+                            what="run",
+                            value=name,
+                            param="resume",
+                            example=True,
+                            fix="choose another run name, or pass {example} to continue it",
                         )
                     run_id = int(row[0])
                     old = [
@@ -564,7 +570,11 @@ class Store:
             names = self.run_names()
             have = ", ".join(repr(n) for n in names) if names else "none"
             raise NotFoundError(
-                f"run {run!r} not found in {str(self.path)!r}; runs there: {have}. Pass one of them with --run."
+                f"run {run!r} not found in {str(self.path)!r}; runs there: {have}",
+                what="run",
+                value=run,
+                choices=names,
+                param="run",
             )
         self._run_ids[run] = int(row[0][0])
         return self._run_ids[run]
@@ -580,8 +590,11 @@ class Store:
         if not names:
             raise NotFoundError(f"store {str(self.path)!r} holds no runs yet; record one first.")
         raise NotFoundError(
-            f"store {str(self.path)!r} holds {len(names)} runs ({', '.join(repr(n) for n in names)}); "
-            "choose one with --run."
+            f"store {str(self.path)!r} holds {len(names)} runs ({', '.join(repr(n) for n in names)})",
+            what="run",
+            choices=names,
+            param="run",
+            fix="choose one with {arg} (e.g. {example})",
         )
 
     def layers(self, run: str) -> list[LayerInfo]:
@@ -701,11 +714,19 @@ class Store:
             if metric not in metrics:
                 raise NotFoundError(
                     f"metric {metric!r} was not recorded for run {run!r}; recorded metrics: "
-                    f"{', '.join(metrics)}. Pass one of them with --metric."
+                    f"{', '.join(metrics)}",
+                    what="metric",
+                    value=metric,
+                    choices=metrics,
+                    param="metric",
                 )
+            sites = sorted({s for m, s in pairs if m == metric})
             raise NotFoundError(
-                f"site {site!r} has no {metric!r} values in run {run!r}; recorded sites: "
-                f"{', '.join(sorted({s for m, s in pairs if m == metric}))}. Pass one of them with --site."
+                f"site {site!r} has no {metric!r} values in run {run!r}; recorded sites: {', '.join(sites)}",
+                what="site",
+                value=site,
+                choices=sites,
+                param="site",
             )
         if mrows:
             steps = np.fromiter((r[0] for r in mrows), dtype=np.int64, count=len(mrows))

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from ..capture import normalize_name, unwrap
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CheckpointWarning
 from .compat import Tolerance, convert_with_transformers, converts_layouts, is_hf_model, legacy_renames
 from .dcp import METADATA, read_dcp
 
@@ -339,6 +339,7 @@ class ModelKeys:
         self.model = target
         self.model_name = type(target).__name__
         self.shapes = {k: tuple(v.shape) for k, v in own.items()}
+        self.floating = {k for k, v in own.items() if v.is_floating_point()}
         self.by_norm = {normalize_name(k): k for k in own}  # normalised name -> the model's own key
         self.expected = set(self.by_norm)
         self.tolerance = Tolerance(target)
@@ -443,6 +444,18 @@ def fit_state_dict(
         out[real] = v
     if bad:
         raise _mismatch(label, f"{len(bad)} shape mismatches (first: {bad[0]})")
+    # load_state_dict converts integer weights into float parameters without a word: a quantized
+    # checkpoint, or one saved from the wrong tensors, would be measured as if it were real weights.
+    ints = [k for k, v in out.items() if k in mk.floating and not (v.is_floating_point() or v.is_complex())]
+    if ints:
+        k = ints[0]
+        warnings.warn(
+            f"{label}: {len(ints)} weights are integers in the file but floating point in the model "
+            f"(first: {k!r}, {str(out[k].dtype).replace('torch.', '')}); they were converted, which is "
+            "rarely meant: check that the checkpoint holds the model's real (not quantized) weights.",
+            CheckpointWarning,
+            stacklevel=2,
+        )
     return out
 
 

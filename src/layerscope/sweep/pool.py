@@ -5,6 +5,8 @@ Every result comes back to the parent, which writes it: only one process ever wr
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import deque
 from typing import Any, Protocol
 
@@ -23,6 +25,10 @@ class Sink(Protocol):
 
 def _child_main(spec: WorkerSpec, conn: Any) -> None:
     """A ``--workers`` process: build a CheckpointWorker, then sweep what the parent sends, one at a time."""
+    # Ctrl-C reaches every process of the terminal's group: the parent stops its workers (and says
+    # so once); a worker's own KeyboardInterrupt would only print a traceback per process. (It is
+    # ignored from the start already: see Pool.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(max(1, spec.threads or 1))
     try:
         worker = CheckpointWorker(spec)
@@ -66,14 +72,22 @@ class Pool:
         ctx = mp.get_context("spawn")
         self.procs: dict[int, Any] = {}
         self.conns: dict[int, Any] = {}
-        for _ in range(n):
-            mine, theirs = ctx.Pipe()
-            p = ctx.Process(target=_child_main, args=(spec, theirs), daemon=True)
-            p.start()
-            theirs.close()
-            assert p.pid is not None  # started
-            self.procs[p.pid] = p
-            self.conns[p.pid] = mine
+        # Started with Ctrl-C ignored (a spawned child inherits that through exec), so a Ctrl-C while
+        # one is still importing torch does not print its traceback: this process stops them.
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for _ in range(n):
+                mine, theirs = ctx.Pipe()
+                p = ctx.Process(target=_child_main, args=(spec, theirs), daemon=True)
+                p.start()
+                theirs.close()
+                assert p.pid is not None  # started
+                self.procs[p.pid] = p
+                self.conns[p.pid] = mine
+        finally:
+            if main and old is not None:
+                signal.signal(signal.SIGINT, old)
         self.ready: set[int] = set()  # started and alive
         self.holding: dict[int, deque[Checkpoint]] = {}  # pid -> what it holds, the one it sweeps first
 

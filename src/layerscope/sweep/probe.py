@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import refuse_special_file
 from ..batch import check_not_empty, map_batch
 from ..errors import ConfigError, DataError, NotFoundError
 
@@ -78,6 +79,7 @@ def load_probe(path: str | os.PathLike[str], tokenizer: str | None = None, seq_l
     """
     p = Path(path)
     label = str(path)
+    refuse_special_file(p, "probe")  # a FIFO would block forever, /dev/zero never end
     if not p.is_file():
         raise NotFoundError(
             f"probe file {label!r} does not exist; pass a .pt, .npy or .safetensors file "

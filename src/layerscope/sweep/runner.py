@@ -31,14 +31,23 @@ from typing import Any
 
 import torch
 
+from .._io import check_outputs_are_not_inputs
 from ..batch import ProbeFn
 from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError
 from ..recorder import Recorder
-from ..run import open_run
+from ..recording import open_run
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import Store
 from .dcp import LIGHTNING_META, stored_step
-from .discover import Checkpoint, Discovery, Problem, compile_step_regex, find_checkpoints, relative_name
+from .discover import (
+    Checkpoint,
+    Discovery,
+    Problem,
+    check_store_is_not_a_checkpoint,
+    compile_step_regex,
+    find_checkpoints,
+    relative_name,
+)
 from .load import peek_step
 from .pool import Pool
 from .probe import check_probe, describe, load_probe
@@ -78,6 +87,9 @@ class SweepConfig:
     tokenizer: str | None = None  # "bytes" to read a text probe
     seq_len: int | None = None  # rows of this many tokens for a text probe (None: one row)
     force: bool = False  # recompute steps already in the store (their rows are replaced)
+    # An existing run: None continues it only if it holds this sweep (same model architecture,
+    # checkpoint folder, metrics...), True whatever it holds, False never (layerscope.recording).
+    resume: bool | None = None
     trust: bool = False  # allow arbitrary pickles (can run code from the file); off by default
     workers: int = 1  # processes on this machine, this one included; >1 spawns the others (not with torchrun)
     device: str = "cpu"  # "cpu", "cuda", "cuda:1" or "auto" (cuda:LOCAL_RANK when there is a GPU)
@@ -103,6 +115,7 @@ class SweepResult:
     skipped: list[int] = field(default_factory=list)  # steps already in the store
     failed: list[Problem] = field(default_factory=list)  # one line each
     identical: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint, same weights as)
+    warnings: list[str] = field(default_factory=list)  # checkpoints used, with a doubt (one line each)
     seconds: float = 0.0
     processes: int = 1
     rank: int = 0  # only rank 0's result holds the lists
@@ -121,6 +134,7 @@ class SweepResult:
             "skipped": sorted(self.skipped),
             "failed": [{"path": str(p.path), "message": p.message} for p in self.failed],
             "identical": [{"checkpoint": a, "same_as": b} for a, b in self.identical],
+            "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
             "processes": self.processes,
             "exit_code": self.exit_code,
@@ -142,6 +156,9 @@ class SweepListener:
     def on_identical(self, name: str, same_as: str) -> None:
         """Checkpoint ``name`` holds the same weights as ``same_as``."""
 
+    def on_warning(self, message: str) -> None:
+        """A checkpoint was used, with a doubt worth one line (integer weights converted ...)."""
+
 
 # -- the writer ------------------------------------------------------------------------------------
 
@@ -161,6 +178,9 @@ class _Writer:
             return
         self.store.write_steps(self.run, [o.record])
         self.result.written.append(o.step)
+        for w in o.warnings:
+            self.result.warnings.append(w)
+            self.listener.on_warning(w)
         if o.fingerprint is not None:
             first = self._by_fp.setdefault(o.fingerprint, o.name)
             if first != o.name:
@@ -206,6 +226,11 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
     )
     compile_step_regex(cfg.step_regex)
     resolve_device(cfg.device)
+    probe_file = cfg.probe if isinstance(cfg.probe, (str, os.PathLike)) else None
+    check_outputs_are_not_inputs(
+        [("--store", cfg.store)], [("CKPT_DIR", cfg.ckpt_dir), ("--probe", probe_file)]
+    )
+    check_store_is_not_a_checkpoint(cfg.store, cfg.ckpt_dir)
     store = Path(cfg.store)
     if store.is_dir() or not store.absolute().parent.is_dir():
         Store(store).close()  # raises the store's own one-line error, before any work and without a file
@@ -294,7 +319,7 @@ def _open_run(
                 )
     # The run is created (or checked) from the recorder that computes the statistics: the same
     # layers, run config and probe hash as a live recording (another probe is refused, naming both).
-    open_run(store, cfg.run, worker.recorder.run_spec(), source="sweep")
+    open_run(store, cfg.run, cfg.resume, worker.recorder.run_spec(), source="sweep")
     done = set(store.steps(cfg.run))
     todo = [c for c in disc.checkpoints if cfg.force or c.step not in done]
     skipped = [c.step for c in disc.checkpoints if not cfg.force and c.step in done]

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from ..batch import ProbeFn, first_rows
-from ..errors import ConfigError, LayerscopeError
+from ..errors import CheckpointWarning, ConfigError, LayerscopeError
 from ..recorder import Recorder, UnreachedLayersWarning
 from ..store import StepRecord
 from .discover import Checkpoint
@@ -43,6 +43,7 @@ class Outcome:
     fingerprint: str | None = None
     seconds: float = 0.0
     pid: int = 0  # the process that swept it
+    warnings: list[str] = field(default_factory=list)  # one line each (e.g. integer weights converted)
 
 
 # -- building the model ------------------------------------------------------------------------------
@@ -213,7 +214,13 @@ class CheckpointWorker:
         try:
             loaded = read_checkpoint(ckpt.weights, ckpt.name, trust=self.spec.trust)
             out.fingerprint = fingerprint(loaded.state_dict)
-            apply_state_dict(self.model, loaded.state_dict, ckpt.name, self.keys)
+            with warnings.catch_warnings(record=True) as caught:  # sent back as lines, not printed here
+                warnings.simplefilter("always", CheckpointWarning)
+                apply_state_dict(self.model, loaded.state_dict, ckpt.name, self.keys)
+            out.warnings = [str(w.message) for w in caught if issubclass(w.category, CheckpointWarning)]
+            for w in caught:  # anything else is shown as it would have been
+                if not issubclass(w.category, CheckpointWarning):
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
             del loaded  # unmap the file before the forward
             record = self._record(ckpt.step)
             if self.recorder.unreached:  # data-dependent control flow skipped them with these weights
