@@ -78,7 +78,7 @@ def compare(
     from ..errors import NotFoundError
     from ..render import plot as draw
     from ..render.diff import difference, summarize
-    from ..render.static import ALL_FORMATS, check_output_path
+    from ..render.output import ALL_FORMATS, check_output_path
     from ._common import echo_json
 
     if output is not None:

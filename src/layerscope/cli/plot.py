@@ -313,7 +313,7 @@ def plot(
       layerscope plot values.csv --annotate --true-steps -o values.svg
     """
     from ..render import plot as draw
-    from ..render.static import ALL_FORMATS, check_output_path
+    from ..render.output import ALL_FORMATS, check_output_path
 
     check_output_path(output, ALL_FORMATS)
     opts = render_options(kind, shared_scale=shared_scale, ncols=ncols, **style)
