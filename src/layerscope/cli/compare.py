@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .plot import echo_warnings, parse_list, render_options, select_heatmaps, style_options
+from .plot import diff_style_options, echo_warnings, parse_list, render_options, select_heatmaps
 
 
 @click.command("compare")
@@ -49,7 +49,7 @@ from .plot import echo_warnings, parse_list, render_options, select_heatmaps, st
     show_default=True,
     help="Summary format on stdout.",
 )
-@style_options
+@diff_style_options
 def compare(
     store: str,
     runs: tuple[str, ...],

@@ -42,7 +42,7 @@ def default_layers(layers: Sequence[int], k: int = MAX_PANELS) -> list[int]:
     """Every layer when there are at most 16; else ``k`` spread evenly (first and last included).
 
     >>> default_layers(range(1, 13))[-1], default_layers(range(1, 97))
-    (12, [1, 10, 19, 27, 36, 45, 53, 62, 71, 79, 88, 96])
+    (12, [1, 10, 18, 27, 36, 44, 53, 61, 70, 79, 87, 96])
     """
     layers = [int(x) for x in layers]
     if len(layers) <= 16:
@@ -80,11 +80,12 @@ def edge_label(e: float) -> str:
     return format_value(e, 2)
 
 
-def _roundness(e: float) -> int:
+def _decade(e: float) -> int | None:
+    """``n`` when ``e`` is +-10^n, else None."""
     if e == 0:
-        return 3
+        return None
     p = math.log10(abs(e))
-    return 2 if abs(p - round(p)) < 1e-9 else (1 if abs(p * 2 - round(p * 2)) < 1e-9 else 0)
+    return round(p) if abs(p - round(p)) < 1e-9 else None
 
 
 def edge_ticks(
@@ -92,16 +93,26 @@ def edge_ticks(
 ) -> tuple[list[float], list[str]]:
     """Tick positions (in bin units: edge ``k`` sits at ``k + 1``) and labels for bins ``lo..hi``.
 
-    Edges that are 0 or a power of ten are preferred, so the default edges read 0, +-0.01, +-1.
+    On log-spaced edges (the default) the ticks are 0 and +-10^n at every m-th decade, symmetric
+    about 0 (``-1, -1e-4, 0, 1e-4, 1``); on other edges, evenly spread edges.
+
+    >>> from layerscope.stats.functional import default_hist_edges
+    >>> edge_ticks(default_hist_edges(), 20, 80, 5)[1]
+    ['-1', '-1e-4', '0', '1e-4', '1']
     """
     e = np.asarray(edges, dtype=np.float64)
     inside = [k for k in range(len(e)) if lo <= k + 1 <= hi]
     if not inside:
         return [], []
-    best = max(_roundness(float(e[k])) for k in inside)
-    picked = [k for k in inside if _roundness(float(e[k])) >= min(best, 2)] or inside
-    if len(picked) > max_ticks:
-        picked = [picked[i] for i in tick_positions(len(picked), max_ticks)]
+    decades = {k: d for k in inside if (d := _decade(float(e[k]))) is not None}
+    zero = [k for k in inside if e[k] == 0]
+    if len(decades) >= 2:
+        for stride in (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20):
+            picked = sorted(zero + [k for k, d in decades.items() if d % stride == 0])
+            if len(picked) <= max_ticks:
+                break
+    else:
+        picked = [inside[i] for i in tick_positions(len(inside), max_ticks)]
     return [float(k + 1) for k in picked], [edge_label(float(e[k])) for k in picked]
 
 

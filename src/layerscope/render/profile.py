@@ -6,7 +6,7 @@ the value change from the first layer to the last, and how did that shape move d
 >>> from layerscope.store.heatmap import Heatmap
 >>> hm = Heatmap(np.outer(np.arange(1, 11), np.arange(1, 5)), steps=range(100, 1100, 100), layers=range(1, 5))
 >>> [hm.steps[r] for r in profile_rows(hm, None)]
-[100, 300, 500, 700, 800, 1000]
+[100, 300, 500, 600, 800, 1000]
 >>> fig = profile_figure(hm, at_steps=(100, 1000))
 >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
 ['step 100', 'step 1000']

@@ -101,6 +101,22 @@ class Histograms:
             dict(self.meta),
         )
 
+    # -- notebooks ------------------------------------------------------------------------------
+    def _repr_markdown_(self) -> str:
+        from ..render.notebook import hist_markdown
+
+        return hist_markdown(self)
+
+    def _repr_png_(self) -> bytes:
+        from ..render.notebook import hist_png
+
+        return hist_png(self)
+
+    def _repr_html_(self) -> str:
+        from ..render.notebook import hist_html
+
+        return hist_html(self)
+
     def occupied(self) -> tuple[int, int]:
         """``(first, last + 1)``: the bins that hold any count at any step and layer ((0, 0) if none)."""
         used = np.flatnonzero(self.counts.sum(axis=(0, 1)) > 0)
@@ -155,3 +171,6 @@ def _load(st: Store, run: str | None, site: str) -> Histograms:
         run,
         {"store": str(st.path)},
     )
+
+
+load_hist = load_histograms  # the name ``layerscope.load_hist`` exports
