@@ -112,7 +112,8 @@ def add_colorbar(
     kw["extend"] = cs.extend
     cb = fig.colorbar(mappable, ax=ax, **kw)
     if label_on_top and where == "right":
-        cb.ax.set_title(label, fontsize="small", loc="left", pad=6)
+        if label:
+            cb.ax.set_title(label, fontsize="small", loc="center", pad=6)
     else:
         cb.set_label(label)
     if cs.kind == "linear":

@@ -100,14 +100,15 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
             kinds |= drawn
             ax.set_title(panel_title(hm, hms), fontsize="medium")
             if not shared:
-                # A side label on a bar between two panels would sit where the next panel's y
-                # label is: above the bar it has room.
+                # The panel's title already names what its bar measures; a side label on a bar
+                # between two panels would sit on the next panel's step labels. Only a label the
+                # caller asked for is written, above the bar.
                 add_colorbar(
                     fig,
                     mappable,
                     ax,
                     cs,
-                    opts.label or metric_label(hm),
+                    opts.label or "",
                     opts.colorbar,
                     length_in=cell_h if right else cell_w,
                     label_on_top=ncols > 1,

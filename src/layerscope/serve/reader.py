@@ -215,8 +215,8 @@ def overview_json(
     ``max_rows`` rows by the spike-preserving reduction; compact and exact.
 
     ``values`` is base64 of little-endian float64 (``rows x layers``; NaN where absent, +-inf as
-    recorded), ``src`` base64 of int32: the row (index into ``steps``) each shown value came
-    from. ``steps`` are every step of the range, so the page can name a shown value's exact step
+    recorded), ``src`` the offset inside its block of the row each shown value came from (base64
+    of ``src_dtype``: uint8 for blocks of up to 256 steps, so it costs an eighth of the values). ``steps`` are every step of the range, so the page can name a shown value's exact step
     and put round ticks on the axis; ``row0`` is the index of the range's first step in the run.
 
     >>> hm = Heatmap(np.arange(12.0).reshape(6, 2), steps=range(10, 70, 10), layers=[1, 2])
@@ -230,6 +230,7 @@ def overview_json(
     hi = max(lo, hi)
     vals = np.asarray(hm.values, dtype=np.float64)
     red = reduce_rows(vals[lo:hi], max_rows)
+    src_dtype = "u1" if red.factor <= 256 else ("<u2" if red.factor <= 65536 else "<i4")
     ref = spread_rows(hm.steps, PROFILE_REF_ROWS) if step_min is None and step_max is None else []
     return {
         "run": hm.run,
@@ -244,8 +245,9 @@ def overview_json(
         "n_rows": int(len(red.starts)),
         "starts": red.starts.tolist(),
         "values": _b64(red.values, "<f8"),
-        "src": _b64(red.src, "<i4"),
-        "encoding": "base64 float64 LE (values, ref_values), int32 LE (src)",
+        "src": _b64(red.src - red.starts[:, None], src_dtype),
+        "src_dtype": src_dtype,
+        "encoding": "base64 float64 LE (values, ref_values); src: offsets inside each block",
         "ref_rows": ref,  # a few spread steps, exact: the profile's reference lines
         "ref_values": _b64(vals[ref] if ref else np.zeros((0, vals.shape[1])), "<f8"),
         "since_step": since_step,

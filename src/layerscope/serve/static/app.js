@@ -360,13 +360,14 @@
     const bin = atob(d.src);
     const u8 = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i += 1) u8[i] = bin.charCodeAt(i);
-    const src = new Int32Array(u8.buffer);
+    // Offsets of the shown value's row inside its block: uint8 for blocks of up to 256 steps.
+    const src = d.src_dtype === 'u1' ? u8 : (d.src_dtype === '<u2' ? new Uint16Array(u8.buffer) : new Int32Array(u8.buffer));
     const out = [];
     for (let b = 0; b < d.n_rows; b += 1) {
       const r0 = d.row0 + d.starts[b];
       const r1 = d.row0 + (b + 1 < d.n_rows ? d.starts[b + 1] : d.steps.length);
       const s = new Int32Array(L);
-      for (let j = 0; j < L; j += 1) s[j] = d.row0 + src[b * L + j];
+      for (let j = 0; j < L; j += 1) s[j] = r0 + src[b * L + j];
       out.push({ r0, r1, v: vals.subarray(b * L, (b + 1) * L), src: s });
     }
     return out;
