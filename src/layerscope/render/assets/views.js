@@ -62,17 +62,65 @@
     return [lo, hi];
   }
 
-  /** Ticks for rows r0..r1 (inclusive) of a step axis drawn in row units: the rows nearest round steps. */
+  function roundness(step) {
+    let s = Math.abs(step); let k = 0;
+    if (!s) return 99;
+    while (s % 10 === 0) { s /= 10; k += 1; }
+    return k;
+  }
+
+  /**
+   * Ticks for rows r0..r1 (inclusive) of a step axis drawn in row units, first and last included.
+   * Evenly recorded steps get round steps at a 1-2-2.5-5 stride that lands on recorded steps;
+   * uneven ones, evenly spread rows each moved to the roundest step near it (as labels.row_axis).
+   */
   function stepTicks(steps, r0, r1, maxTicks) {
     if (r1 < r0) return { vals: [], text: [] };
-    const out = [];
-    for (const t of niceTicks(steps[r0], steps[r1], maxTicks)) {
-      let lo = r0; let hi = r1; // the first row whose step is >= t
-      while (lo < hi) { const mid = (lo + hi) >> 1; if (steps[mid] < t) lo = mid + 1; else hi = mid; }
-      if (lo > r0 && t - steps[lo - 1] < steps[lo] - t) lo -= 1;
-      if (!out.length || out[out.length - 1] !== lo) out.push(lo);
+    maxTicks = Math.max(2, maxTicks | 0);
+    let rows = null;
+    if (r1 - r0 + 1 <= maxTicks) {
+      rows = [];
+      for (let r = r0; r <= r1; r += 1) rows.push(r);
+    } else {
+      const d = steps[r0 + 1] - steps[r0];
+      let even = d > 0;
+      for (let r = r0 + 1; even && r < r1; r += 1) if (steps[r + 1] - steps[r] !== d) even = false;
+      const lo = steps[r0]; const hi = steps[r1];
+      if (even) {
+        const minimum = (hi - lo) / (maxTicks - 1);
+        for (let k = 0; k < 20 && !rows; k += 1) {
+          for (const m of [1, 2, 2.5, 5]) {
+            const st = m * 10 ** k;
+            if (st !== Math.floor(st) || st < minimum || st % d !== 0) continue;
+            const inner = [];
+            for (let t = Math.ceil(lo / st) * st; t < hi; t += st) {
+              if ((t - lo) % d === 0 && t - lo >= 0.75 * st && hi - t >= 0.75 * st) inner.push(r0 + (t - lo) / d);
+            }
+            if (inner.length + 2 <= maxTicks) { rows = [r0, ...inner, r1]; break; }
+          }
+        }
+      }
+      if (!rows) {
+        const n = r1 - r0 + 1;
+        const half = Math.max(0, Math.floor((n - 1) / (maxTicks - 1) / 2) - 1);
+        rows = [r0];
+        for (let i = 1; i < maxTicks - 1; i += 1) {
+          const base = r0 + Math.round((i * (n - 1)) / (maxTicks - 1));
+          const a = Math.max(rows[rows.length - 1] + 1, base - half);
+          const e = Math.min(r1 - 1, base + half);
+          if (a > e) continue;
+          let best = a;
+          for (let r = a; r <= e; r += 1) {
+            const better = roundness(steps[r]) > roundness(steps[best])
+              || (roundness(steps[r]) === roundness(steps[best]) && Math.abs(r - base) < Math.abs(best - base));
+            if (better) best = r;
+          }
+          rows.push(best);
+        }
+        rows.push(r1);
+      }
     }
-    return { vals: out, text: out.map((r) => stepLabel(steps[r])) };
+    return { vals: rows, text: rows.map((r) => stepLabel(steps[r])) };
   }
 
   /** Rows r0..r1-1 of an (n x L) row-major matrix, in blocks of k = ceil(rows / maxRows). */
