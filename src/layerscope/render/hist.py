@@ -94,11 +94,11 @@ def edge_ticks(
     """Tick positions (in bin units: edge ``k`` sits at ``k + 1``) and labels for bins ``lo..hi``.
 
     On log-spaced edges (the default) the ticks are 0 and +-10^n at every m-th decade, symmetric
-    about 0 (``-1, -1e-4, 0, 1e-4, 1``); on other edges, evenly spread edges.
+    about 0 (``-1, -0.001, 0, 0.001, 1``); on other edges, evenly spread edges.
 
     >>> from layerscope.stats.functional import default_hist_edges
     >>> edge_ticks(default_hist_edges(), 20, 80, 5)[1]
-    ['-1', '-1e-4', '0', '1e-4', '1']
+    ['-1', '-0.001', '0', '0.001', '1']
     """
     e = np.asarray(edges, dtype=np.float64)
     inside = [k for k in range(len(e)) if lo <= k + 1 <= hi]
@@ -107,8 +107,16 @@ def edge_ticks(
     decades = {k: d for k in inside if (d := _decade(float(e[k]))) is not None}
     zero = [k for k in inside if e[k] == 0]
     if len(decades) >= 2:
+        # Around 0 the decades are one bin apart (1e-6, 0, 1e-6): keep the ticks at least a
+        # fraction of the axis apart, 0 and the large decades first.
+        gap = (hi - lo) / (2.0 * max_ticks)
         for stride in (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20):
-            picked = sorted(zero + [k for k, d in decades.items() if d % stride == 0])
+            cand = zero + sorted((k for k, d in decades.items() if d % stride == 0), key=lambda k: -abs(decades[k]))
+            picked = []
+            for k in cand:
+                if all(abs(k - q) >= gap for q in picked):
+                    picked.append(k)
+            picked.sort()
             if len(picked) <= max_ticks:
                 break
     else:

@@ -220,7 +220,7 @@ def hist_figure(h: Histograms, options: RenderOptions | None = None, **kw: Any) 
     ranges = [shown.bin_range(b) for b in bins]
     bin_text = [f"[{edge_label(a)}, {edge_label(b)})" for a, b in ranges]
     xt, xl = edge_ticks(shown.edges, lo, hi, 7)
-    gap_x, gap_y = 0.06 / max(1, ncols - 1) * (ncols > 1), 0.12 / max(1, nrows - 1) * (nrows > 1)
+    gap_x, gap_y = 0.03 * (ncols > 1), 0.09 * (nrows > 1)  # between panels, in paper units
     w, hgt = (1 - gap_x * (ncols - 1)) / ncols, (1 - gap_y * (nrows - 1)) / nrows
     data: list[dict[str, Any]] = []
     layout: dict[str, Any] = {
@@ -278,7 +278,8 @@ def hist_figure(h: Histograms, options: RenderOptions | None = None, **kw: Any) 
             "domain": [x0, x0 + w],
             "anchor": f"y{ax}",
             "tickvals": xt,
-            "ticktext": xl,
+            "ticktext": xl if row == nrows - 1 or k + ncols >= n else [""] * len(xl),
+            "tickangle": 0,
             "range": [lo, hi],
             "showgrid": False,
             "zeroline": False,
@@ -290,7 +291,7 @@ def hist_figure(h: Histograms, options: RenderOptions | None = None, **kw: Any) 
             "type": "category",
             "autorange": "reversed",
             "tickvals": [str(steps[r]) for r in tick_rows],
-            "ticktext": [step_label(steps[r]) for r in tick_rows],
+            "ticktext": [step_label(steps[r]) if col == 0 else "" for r in tick_rows],
             "showgrid": False,
             "title": {"text": "Steps" if col == 0 else ""},
         }
