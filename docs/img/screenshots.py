@@ -39,7 +39,9 @@ def spike_matrix(n_steps: int = 2000, n_layers: int = 96) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="docs/img", help="folder for the PNGs")
-    ap.add_argument("--demo", default="layerscope-demo/runs.db", help="a store with 'hist' recorded (the demo's)")
+    ap.add_argument(
+        "--demo", default="layerscope-demo/runs.db", help="a store with 'hist' recorded (the demo's)"
+    )
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,12 +54,15 @@ def main() -> None:
     layerscope.plot(hm, out / "spike-2000x96.png")  # the static PNG keeps it too
     hist_html = work / "hist.html"
     subprocess.run(
-        [sys.executable, "-m", "layerscope", "plot", a.demo, "--metric", "hist", "-o", str(hist_html)], check=True
+        [sys.executable, "-m", "layerscope", "plot", a.demo, "--metric", "hist", "-o", str(hist_html)],
+        check=True,
     )
     db = work / "long.db"
     with Store(db) as st:
         st.create_run("spike", [LayerInfo(i + 1, f"h.{i}", "h", i + 1) for i in range(96)])
-        st.write_steps("spike", [StepRecord(s, {("rms", "output"): row.tolist()}) for s, row in zip(steps, hm.values)])
+        st.write_steps(
+            "spike", [StepRecord(s, {("rms", "output"): row.tolist()}) for s, row in zip(steps, hm.values)]
+        )
     from layerscope.serve import Dashboard
 
     dash = Dashboard(db, port=0).start()
@@ -79,7 +84,9 @@ def main() -> None:
             page.screenshot(path=str(out / "html-histograms.png"), full_page=True)
             page.set_viewport_size({"width": 1400, "height": 1250})
             page.goto(dash.url + "#view=run&run=spike&metric=rms&site=output")
-            page.wait_for_function("() => document.getElementById('profile').dataset.step === '20000'", timeout=60000)
+            page.wait_for_function(
+                "() => document.getElementById('profile').dataset.step === '20000'", timeout=60000
+            )
             page.evaluate(
                 "const s = document.getElementById('step-slider'); s.value = 777; s.dispatchEvent(new Event('input'))"
             )

@@ -5,7 +5,6 @@ histograms and puts round steps on its axes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,9 @@ def _errors(page) -> list[str]:
 
 
 def _current(page, div: str) -> list:
-    return page.evaluate(f"(() => {{ const d = document.getElementById('{div}'); return d.data.find(t => t.uid === 'current' || (t.name || '').startsWith('selected')); }})()")
+    return page.evaluate(
+        f"(() => {{ const d = document.getElementById('{div}'); return d.data.find(t => t.uid === 'current' || (t.name || '').startsWith('selected')); }})()"
+    )
 
 
 def test_html_spike_slider_hover_and_zoom(page, spike_html: Path) -> None:
@@ -55,9 +56,13 @@ def test_html_spike_slider_hover_and_zoom(page, spike_html: Path) -> None:
     assert z.shape[0] < 500 and (z[:, 40:44] == 0.2).all(axis=1).sum() == 1  # drawn, not dropped
     v = spiky_values()
     # The slider moves the profile to that step: exactly that row of the matrix.
-    page.evaluate("const s = document.getElementById('layerscope-profile-step'); s.value = 777; s.dispatchEvent(new Event('input'))")
+    page.evaluate(
+        "const s = document.getElementById('layerscope-profile-step'); s.value = 777; s.dispatchEvent(new Event('input'))"
+    )
     cur = _current(page, "layerscope-profile")
-    assert cur["name"] == "selected: step 7780" and page.text_content("#layerscope-profile-step-out") == "7780"
+    assert (
+        cur["name"] == "selected: step 7780" and page.text_content("#layerscope-profile-step-out") == "7780"
+    )
     np.testing.assert_array_equal(np.array(cur["y"], dtype=float), v[777])
     # The hover on the map shows the profile of the step the hovered value came from.
     page.evaluate("""(() => { const d = document.getElementById('layerscope-plot');
@@ -67,7 +72,9 @@ def test_html_spike_slider_hover_and_zoom(page, spike_html: Path) -> None:
     # A zoom into 100 steps redraws them one row each, from the full matrix in the page.
     page.evaluate("Plotly.relayout('layerscope-plot', {'yaxis.range[0]': 8500, 'yaxis.range[1]': 7500})")
     page.wait_for_function("() => document.getElementById('layerscope-plot').dataset.factor === '1'")
-    t = page.evaluate("(() => { const d = document.getElementById('layerscope-plot').data[0]; return {y: d.y, z: d.z}; })()")
+    t = page.evaluate(
+        "(() => { const d = document.getElementById('layerscope-plot').data[0]; return {y: d.y, z: d.z}; })()"
+    )
     ys = np.array(t["y"], dtype=float)
     rows = [STEPS.index(int(y)) for y in ys]
     np.testing.assert_array_equal(np.array(t["z"], dtype=float), v[rows])
@@ -94,7 +101,12 @@ def _overlaps(page, div: str) -> list:
 
 
 def test_colour_bar_titles_clear_their_ticks(page, tmp_path: Path) -> None:
-    hm = Heatmap(np.linspace(1e3, 2.5e5, 12).reshape(4, 3), steps=[1, 2, 3, 4], layers=[1, 2, 3], metric="max_abs (mlp_act)")
+    hm = Heatmap(
+        np.linspace(1e3, 2.5e5, 12).reshape(4, 3),
+        steps=[1, 2, 3, 4],
+        layers=[1, 2, 3],
+        metric="max_abs (mlp_act)",
+    )
     for scale in ("linear", "log"):
         out = layerscope.plot(hm, tmp_path / f"cb-{scale}.html", scale=scale)
         page.goto(out.as_uri())
@@ -149,9 +161,15 @@ def dash(dash_store: Path):
 def test_dashboard_draws_an_overview_of_a_long_run_with_its_spike(dash, page) -> None:
     errs = _errors(page)
     sizes: list[int] = []
-    page.on("response", lambda r: sizes.append(int(r.headers.get("content-length", 0))) if "/api/heatmap" in r.url else None)
+    page.on(
+        "response",
+        lambda r: sizes.append(int(r.headers.get("content-length", 0))) if "/api/heatmap" in r.url else None,
+    )
     page.goto(dash.url + "#view=run&run=long&metric=rms&site=output")
-    page.wait_for_function("() => document.getElementById('heatmap').data && document.getElementById('heatmap').data[0].z.length > 0", timeout=30000)
+    page.wait_for_function(
+        "() => document.getElementById('heatmap').data && document.getElementById('heatmap').data[0].z.length > 0",
+        timeout=30000,
+    )
     z = np.array(page.evaluate("document.getElementById('heatmap').data[0].z"), dtype=float)
     height = page.evaluate("document.getElementById('heatmap').clientHeight")
     assert z.shape[0] <= height and (z[:, 40:44] == 0.2).all(axis=1).sum() == 1
@@ -159,7 +177,9 @@ def test_dashboard_draws_an_overview_of_a_long_run_with_its_spike(dash, page) ->
     assert page.get_attribute("#step-count", "data-steps") == str(S)
     # The profile follows the newest step, then the slider.
     page.wait_for_function("() => document.getElementById('profile').dataset.step === '20000'")
-    page.evaluate("const s = document.getElementById('step-slider'); s.value = 777; s.dispatchEvent(new Event('input'))")
+    page.evaluate(
+        "const s = document.getElementById('step-slider'); s.value = 777; s.dispatchEvent(new Event('input'))"
+    )
     page.wait_for_function("() => document.getElementById('profile').dataset.step === '7780'")
     cur = _current(page, "profile")
     np.testing.assert_array_equal(np.array(cur["y"], dtype=float), spiky_values()[777])
@@ -173,11 +193,15 @@ def test_dashboard_draws_an_overview_of_a_long_run_with_its_spike(dash, page) ->
 
 def test_dashboard_step_ticks_are_round(dash, page) -> None:
     page.goto(dash.url + "#view=run&run=even&metric=rms&site=output")
-    page.wait_for_function("() => document.getElementById('heatmap').data && document.getElementById('heatmap').data[0].z.length === 20")
+    page.wait_for_function(
+        "() => document.getElementById('heatmap').data && document.getElementById('heatmap').data[0].z.length === 20"
+    )
     labels = page.evaluate("document.getElementById('heatmap').layout.yaxis.ticktext")
     assert labels[0] == "2" and labels[-1] == "40" and all(int(x) % 5 == 0 for x in labels[1:-1])
     page.goto(dash.url + "?reload=1#view=run&run=two&metric=rms&site=output")  # a new URL: a new page
-    page.wait_for_function("() => document.getElementById('lines').data && document.getElementById('lines').data[0].x.length === 2")
+    page.wait_for_function(
+        "() => document.getElementById('lines').data && document.getElementById('lines').data[0].x.length === 2"
+    )
     page.wait_for_timeout(300)
     ticks = page.evaluate("[...document.querySelectorAll('#lines .xtick text')].map(t => t.textContent)")
     assert ticks == ["2", "3"]  # no 2.5 between two recorded steps
@@ -188,7 +212,10 @@ def test_dashboard_step_ticks_are_round(dash, page) -> None:
 def test_dashboard_histograms(dash, page) -> None:
     errs = _errors(page)
     page.goto(dash.url + "#view=run&run=long&metric=hist&site=output")
-    page.wait_for_function("() => document.getElementById('hist').data && document.getElementById('hist').data.length === 12", timeout=30000)
+    page.wait_for_function(
+        "() => document.getElementById('hist').data && document.getElementById('hist').data.length === 12",
+        timeout=30000,
+    )
     assert page.is_hidden("#charts-main") and page.is_visible("#hist-box")
     assert page.get_attribute("#hist", "data-layers") == "1,10,18,27,36,44,53,61,70,79,87,96"
     page.select_option("#hist-layers", "7")

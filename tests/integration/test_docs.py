@@ -72,13 +72,17 @@ def test_every_block_is_runnable_or_says_why_not() -> None:
             if b.not_run is not None and not b.not_run:
                 bad.append(f"{where}: 'not run' needs a reason")
             elif b.lang not in RUNNABLE and b.not_run is None:
-                bad.append(f"{where}: a ```{b.lang or '(no language)'} block; make it runnable or mark it <!-- not run: why -->")
+                bad.append(
+                    f"{where}: a ```{b.lang or '(no language)'} block; make it runnable or mark it <!-- not run: why -->"
+                )
     assert bad == []
 
 
 def test_the_parser_sees_markers_and_languages(tmp_path: Path) -> None:
     md = tmp_path / "x.md"
-    md.write_text("text\n\n<!-- not run: needs a GPU -->\n```bash\nnvidia-smi\n```\n\n```python\nprint(1)\n```\n")
+    md.write_text(
+        "text\n\n<!-- not run: needs a GPU -->\n```bash\nnvidia-smi\n```\n\n```python\nprint(1)\n```\n"
+    )
     got = [(b.lang, b.code, b.not_run, b.line) for b in blocks(md)]
     assert got == [("bash", "nvidia-smi", "needs a GPU", 4), ("python", "print(1)", None, 8)]
 
@@ -89,7 +93,9 @@ def test_the_parser_sees_markers_and_languages(tmp_path: Path) -> None:
 def _env(bin_dir: Path) -> dict[str, str]:
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("LAYERSCOPE_DEBUG", None)
-    env.update({"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    )
     src = str(REPO / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
@@ -98,7 +104,10 @@ def _env(bin_dir: Path) -> dict[str, str]:
 def _shims(bin_dir: Path) -> None:
     """``layerscope`` and ``python`` on PATH: this interpreter, this checkout."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    for name, cmd in (("layerscope", f'exec "{sys.executable}" -m layerscope "$@"'), ("python", f'exec "{sys.executable}" "$@"')):
+    for name, cmd in (
+        ("layerscope", f'exec "{sys.executable}" -m layerscope "$@"'),
+        ("python", f'exec "{sys.executable}" "$@"'),
+    ):
         for alias in (name, "python3") if name == "python" else (name,):
             p = bin_dir / alias
             p.write_text(f"#!/bin/sh\n{cmd}\n")
@@ -159,5 +168,7 @@ def test_the_blocks_of_a_page_run_in_order(doc: Path, sandbox_template, tmp_path
         r = run_block(b, cwd, env)
         if r.returncode != 0:
             tail = (r.stderr or r.stdout).strip().splitlines()[-6:]
-            failed.append(f"{doc.relative_to(REPO)}:{b.line} ({b.lang}) exit {r.returncode}:\n  " + "\n  ".join(tail))
+            failed.append(
+                f"{doc.relative_to(REPO)}:{b.line} ({b.lang}) exit {r.returncode}:\n  " + "\n  ".join(tail)
+            )
     assert failed == [], "\n".join(failed)

@@ -52,15 +52,15 @@ def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) ->
       layerscope serve runs.db --port 8051 --open
       layerscope serve runs.db --host 0.0.0.0      # reachable from other machines: no password!
     """
-    import importlib.util
-
     from ..errors import ConfigError
 
-    if importlib.util.find_spec("flask") is None:  # the dashboard is the one user of a web server
+    try:  # the dashboard is the one user of a web server: flask is the [serve] extra
+        import flask  # noqa: F401
+    except ImportError:
         raise ConfigError(
             "layerscope serve needs flask, which is not installed; install it with: "
             "pip install 'layerscope[serve]'"
-        )
+        ) from None
     from ..serve import serve as run_server
 
     run_server(

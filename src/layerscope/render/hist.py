@@ -111,8 +111,10 @@ def edge_ticks(
         # fraction of the axis apart, 0 and the large decades first.
         gap = (hi - lo) / (2.0 * max_ticks)
         for stride in (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20):
-            cand = zero + sorted((k for k, d in decades.items() if d % stride == 0), key=lambda k: -abs(decades[k]))
-            picked = []
+            cand = zero + sorted(
+                (k for k, d in decades.items() if d % stride == 0), key=lambda k: -abs(decades[k])
+            )
+            picked: list[int] = []
             for k in cand:
                 if all(abs(k - q) >= gap for q in picked):
                     picked.append(k)
