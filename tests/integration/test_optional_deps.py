@@ -87,6 +87,21 @@ def test_export_parquet_and_filters(store: Path, tmp_path: Path, cli) -> None:
     assert r.returncode == 2 and "end the file name with .csv or .parquet" in r.stderr
 
 
+def test_the_hf_example_runs_with_only_the_hf_extra(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    example = Path(__file__).resolve().parents[2] / "examples" / "hf_trainer.py"
+    code = (
+        "import sys, runpy; sys.modules['tensorboard'] = None\n"  # as with pip install layerscope[hf]
+        f"runpy.run_path({str(example)!r}, run_name='__main__')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tensorboard is not installed: recording into the store only" in r.stdout
+    assert (tmp_path / "layerscope-examples" / "hf_trainer" / "kurtosis_mlp_act.png").exists()
+
+
 def test_import_layerscope_imports_no_optional_package() -> None:
     code = (
         "import sys, layerscope\n"
