@@ -172,3 +172,23 @@ def test_the_blocks_of_a_page_run_in_order(doc: Path, sandbox_template, tmp_path
                 f"{doc.relative_to(REPO)}:{b.line} ({b.lang}) exit {r.returncode}:\n  " + "\n  ".join(tail)
             )
     assert failed == [], "\n".join(failed)
+
+
+def test_readme_links_and_image_work_on_a_package_index_page() -> None:
+    """PyPI shows README.md without the repository: every link and image must be absolute, and
+    each one into this repository must name a file that exists."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", text)
+    assert targets, "no links found"
+    relative = [t for t in targets if not re.match(r"https?://", t) and not t.startswith("#")]
+    assert relative == []
+    repo_files = []
+    for t in targets:
+        m = re.match(
+            r"https://(?:github\.com/layerscope/layerscope/(?:blob|tree)/main|raw\.githubusercontent\.com/layerscope/layerscope/main)/(.+)",
+            t,
+        )
+        if m:
+            repo_files.append(m.group(1))
+    assert "docs/img/demo-heatmap.png" in repo_files
+    assert [f for f in repo_files if not (REPO / f).exists()] == []
