@@ -39,7 +39,10 @@ def test_runs_table_and_json(cli, demo_dir: Path) -> None:
     (info,) = json.loads(r.stdout)
     assert info["run"] == "demo" and info["steps"] == 10 and info["layers"] == 4
     # The demo records block outputs and MLP activations (and histograms), so every README view runs on it.
-    assert {"rms", "mean", "std", "max_abs"} <= set(info["metrics"]) and info["sites"] == ["mlp_act", "output"]
+    assert {"rms", "mean", "std", "max_abs"} <= set(info["metrics"]) and info["sites"] == [
+        "mlp_act",
+        "output",
+    ]
 
 
 @pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
