@@ -89,7 +89,8 @@ class Recorder:
         every: record steps with ``step % every == 0``.
         layers: which modules are "layers": None (discover the block stack), a glob, a list, or a
             predicate ``(name, module) -> bool``.
-        sites: per layer: ``output``, ``mlp_act``, ``attn_out``, ``mlp_out``, ``mlp_down_in`` (see docs/layers-and-sites.md).
+        sites: per layer: ``output``, ``mlp_act``, ``attn_out``, ``mlp_out``, ``mlp_down_in``, or
+            ``"all"`` the model has (see docs/layers-and-sites.md).
         window: ``"step"`` (the recorded step's forwards) or ``"all"`` (every forward since the last record).
         probe: a fixed batch; at each record step an extra no-grad, eval-mode forward on it is recorded
             instead of the training forwards, so every step is measured on the same data.
@@ -97,14 +98,40 @@ class Recorder:
             whose ``forward`` does not run every recorded layer (an autoencoder's ``forward`` is its
             encoder). Layers that see no forward at the first recorded step get an
             :class:`UnreachedLayersWarning` naming them.
+        train_only: record forwards in training mode only (evaluation passes are not counted).
+        eps: the small number that keeps ratios such as kurtosis finite for constant activations.
+        flush_every: write to the store every N recorded steps (a host sync each time; 1 for a
+            dashboard that moves with every step).
+        flush_secs: ... or when this many seconds have passed since the last write.
+        hist_edges: the fixed bin edges of the ``hist`` metric (default: 0 and +-10^(k/4), 1e-6..1e6).
+        resume: ``None`` (default): continue an existing run ``run`` of the same recording, refuse
+            one of another; ``True``: continue it whatever it holds; ``False``: refuse any existing run.
+        notes: free-form values stored with the run (hyper-parameters, a git hash ...).
+        process_group: the DDP/FSDP group whose ranks are merged (default: the world); rank 0 writes.
+        source: what the run's rows are marked with (``"live"``; a sweep writes ``"sweep"``).
+        start_step: the first step, when a resumed loop does not start at 1.
         hooks: ``"auto"`` attaches hooks on record steps only, except for a ``torch.compile``d model,
             whose hooks stay attached and are switched by a flag (compile ignores hooks added later).
             Pass ``"gate"`` when you compile the model *after* creating the Recorder.
-        resume: ``None`` (default): continue an existing run ``run`` of the same recording, refuse
-            one of another; ``True``: continue it whatever it holds; ``False``: refuse any existing run.
-        **options: the remaining fields of :class:`~layerscope.config.RecorderConfig`.
 
     Call :meth:`step` after each optimizer step, and :meth:`close` (or use ``with``) at the end.
+    The defaults are those of :class:`~layerscope.config.RecorderConfig`.
+
+    Example (the package's tiny GPT returns ``(logits, loss)``; ``store=None`` keeps the rows in
+    ``rec.history`` instead of a file)::
+
+        >>> import torch, layerscope
+        >>> from layerscope.testing import tiny_gpt
+        >>> model = tiny_gpt(n_layer=2, n_embd=16, n_head=2, block_size=8)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> x = torch.randint(0, 256, (2, 8))
+        >>> with layerscope.Recorder(model, None, run="demo", every=2, metrics="rms,max_abs") as rec:
+        ...     for step in range(1, 5):
+        ...         logits, loss = model(x, x)
+        ...         loss.backward(); opt.step(); opt.zero_grad()
+        ...         recorded = rec.step(step)  # True on the steps it records
+        >>> [r.step for r in rec.history], len(rec.history[0].values[("rms", "output")])
+        ([2, 4], 2)
     """
 
     def __init__(
@@ -163,6 +190,8 @@ class Recorder:
         )
         self.layers: list[Layer] = discover_layers(model, layers)
         self.hooks: list[SiteHook] = resolve_sites(self.layers, self.config.sites)
+        if "all" in self.config.sites:  # the run records (and its config says) the sites there are
+            self.config.sites = tuple(dict.fromkeys(h.site for h in self.hooks))
         self._accs = [SlotAccumulator(self.spec) for _ in self.hooks]
         self._handles: list[Any] = []
         # torch.compile ignores hooks added after a module was first compiled, so for compiled

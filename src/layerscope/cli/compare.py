@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .plot import echo_warnings, parse_list, render_options, select_heatmaps, style_options
+from .plot import diff_style_options, echo_warnings, parse_list, render_options, select_heatmaps
 
 
 @click.command("compare")
@@ -49,7 +49,7 @@ from .plot import echo_warnings, parse_list, render_options, select_heatmaps, st
     show_default=True,
     help="Summary format on stdout.",
 )
-@style_options
+@diff_style_options
 def compare(
     store: str,
     runs: tuple[str, ...],
@@ -79,7 +79,7 @@ def compare(
     from ..errors import NotFoundError, escape_controls, quote
     from ..render import plot as draw
     from ..render.diff import difference, summarize
-    from ..render.static import ALL_FORMATS, check_output_path
+    from ..render.output import ALL_FORMATS, check_output_path
     from ._common import echo_json
 
     if output is not None:

@@ -41,7 +41,8 @@ import click
     "--threads", type=click.IntRange(1, 256), default=None, help="Torch CPU threads (default: torch's)."
 )
 def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: int | None) -> None:
-    """Train a tiny GPT on a generated corpus while recording every layer, then draw the heatmap.
+    """Train a tiny GPT on a generated corpus while recording every layer (block outputs and MLP
+    activations, with histograms), then draw the heatmap and write the report.
 
     Needs no download: the model is built from a config and the corpus is generated. Takes about
     a minute on a 2-core laptop with the defaults.
@@ -65,7 +66,15 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
     from ..testing import GPTConfig, TrainConfig, train
 
     get_metric(metric)  # fail on a typo before training
-    cfg = TrainConfig(steps=steps, every=every, model=GPTConfig(n_layer=n_layer), threads=threads)
+    # Two sites and the histograms, so that every view of the README can be tried on the demo.
+    cfg = TrainConfig(
+        steps=steps,
+        every=every,
+        model=GPTConfig(n_layer=n_layer),
+        threads=threads,
+        sites=("output", "mlp_act"),
+        metrics=(*TrainConfig.metrics, "hist"),
+    )
     if metric not in cfg.metrics:
         cfg.metrics = (*cfg.metrics, metric)
     if steps // every < 1:

@@ -51,6 +51,8 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
 )
 @click.option(
     "--metrics",
+    "--metric",
+    "metrics",
     default="mean,std,rms,max_abs",
     show_default=True,
     metavar="LIST",
@@ -58,10 +60,12 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
 )
 @click.option(
     "--sites",
+    "--site",
+    "sites",
     default="output",
     show_default=True,
     metavar="LIST",
-    help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in.",
+    help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in, or 'all' the model has.",
 )
 @click.option("--layers", default=None, metavar="GLOB", help="Modules to record (default: the block stack).")
 @click.option(
@@ -209,6 +213,9 @@ def sweep(
             "--workers with torchrun: torchrun already starts one sweep process per rank; "
             "drop --workers, or run without torchrun."
         )
+    from pathlib import Path
+
+    existed = Path(store).exists()
     own_group = launched and not dist.is_initialized()
     if own_group:
         dist.init_process_group("gloo")  # CPU collectives: only step records travel between ranks
@@ -219,6 +226,8 @@ def sweep(
         except LayerscopeError as e:
             if rank != 0:  # rank 0 says it once
                 raise SystemExit(e.exit_code) from None
+            if not existed:
+                _remove_if_empty(store)  # a refused sweep leaves no empty store behind
             raise
         finally:
             if listener is not None:
@@ -234,6 +243,26 @@ def sweep(
     if result.exit_code:
         raise click.exceptions.Exit(result.exit_code)  # 1: some checkpoints failed (said above)
     return 0
+
+
+def _remove_if_empty(store: str) -> None:
+    """Delete a store this sweep created if no step was recorded into it (the sweep was refused)."""
+    from pathlib import Path
+
+    from ..errors import LayerscopeError
+    from ..store import Store
+
+    p = Path(store)
+    if not p.is_file():
+        return
+    try:
+        with Store(p, readonly=True) as st:
+            if any(row[5] for row in st.run_table()):  # steps recorded: keep everything
+                return
+    except LayerscopeError:
+        return  # not a store we can read: leave it alone
+    for f in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm")):
+        f.unlink(missing_ok=True)
 
 
 class _Display:

@@ -312,7 +312,7 @@ def _open_run(
         old = store.run_config(cfg.run)
         for key, new in (("metrics", spec.metrics), ("sites", spec.sites)):
             have = old.get(key)
-            if have is not None and set(have) != set(new):
+            if have is not None and "all" not in new and set(have) != set(new):
                 raise ConfigError(
                     f"run {cfg.run!r} in {str(cfg.store)!r} holds {key} {','.join(have)}, not "
                     f"{','.join(new)}; pass --{key} {','.join(have)} to continue it, or a new --run."
