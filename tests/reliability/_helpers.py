@@ -87,7 +87,7 @@ def assert_whole(
             if hists:
                 per_hist = dict(  # step -> layers with a histogram (one row per step: n_layers x n_bins)
                     con.execute(
-                        "SELECT r.step, sum(length(r.vals) / 8 / s.inner) FROM series_rows r "
+                        "SELECT r.step, sum(length(r.vals)) / (8 * max(s.inner)) FROM series_rows r "
                         "JOIN series s ON s.id = r.series_id WHERE s.run_id=? AND s.kind='hist' GROUP BY r.step",
                         (run_id,),
                     ).fetchall()

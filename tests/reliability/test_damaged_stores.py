@@ -348,3 +348,18 @@ def test_kill_during_creation_or_writing_never_reads_as_read_only(tmp_path: Path
             assert done == list(range(1, len(done) + 1)), done
             st.write_step("r", StepRecord(len(done) + 1, {("rms", "output"): [1.0] * 8}))
         assert check_store(p) == [], trial
+
+
+def test_a_row_stored_in_parts_that_lost_one_is_damage(tmp_path: Path) -> None:
+    p = tmp_path / "runs.db"
+    with Store(p) as st:
+        st.create_run("r", [LayerInfo(i + 1, f"h.{i}") for i in range(3)])
+        st.write_steps("r", [StepRecord(s, {("ml", "attn"): np.ones((3, 100))}) for s in range(1, 6)])
+    _sql(p, "DELETE FROM series_rows WHERE step=3 AND part=1")
+    r = run_cli("runs", p, "--check")
+    assert (
+        r.returncode == 1
+        and "run 'r': ml/attn: the row at step 3 lacks some of its 2 parts (1 such row)" in r.stdout
+    )
+    with pytest.raises(StoreError, match=r"run 'r': the row of ml/attn at step 3 lacks part 1 of 2"):
+        layerscope.load(p, metric="ml", site="attn", reduce="max")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -13,16 +14,21 @@ from ._common import run_option, store_argument
 @store_argument
 @run_option
 @click.option("-o", "--output", required=True, metavar="FILE.csv", help="CSV file to write ('-' for stdout).")
-def export(store: str, run: str | None, output: str) -> None:
+@click.option("--events", is_flag=True, help="Write the runs' events (alerts) instead of their values.")
+def export(store: str, run: str | None, output: str, events: bool) -> None:
     """Write the values of STORE as tidy CSV: run, step, layer, layer_name, site, metric, value.
 
-    All runs unless --run is given. The file is written next to its final name and renamed into
-    place, so a failure never leaves half a CSV.
+    All runs unless --run is given. A store holding per-head statistics or variants (e.g. the
+    widths of a coord-check) gets two more columns, variant and head (0-based). With --events,
+    the events instead: run, variant, step, site, metric, layer, head, kind, rule, value,
+    message, time. The file is written next to its final name and renamed into place, so a
+    failure never leaves half a CSV.
 
     \b
     Examples:
       layerscope export layerscope-demo/runs.db -o values.csv
       layerscope export runs.db --run baseline -o - | head
+      layerscope export runs.db --events -o alerts.csv
     """
     import csv
     import sys
@@ -35,12 +41,15 @@ def export(store: str, run: str | None, output: str) -> None:
         raise NotFoundError(f"store {store!r} does not exist; check the path.")
     header = ["run", "step", "layer", "layer_name", "site", "metric", "value"]
 
+    def cell(v: object) -> object:
+        return "" if v is None else repr(v) if isinstance(v, float) else v
+
     def write_rows(f: object, rows: object) -> int:
         w = csv.writer(f, lineterminator="\n")  # type: ignore[arg-type]
         w.writerow(header)
         n = 0
         for r in rows:  # type: ignore[attr-defined]
-            w.writerow([*r[:-1], "" if r[-1] is None else repr(r[-1])])
+            w.writerow([cell(v) for v in r])
             n += 1
         return n
 
@@ -56,7 +65,16 @@ def export(store: str, run: str | None, output: str) -> None:
     with Store(store, readonly=True) as st:
         if run is not None:
             st.run_id(run)
-        rows = st.iter_rows(run)
+        runs = [run] if run is not None else st.run_names()
+        if events:
+            header = ["run", "variant", "step", "site", "metric", "layer", "head", "kind", "rule", "value"]
+            header += ["message", "time"]
+            rows: Iterator[tuple[object, ...]] = st.iter_events(run)
+        elif any(s.variant or s.inner > 1 for r in runs for s in st.series(r) if s.kind == "value"):
+            header = [*header, "variant", "head"]
+            rows = st.iter_rows(run, full=True)
+        else:
+            rows = st.iter_rows(run)
         if output == "-":
             write_rows(sys.stdout, rows)
             return
@@ -69,4 +87,4 @@ def export(store: str, run: str | None, output: str) -> None:
 
         write_atomic(out, write)
     # Into a pipe or /dev/stdout the CSV itself may be on stdout: keep the message out of it.
-    click.echo(f"wrote {n} rows to {output}", err=is_stream(out))
+    click.echo(f"wrote {n} {'events' if events else 'rows'} to {output}", err=is_stream(out))

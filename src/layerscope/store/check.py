@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..errors import LayerscopeError
 from . import schema
+from .codec import n_parts
 from .reader import series_label
 from .sqlite import Store
 
@@ -121,12 +122,14 @@ def _check_run(c: sqlite3.Connection, rid: int, run: str, cfg: object, n_layers:
     ):
         yield Problem(run, "steps", f"step {step!r} of variant {v!r} is not a whole number")
     series = c.execute(
-        "SELECT id, variant, kind, metric, site, n_layers, inner FROM series WHERE run_id=? ORDER BY id",
+        "SELECT id, variant, kind, metric, site, n_layers, inner, chunk FROM series WHERE run_id=? ORDER BY id",
         (rid,),
     ).fetchall()
-    for sid, variant, kind, metric, site, n, inner in series:
+    for sid, variant, kind, metric, site, n, inner, chunk in series:
         label = series_label(metric, site, variant) if kind == "value" else f"histograms of site {site!r}"
-        yield from _check_series(c, rid, run, sid, label, variant, kind, n, inner, int(n_layers), edges)
+        yield from _check_series(
+            c, rid, run, sid, label, variant, kind, n, inner, chunk, int(n_layers), edges
+        )
     for step, layer, kind in c.execute(
         "SELECT step, layer, kind FROM events WHERE run_id=? AND layer IS NOT NULL AND (layer < 1 OR layer > ?) LIMIT 1",
         (rid, n_layers),
@@ -148,15 +151,19 @@ def _check_series(
     kind: str,
     n: object,
     inner: object,
+    chunk: object,
     n_layers: int,
     edges: object,
 ) -> Iterator[Problem]:
     if kind not in ("value", "hist"):
         yield Problem(run, "series", f"{label}: kind {kind!r} is neither 'value' nor 'hist'")
         return
-    if not (isinstance(n, int) and isinstance(inner, int) and n >= 1 and inner >= 1):
-        yield Problem(run, "series", f"{label}: shape {n!r} x {inner!r} is not two positive counts")
+    if not all(isinstance(x, int) and x >= 1 for x in (n, inner, chunk)):
+        yield Problem(
+            run, "series", f"{label}: shape {n!r} x {inner!r} (parts of {chunk!r}) is not positive counts"
+        )
         return
+    assert isinstance(n, int) and isinstance(inner, int) and isinstance(chunk, int)
     if n_layers and n != n_layers and not (kind == "value" and n == 1):
         yield Problem(run, "series", f"{label}: {n} values per step for a run of {n_layers} layers")
     if kind == "hist" and isinstance(edges, list) and inner != len(edges) + 1:
@@ -165,20 +172,31 @@ def _check_series(
             "series",
             f"{label}: {inner} bins, but the run's {len(edges)} hist_edges make {len(edges) + 1}",
         )
-    size = 8 * n * inner
-    for what, cond in (
-        ("is not a BLOB of float64 values (text, a number or NULL)", "typeof(vals) != 'blob'"),
-        (
-            f"does not hold {size} bytes ({n} x {inner} float64)",
-            "typeof(vals) = 'blob' AND length(vals) != ?",
-        ),
-    ):
-        args = (sid, size) if "?" in cond else (sid,)
-        cnt, first = c.execute(
-            f"SELECT count(*), min(step) FROM series_rows WHERE series_id=? AND {cond}", args
-        ).fetchone()
-        if cnt:
-            yield Problem(run, "rows", f"{label}: the row at step {first} {what} ({_n(cnt, 'such row')})")
+    total = n * inner
+    k = n_parts(n, inner, chunk)
+    last = 8 * (total - chunk * (k - 1))
+    cnt, first = c.execute(
+        "SELECT count(*), min(step) FROM series_rows WHERE series_id=? AND typeof(vals) != 'blob'", (sid,)
+    ).fetchone()
+    if cnt:
+        yield Problem(
+            run,
+            "rows",
+            f"{label}: the row at step {first} is not a BLOB of float64 values (text, a number or NULL) "
+            f"({_n(cnt, 'such row')})",
+        )
+    cnt, first = c.execute(
+        "SELECT count(*), min(step) FROM series_rows WHERE series_id=? AND typeof(vals) = 'blob' AND "
+        "(part < 0 OR part >= ? OR length(vals) != CASE WHEN part < ? THEN ? ELSE ? END)",
+        (sid, k, k - 1, 8 * chunk, last),
+    ).fetchone()
+    if cnt:
+        size = (
+            f"{8 * total} bytes ({n} x {inner} float64)" if k == 1 else f"its {k} parts of {8 * chunk} bytes"
+        )
+        yield Problem(
+            run, "rows", f"{label}: the row at step {first} does not hold {size} ({_n(cnt, 'such row')})"
+        )
     (n_steps,) = c.execute(
         "SELECT count(*) FROM steps WHERE run_id=? AND variant=?", (rid, variant)
     ).fetchone()
@@ -193,8 +211,20 @@ def _check_series(
             "steps",
             f"{label}: no row at {cnt} of {n_steps} recorded steps (first: step {first}); the step is not whole",
         )
+    if k > 1:
+        cnt, first = c.execute(
+            "SELECT count(*), min(step) FROM (SELECT step, count(*) AS parts FROM series_rows WHERE series_id=? "
+            "GROUP BY step) WHERE parts != ?",
+            (sid, k),
+        ).fetchone()
+        if cnt:
+            yield Problem(
+                run,
+                "rows",
+                f"{label}: the row at step {first} lacks some of its {k} parts ({_n(cnt, 'such row')})",
+            )
     cnt, first = c.execute(
-        "SELECT count(*), min(r.step) FROM series_rows r WHERE r.series_id=? AND NOT EXISTS "
+        "SELECT count(DISTINCT r.step), min(r.step) FROM series_rows r WHERE r.series_id=? AND NOT EXISTS "
         "(SELECT 1 FROM steps st WHERE st.run_id=? AND st.variant=? AND st.step=r.step)",
         (sid, rid, variant),
     ).fetchone()

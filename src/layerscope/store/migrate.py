@@ -27,7 +27,8 @@ from . import schema
 from .codec import encode
 from .txn import damaged, transaction
 
-_CHUNK = 65536  # long rows per fetch: bounded memory however large the store
+_FETCH = 65536  # long rows per fetch: bounded memory however large the store
+_INSERT = "INSERT INTO series_rows(series_id, step, part, vals) VALUES (?,?,?,?)"
 
 
 def upgrade(conn: sqlite3.Connection, path: Path) -> None:
@@ -60,8 +61,9 @@ def _v1_to_v2(conn: sqlite3.Connection, path: Path) -> None:
         "INSERT INTO steps(run_id, variant, step, source, time) SELECT run_id, '', step, source, time FROM steps_v1"
     )
     n_layers = dict(conn.execute("SELECT id, n_layers FROM runs").fetchall())
-    _values(conn, path, names, n_layers)
-    _hists(conn, path, names, n_layers)
+    chunk = schema.chunk_for(int(conn.execute("PRAGMA page_size").fetchone()[0]))
+    _values(conn, path, names, n_layers, chunk)
+    _hists(conn, path, names, n_layers, chunk)
     for table in ("steps_v1", "metric_values_v1", "hists_v1"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute(schema.VIEW)
@@ -72,7 +74,9 @@ def _v1_to_v2(conn: sqlite3.Connection, path: Path) -> None:
     )
 
 
-def _values(conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layers: dict[int, int]) -> None:
+def _values(
+    conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layers: dict[int, int], chunk: int
+) -> None:
     groups = conn.execute(
         "SELECT run_id, metric, site, max(layer) FROM metric_values_v1 GROUP BY run_id, metric, site"
     ).fetchall()
@@ -80,9 +84,9 @@ def _values(conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layer
         width = max(int(n_layers.get(run_id, 0)), int(max_layer))
         sid = int(
             conn.execute(
-                "INSERT INTO series(run_id, variant, kind, metric, site, n_layers, inner) "
-                "VALUES (?, '', 'value', ?, ?, ?, 1)",
-                (run_id, metric, site, width),
+                "INSERT INTO series(run_id, variant, kind, metric, site, n_layers, inner, chunk) "
+                "VALUES (?, '', 'value', ?, ?, ?, 1, ?)",
+                (run_id, metric, site, width, chunk),
             ).lastrowid  # type: ignore[arg-type]
         )
         cur = conn.cursor()
@@ -93,11 +97,11 @@ def _values(conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layer
         )
         carry: list[tuple] = []
         while True:
-            chunk = cur.fetchmany(_CHUNK)
-            rows = carry + chunk
+            fetched = cur.fetchmany(_FETCH)
+            rows = carry + fetched
             if not rows:
                 break
-            if chunk:  # the last step of a chunk may go on in the next one
+            if fetched:  # the last step of a fetch may go on in the next one
                 last = rows[-1][0]
                 cut = len(rows)
                 while cut and rows[cut - 1][0] == last:
@@ -108,12 +112,19 @@ def _values(conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layer
             else:
                 carry = []
             _write_value_rows(
-                conn, path, sid, rows, width, names.get(run_id, str(run_id)), f"{metric}/{site}"
+                conn, path, sid, rows, width, chunk, names.get(run_id, str(run_id)), f"{metric}/{site}"
             )
 
 
 def _write_value_rows(
-    conn: sqlite3.Connection, path: Path, sid: int, rows: list[tuple], width: int, run: str, series: str
+    conn: sqlite3.Connection,
+    path: Path,
+    sid: int,
+    rows: list[tuple],
+    width: int,
+    chunk: int,
+    run: str,
+    series: str,
 ) -> None:
     steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     layers = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
@@ -129,16 +140,22 @@ def _write_value_rows(
         raise damaged(
             path, run, f"{series} has a value for layer {bad[1]} at step {bad[0]}; layers start at 1"
         )
-    uniq, first = np.unique(steps, return_index=True)
+    uniq = np.unique(steps)
     mat = np.full((len(uniq), width), np.nan)
     mat[np.searchsorted(uniq, steps), layers - 1] = vals
     conn.executemany(
-        "INSERT INTO series_rows(series_id, step, vals) VALUES (?,?,?)",
-        [(sid, int(s), encode(mat[i])) for i, s in enumerate(uniq.tolist())],
+        "INSERT INTO series_rows(series_id, step, part, vals) VALUES (?,?,?,?)",
+        [
+            (sid, int(s), p, b)
+            for i, s in enumerate(uniq.tolist())
+            for p, b in enumerate(encode(mat[i], chunk))
+        ],
     )
 
 
-def _hists(conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layers: dict[int, int]) -> None:
+def _hists(
+    conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layers: dict[int, int], chunk: int
+) -> None:
     groups = conn.execute("SELECT run_id, site, max(layer) FROM hists_v1 GROUP BY run_id, site").fetchall()
     for run_id, site, max_layer in groups:
         run = names.get(run_id, str(run_id))
@@ -152,7 +169,7 @@ def _hists(conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layers
         n_bins = 0
         step: int | None = None
         mat = np.zeros((0, 0))
-        rows: list[tuple[int, int, bytes]] = []
+        rows: list[tuple[int, int, int, bytes]] = []
         for s, layer, blob in _fetch(cur):
             if not isinstance(blob, bytes) or not blob or len(blob) % 8:
                 raise damaged(
@@ -164,9 +181,9 @@ def _hists(conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layers
                 n_bins = len(blob) // 8
                 sid = int(
                     conn.execute(
-                        "INSERT INTO series(run_id, variant, kind, metric, site, n_layers, inner) "
-                        "VALUES (?, '', 'hist', 'hist', ?, ?, ?)",
-                        (run_id, site, width, n_bins),
+                        "INSERT INTO series(run_id, variant, kind, metric, site, n_layers, inner, chunk) "
+                        "VALUES (?, '', 'hist', 'hist', ?, ?, ?, ?)",
+                        (run_id, site, width, n_bins, chunk),
                     ).lastrowid  # type: ignore[arg-type]
                 )
             if len(blob) != 8 * n_bins:
@@ -177,20 +194,20 @@ def _hists(conn: sqlite3.Connection, path: Path, names: dict[int, str], n_layers
                 )
             if s != step:
                 if step is not None:
-                    rows.append((sid, step, encode(mat)))
+                    rows.extend((sid, step, p, b) for p, b in enumerate(encode(mat, chunk)))
                 if len(rows) >= 1024:  # bounded memory: histograms are the widest rows
-                    conn.executemany("INSERT INTO series_rows(series_id, step, vals) VALUES (?,?,?)", rows)
+                    conn.executemany(_INSERT, rows)
                     rows = []
                 step, mat = s, np.zeros((width, n_bins))  # a layer without a histogram counts nothing
             mat[layer - 1] = np.frombuffer(blob, dtype="<f8")
         if step is not None:
-            rows.append((sid, step, encode(mat)))
-        conn.executemany("INSERT INTO series_rows(series_id, step, vals) VALUES (?,?,?)", rows)
+            rows.extend((sid, step, p, b) for p, b in enumerate(encode(mat, chunk)))
+        conn.executemany(_INSERT, rows)
 
 
 def _fetch(cur: sqlite3.Cursor) -> Iterator[tuple]:
     while True:
-        chunk = cur.fetchmany(_CHUNK)
-        if not chunk:
+        fetched = cur.fetchmany(_FETCH)
+        if not fetched:
             return
-        yield from chunk
+        yield from fetched

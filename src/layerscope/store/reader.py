@@ -61,8 +61,9 @@ class StoreReader:
             )
         self._conn: sqlite3.Connection | None = connect(self.path, readonly)
         self._run_ids: dict[str, int] = {}
-        self._series: dict[_SeriesKey, tuple[int, int, int]] = {}  # -> (id, n_layers, inner)
+        self._series: dict[_SeriesKey, tuple[int, int, int, int]] = {}  # -> (id, n_layers, inner, chunk)
         self._n_layers: dict[int, int] = {}
+        self._chunk_size = 0
 
     # -- connection ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -194,7 +195,7 @@ class StoreReader:
             SeriesInfo(m, s, v, k, int(n), int(i), int(c))
             for m, s, v, k, n, i, c in self._read(
                 "SELECT metric, site, variant, kind, n_layers, inner, "
-                "       (SELECT count(*) FROM series_rows r WHERE r.series_id = series.id) "
+                "       (SELECT count(*) FROM series_rows r WHERE r.series_id = series.id AND r.part = 0) "
                 "FROM series WHERE run_id=? ORDER BY variant, kind, metric, site",
                 (rid,),
             )
@@ -251,19 +252,20 @@ class StoreReader:
         site: str,
         where: str = "",
         args: tuple[Any, ...] = (),
-    ) -> tuple[tuple[int, int, int] | None, list[tuple[int, Any]], list[LayerInfo], str]:
-        """(series id, n_layers, inner) or None, its rows ``(step, blob)`` matching ``where``, the
-        run's layers and source: all from one read snapshot."""
+    ) -> tuple[tuple[int, int, int, int] | None, list[tuple[int, int, Any]], list[LayerInfo], str]:
+        """(series id, n_layers, inner, chunk) or None, its rows ``(step, part, blob)`` matching
+        ``where``, the run's layers and source: all from one read snapshot."""
         rid = self.run_id(run)
         layer_infos = self.layers(run)
         with snapshot(self.conn, self.path, f"reading run {run!r}") as c:
             s = c.execute(
-                "SELECT id, n_layers, inner FROM series WHERE run_id=? AND variant=? AND kind=? AND metric=? AND site=?",
+                "SELECT id, n_layers, inner, chunk FROM series WHERE run_id=? AND variant=? AND kind=? AND metric=? "
+                "AND site=?",
                 (rid, variant, kind, metric, site),
             ).fetchone()
             rows = (
                 c.execute(
-                    f"SELECT step, vals FROM series_rows WHERE series_id=? {where} ORDER BY step",
+                    f"SELECT step, part, vals FROM series_rows WHERE series_id=? {where} ORDER BY step, part",
                     (s[0], *args),
                 ).fetchall()
                 if s is not None
@@ -326,13 +328,12 @@ class StoreReader:
         s, rows, layer_infos, source = self._rows(run, variant, "value", metric, site, "AND step>?", (after,))
         if s is None:
             raise self._not_found(run, metric, site, variant)
-        sid, n, inner = s
+        sid, n, inner, chunk = s
         if not rows and since_step is None:
             raise NotFoundError(f"run {run!r} in {str(self.path)!r} has no recorded steps yet.")
         label = series_label(metric, site, variant)
         how = _heads.check(reduce, inner, f"{label} of run {run!r}")
-        steps = [r[0] for r in rows]
-        cube = decode([r[1] for r in rows], steps, n, inner, self.path, run, label)
+        steps, cube = decode(rows, n, inner, chunk, self.path, run, label)
         layers, names = self._layer_labels(n, layer_infos)
         meta: dict[str, Any] = {"store": str(self.path), "source": source}
         if variant:
@@ -354,17 +355,17 @@ class StoreReader:
         )
         if s is None:
             raise self._not_found(run, metric, site, variant)
-        sid, n, inner = s
+        sid, n, inner, chunk = s
         label = series_label(metric, site, variant)
         if not rows:
             have = self._read(
-                "SELECT min(step), max(step), count(*) FROM series_rows WHERE series_id=?", (sid,)
+                "SELECT min(step), max(step), count(DISTINCT step) FROM series_rows WHERE series_id=?", (sid,)
             )[0]
             raise NotFoundError(
                 f"step {step} was not recorded for {label} of run {run!r}; it has {have[2]} steps, "
                 f"{have[0]}..{have[1]}. Pass one of them."
             )
-        cube = decode([rows[0][1]], [int(step)], n, inner, self.path, run, label)
+        _, cube = decode(rows, n, inner, chunk, self.path, run, label)
         layers, names = self._layer_labels(n, layer_infos)
         return HeadMap(
             cube[0].T.copy(),
@@ -390,8 +391,8 @@ class StoreReader:
             raise NotFoundError(
                 f"run {run!r} has no histograms at site {site!r}; record with metrics including 'hist'."
             )
-        steps = [r[0] for r in rows]
-        return decode([r[1] for r in rows], steps, s[1], s[2], self.path, run, f"hist/{site}"), steps, edges
+        steps, counts = decode(rows, s[1], s[2], s[3], self.path, run, f"hist/{site}")
+        return counts, steps, edges
 
     def iter_rows(self, run: str | None = None, *, full: bool = False) -> Iterator[tuple[Any, ...]]:
         """Tidy rows ``(run, step, layer, layer_name, site, metric, value)`` of one run or all runs,
@@ -405,14 +406,14 @@ class StoreReader:
         for r in runs:
             yield from self._iter_run(r, full)
 
-    def _iter_run(self, run: str, full: bool, chunk: int = 512) -> Iterator[tuple[Any, ...]]:
+    def _iter_run(self, run: str, full: bool, per_read: int = 512) -> Iterator[tuple[Any, ...]]:
         rid = self.run_id(run)
         infos = self.layers(run)
         plan = [
-            (sid, m, s, v, int(n), int(i), self._layer_labels(int(n), infos)[1])
-            for sid, m, s, v, n, i in self._read(
-                "SELECT id, metric, site, variant, n_layers, inner FROM series WHERE run_id=? AND kind='value' "
-                "ORDER BY variant, site, metric",
+            (sid, m, s, v, int(n), int(i), int(c), self._layer_labels(int(n), infos)[1])
+            for sid, m, s, v, n, i, c in self._read(
+                "SELECT id, metric, site, variant, n_layers, inner, chunk FROM series WHERE run_id=? "
+                "AND kind='value' ORDER BY variant, site, metric",
                 (rid,),
             )
             if full or (v == "" and i == 1)
@@ -420,17 +421,18 @@ class StoreReader:
         if not full:
             plan.sort(key=lambda p: (p[2], p[1]))
         steps = self.steps(run)
-        for k in range(0, len(steps), chunk):
-            lo, hi = steps[k], steps[min(k + chunk, len(steps)) - 1]
+        for k in range(0, len(steps), per_read):
+            lo, hi = steps[k], steps[min(k + per_read, len(steps)) - 1]
             block: list[tuple[Any, ...]] = []
-            for sid, metric, site, variant, n, inner, names in plan:
+            for sid, metric, site, variant, n, inner, chunk, names in plan:
                 rows = self._read(
-                    "SELECT step, vals FROM series_rows WHERE series_id=? AND step BETWEEN ? AND ? ORDER BY step",
+                    "SELECT step, part, vals FROM series_rows WHERE series_id=? AND step BETWEEN ? AND ? "
+                    "ORDER BY step, part",
                     (sid, lo, hi),
                 )
                 label = series_label(metric, site, variant)
-                cube = decode([r[1] for r in rows], [r[0] for r in rows], n, inner, self.path, run, label)
-                for (step, _), mat in zip(rows, cube.tolist()):
+                got, cube = decode(rows, n, inner, chunk, self.path, run, label)
+                for step, mat in zip(got, cube.tolist()):
                     for j, vals in enumerate(mat):
                         for h, x in enumerate(vals):
                             value = None if x != x else x  # NaN -> None

@@ -1,9 +1,12 @@
 """The store's schema (version 2): tables, the ``metric_values`` view, creation, version check.
 
-One canonical representation of values: a row of ``series_rows`` holds every layer of one series
-at one step, as a float64 little-endian blob (NaN where absent). The text that names a series
-(metric, site, variant) is stored once, in ``series``; a row costs its 8 bytes per value plus
-~20 bytes (the key and SQLite's record header), so a 96-layer row costs ~8.3 bytes per value.
+One canonical representation of values: all layers of one series at one step, as float64
+little-endian (NaN where absent), in ``series_rows``. The text that names a series (metric, site,
+variant) is stored once, in ``series``. A row is clustered with the other steps of its series
+(the table is keyed and stored by (series_id, step, part)), so loading a series reads its own pages
+and no other series'. A row longer than ``series.chunk`` values is stored as several parts, each
+small enough to stay inside a B-tree page (a record that spills to an overflow page of its own
+wastes most of that page); a 96-layer row is one part, ~8.8 bytes per value on disk.
 
 ::
 
@@ -11,12 +14,14 @@ at one step, as a float64 little-endian blob (NaN where absent). The text that n
     runs(id, name UNIQUE, created, model, config JSON, version, source, n_layers)
     layers(run_id, layer, name, stack, depth)          -- layer: 1..n_layers, fixed at discovery
     steps(run_id, variant, step, source, time)         -- one row per committed step of a variant
-    series(id, run_id, variant, kind, metric, site, n_layers, inner)
+    series(id, run_id, variant, kind, metric, site, n_layers, inner, chunk)
         -- kind 'value': a statistic, `inner` values per layer (1, or one per attention head);
         -- kind 'hist':  histogram counts, metric 'hist', `inner` = the number of bins
-    series_rows(series_id, step, vals BLOB)            -- UNIQUE (series_id, step); vals holds
-        -- n_layers x inner float64 LE, layer-major: value (layer j, head h) at index j*inner + h
+    series_rows(series_id, step, part, vals BLOB)      -- PRIMARY KEY (series_id, step, part);
+        -- the row's n_layers x inner float64 LE, layer-major (value (layer j, head h) at index
+        -- j*inner + h), cut into parts of `chunk` values: part p holds indices p*chunk ...
     events(id, run_id, variant, step, site, metric, layer, head, kind, rule, value, message, time)
+    pow2(e, v)                                         -- 2^e, e = -1074..972, for the view
     VIEW metric_values(run_id, metric, site, step, layer, value, head, variant, run)
 
 ``variant`` is "" for a plain run, or ``name=value[,...]`` (``width=256``) for an extra dimension:
@@ -78,14 +83,16 @@ CREATE TABLE series (
     site     TEXT NOT NULL,
     n_layers INTEGER NOT NULL,
     inner    INTEGER NOT NULL DEFAULT 1,
+    chunk    INTEGER NOT NULL,
     UNIQUE (run_id, variant, kind, metric, site)
 );
 CREATE TABLE series_rows (
     series_id INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
     step      INTEGER NOT NULL,
-    vals      BLOB NOT NULL
-);
-CREATE UNIQUE INDEX series_rows_key ON series_rows(series_id, step);
+    part      INTEGER NOT NULL DEFAULT 0,
+    vals      BLOB NOT NULL,
+    PRIMARY KEY (series_id, step, part)
+) WITHOUT ROWID;
 CREATE TABLE events (
     id      INTEGER PRIMARY KEY,
     run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -117,10 +124,20 @@ WITH RECURSIVE p(e, v) AS (
 SELECT e, v FROM p
 """
 
-# A rowid table with a unique index, not WITHOUT ROWID keyed on (series_id, step): a WITHOUT ROWID
-# record over ~1000 bytes (128 layers, or 12 layers x 12 heads) spills to an overflow page of its
-# own and wastes most of it; a rowid table keeps records of up to ~4000 bytes in the page, and
-# appends every commit's rows at the end of the file instead of into 45 places.
+
+def chunk_for(page_size: int) -> int:
+    """Values per part of a row: the most whose record stays inside a page of ``page_size`` bytes.
+
+    SQLite keeps a record of an index B-tree (a WITHOUT ROWID table's) in the page up to
+    ``(U - 12) * 64 / 255 - 23`` bytes (U = the page size); 24 bytes are left for the record
+    header, the series id, the step and the part.
+
+    >>> chunk_for(4096), chunk_for(8192)
+    (122, 250)
+    """
+    local = (page_size - 12) * 64 // 255 - 23
+    return (local - 24) // 8
+
 
 _BYTES = "X'" + "".join(f"{i:02X}" for i in range(256)) + "'"  # instr() of a byte in it = byte + 1
 
@@ -137,21 +154,22 @@ VIEW = f"""
 CREATE VIEW metric_values AS
 WITH RECURSIVE
   idx(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM idx
-             WHERE i + 1 < (SELECT max(n_layers * inner) FROM series WHERE kind = 'value')),
+             WHERE i + 1 < (SELECT max(chunk) FROM series WHERE kind = 'value')),
   cells AS (
-    SELECT s.run_id, s.metric, s.site, s.variant, s.inner, r.step, r.vals, idx.i
+    SELECT s.run_id, s.metric, s.site, s.variant, s.inner, r.step, r.vals, idx.i, r.part * s.chunk + idx.i AS g
     FROM series s CROSS JOIN series_rows r CROSS JOIN idx
-    WHERE s.kind = 'value' AND r.series_id = s.id AND idx.i < s.n_layers * s.inner),
+    WHERE s.kind = 'value' AND r.series_id = s.id AND idx.i < length(r.vals) / 8
+      AND r.part * s.chunk + idx.i < s.n_layers * s.inner),
   bits AS (
-    SELECT run_id, metric, site, variant, inner, step, i,
+    SELECT run_id, metric, site, variant, inner, step, g,
            {_HI} >> 15 AS sgn, ({_HI} >> 4) & 2047 AS ex, (({_HI} & 15) << 48) + {_LO} AS mant
     FROM cells)
 SELECT b.run_id AS run_id, b.metric AS metric, b.site AS site, b.step AS step,
-       b.i / b.inner + 1 AS layer,
+       b.g / b.inner + 1 AS layer,
        CASE WHEN b.ex = 2047 THEN (CASE WHEN b.mant = 0 THEN (1 - 2 * b.sgn) * 1e999 END)
             ELSE (1 - 2 * b.sgn) * (b.mant + (b.ex > 0) * 4503599627370496)
                  * (SELECT v FROM pow2 WHERE pow2.e = max(b.ex, 1) - 1075) END AS value,
-       CASE WHEN b.inner > 1 THEN b.i % b.inner END AS head,
+       CASE WHEN b.inner > 1 THEN b.g % b.inner END AS head,
        b.variant AS variant,
        (SELECT name FROM runs WHERE runs.id = b.run_id) AS run
 FROM bits b

@@ -42,7 +42,7 @@ from .codec import as_matrix, encode
 from .heatmap import Heatmap
 from .reader import StoreReader, _SeriesKey, series_label
 from .records import Event, HeadMap, LayerInfo, RunInfo, SeriesInfo, StepRecord, check_variant
-from .schema import SCHEMA_VERSION
+from .schema import SCHEMA_VERSION, chunk_for
 from .txn import transaction
 
 MAX_BATCH = 256  # steps per write transaction: bounded transactions however many steps one call gets
@@ -172,16 +172,16 @@ class Store(StoreReader):
                 if len(batch) == 1
                 else f"writing steps {lo}..{hi} of run {run!r}"
             )
-            new: dict[_SeriesKey, tuple[int, int, int]] = {}
+            new: dict[_SeriesKey, tuple[int, int, int, int]] = {}
             with transaction(self.conn, self.path, doing) as conn:
-                rows: list[tuple[int, int, bytes]] = []
+                rows: list[tuple[int, int, int, bytes]] = []
                 for rec, arrays in batch:
                     step = int(rec.step)
                     for (kind, metric, site), arr in arrays.items():
-                        sid = self._series_id(
+                        sid, chunk = self._series_id(
                             conn, run, run_id, rec.variant, kind, metric, site, arr, step, new
                         )
-                        rows.append((sid, step, encode(arr)))
+                        rows.extend((sid, step, p, b) for p, b in enumerate(encode(arr, chunk)))
                     if rec.events is not None:
                         conn.execute(
                             "DELETE FROM events WHERE run_id=? AND variant=? AND step=?",
@@ -192,8 +192,9 @@ class Store(StoreReader):
                         "INSERT OR REPLACE INTO steps(run_id, variant, step, source, time) VALUES (?,?,?,?,?)",
                         (run_id, rec.variant, step, rec.source, time.time()),
                     )
+                rows.sort()  # in key order: each series' rows go to its pages in one pass
                 conn.executemany(
-                    "INSERT OR REPLACE INTO series_rows(series_id, step, vals) VALUES (?,?,?)", rows
+                    "INSERT OR REPLACE INTO series_rows(series_id, step, part, vals) VALUES (?,?,?,?)", rows
                 )
             self._series.update(new)  # only once committed: a rolled-back id must not be reused
 
@@ -234,13 +235,16 @@ class Store(StoreReader):
         site: str,
         arr: np.ndarray,
         step: int,
-        new: dict[_SeriesKey, tuple[int, int, int]],
-    ) -> int:
+        new: dict[_SeriesKey, tuple[int, int, int, int]],
+    ) -> tuple[int, int]:
+        """(id, chunk) of the series, created with the shape of ``arr`` if it is new; a
+        ConfigError if ``arr`` does not have its shape."""
         key = (run_id, variant, kind, metric, site)
         known = self._series.get(key) or new.get(key)
         if known is None:
             row = conn.execute(
-                "SELECT id, n_layers, inner FROM series WHERE run_id=? AND variant=? AND kind=? AND metric=? AND site=?",
+                "SELECT id, n_layers, inner, chunk FROM series WHERE run_id=? AND variant=? AND kind=? "
+                "AND metric=? AND site=?",
                 key,
             ).fetchone()
             if row is None:
@@ -251,12 +255,14 @@ class Store(StoreReader):
                         f"step {step}, {series_label(metric, site, variant)}: {arr.shape[0]} values, but run "
                         f"{run!r} has {n_run} layers; give one value per layer (NaN where a layer has none)."
                     )
+                chunk = self._chunk(conn)
                 cur = conn.execute(
-                    "INSERT INTO series(run_id, variant, kind, metric, site, n_layers, inner) VALUES (?,?,?,?,?,?,?)",
-                    (*key, arr.shape[0], arr.shape[1]),
+                    "INSERT INTO series(run_id, variant, kind, metric, site, n_layers, inner, chunk) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (*key, arr.shape[0], arr.shape[1], chunk),
                 )
-                row = (int(cur.lastrowid), arr.shape[0], arr.shape[1])  # type: ignore[arg-type]
-            known = (int(row[0]), int(row[1]), int(row[2]))
+                row = (int(cur.lastrowid), arr.shape[0], arr.shape[1], chunk)  # type: ignore[arg-type]
+            known = (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
             new[key] = known
         if (known[1], known[2]) != arr.shape:
             have = f"{known[1]} x {known[2]}" if known[2] > 1 else f"{known[1]}"
@@ -265,7 +271,12 @@ class Store(StoreReader):
                 + (f" x {arr.shape[1]}" if arr.shape[1] > 1 else "")
                 + f" values, but this series was recorded with {have}; keep its shape, or record into a new run."
             )
-        return known[0]
+        return known[0], known[3]
+
+    def _chunk(self, conn: sqlite3.Connection) -> int:
+        if not self._chunk_size:
+            self._chunk_size = chunk_for(int(conn.execute("PRAGMA page_size").fetchone()[0]))
+        return self._chunk_size
 
     def _run_layers(self, conn: sqlite3.Connection, run_id: int) -> int:
         if run_id not in self._n_layers:
