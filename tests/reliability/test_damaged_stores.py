@@ -363,3 +363,22 @@ def test_a_row_stored_in_parts_that_lost_one_is_damage(tmp_path: Path) -> None:
     )
     with pytest.raises(StoreError, match=r"run 'r': the row of ml/attn at step 3 lacks part 1 of 2"):
         layerscope.load(p, metric="ml", site="attn", reduce="max")
+
+
+# -- odd CSVs: values at the ends of float64 on a log scale ------------------------------------------
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["1.0", "inf", "3", "1e308", "2", "3"],  # the case: inf and 1e308
+        ["1e-300", "1e300", "3", "2", "2", "3"],  # 600 decades
+        ["5e-324", "1e308", "3", "2", "-inf", "nan"],  # a subnormal, 1e308, -inf and NaN cells
+    ],
+)
+@pytest.mark.parametrize("out", ["heat.png", "heat.svg", "heat.html", "lines.png"])
+def test_plot_log_of_a_csv_at_the_ends_of_float64_draws(tmp_path: Path, cells: list[str], out: str) -> None:
+    src = tmp_path / "values.csv"
+    src.write_text(f"step,1,2,3\n10,{','.join(cells[:3])}\n20,{','.join(cells[3:])}\n")
+    kind = ["--kind", "lines"] if out.startswith("lines") else []
+    r = run_cli("plot", src, "--log", *kind, "-o", tmp_path / out)
+    assert r.returncode == 0 and "unexpected" not in r.stderr, r.stderr[-2000:]
+    assert (tmp_path / out).stat().st_size > 1000
