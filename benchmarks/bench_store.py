@@ -8,13 +8,14 @@ in interleaved rounds:
     Store.write_steps       the same StepRecords written directly (one transaction per flush)
     bare sqlite, blobs      the floor for schema 2: the same float64 blobs into the same table with
                             executemany, one transaction per flush, nothing else
-    bare sqlite, long rows  what schema 1 wrote besides its blobs: one row per value
+    bare sqlite, schema 1   what schema 1 wrote: one row per value and a blob per (metric, site, step)
 
 Load one 96 x 5000 matrix (target <= 50 ms), interleaved:
 
     Store.load              on an open store, as the renderers and the dashboard call it
     layerscope.load         open the file read-only, load, close (what the CLI does)
     bare sqlite             SELECT of the same blobs + np.frombuffer: the floor
+    schema 1's matrix_rows  the same read of schema 1's blob copy (what its reader read)
 
 Space (the issue's store: 20,000 steps x 96 layers x 4 metrics): the file size after a checkpoint
 in bytes per value (target <= 10), the time to write it through Store.write_steps (flushes of 50
@@ -56,50 +57,74 @@ def records(first: int, n: int, rng: np.random.Generator, metrics: tuple[str, ..
 
 
 class Bare:
-    """Plain SQLite, nothing else: schema 2's blob table (with its index), or schema 1's long rows."""
+    """Plain SQLite, nothing else: schema 2's table of blobs, or what schema 1 wrote: its long rows
+    and, in the same transaction, one blob per (metric, site, step) in ``matrix_rows``."""
 
-    def __init__(self, path: str, long_rows: bool) -> None:
-        self.long_rows = long_rows
+    def __init__(self, path: str, schema1: bool) -> None:
+        self.schema1 = schema1
         self.conn = sqlite3.connect(path, isolation_level=None)
+        if not schema1:
+            self.conn.execute("PRAGMA page_size=8192")
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        if long_rows:
+        if schema1:
             self.conn.execute(
                 "CREATE TABLE metric_values (run_id INTEGER NOT NULL, metric TEXT NOT NULL, site TEXT NOT NULL, "
                 "step INTEGER NOT NULL, layer INTEGER NOT NULL, value REAL, "
                 "PRIMARY KEY (run_id, metric, site, step, layer)) WITHOUT ROWID"
             )
+            self.conn.execute(
+                "CREATE TABLE matrix_rows (run_id INTEGER NOT NULL, metric TEXT NOT NULL, site TEXT NOT NULL, "
+                "step INTEGER NOT NULL, vals BLOB NOT NULL, PRIMARY KEY (run_id, metric, site, step)) WITHOUT ROWID"
+            )
         else:
             self.conn.execute(
-                "CREATE TABLE series_rows (series_id INTEGER NOT NULL, step INTEGER NOT NULL, vals BLOB)"
+                "CREATE TABLE series_rows (series_id INTEGER NOT NULL, step INTEGER NOT NULL, "
+                "part INTEGER NOT NULL, vals BLOB NOT NULL, PRIMARY KEY (series_id, step, part)) WITHOUT ROWID"
             )
-            self.conn.execute("CREATE UNIQUE INDEX series_rows_key ON series_rows(series_id, step)")
         self.sid = {m: i + 1 for i, m in enumerate(METRICS)}
 
     def write(self, recs: list) -> None:
-        if self.long_rows:
-            rows: list = [
-                (1, m, s, r.step, j + 1, v)
-                for r in recs
-                for (m, s), vals in r.values.items()
-                for j, v in enumerate(vals.tolist())
-            ]
-            sql = "INSERT INTO metric_values VALUES (?,?,?,?,?,?)"
+        self.conn.execute("BEGIN")
+        if self.schema1:
+            self.conn.executemany(
+                "INSERT INTO metric_values VALUES (?,?,?,?,?,?)",
+                [
+                    (1, m, s, r.step, j + 1, v)
+                    for r in recs
+                    for (m, s), vals in r.values.items()
+                    for j, v in enumerate(vals.tolist())
+                ],
+            )
+            self.conn.executemany(
+                "INSERT INTO matrix_rows VALUES (?,?,?,?,?)",
+                [
+                    (1, m, s, r.step, vals.astype("<f8").tobytes())
+                    for r in recs
+                    for (m, s), vals in r.values.items()
+                ],
+            )
         else:
-            rows = [
-                (self.sid[m], r.step, vals.astype("<f8").tobytes())
+            rows = sorted(
+                (self.sid[m], r.step, 0, vals.astype("<f8").tobytes())
                 for r in recs
                 for (m, _), vals in r.values.items()
-            ]
-            sql = "INSERT INTO series_rows VALUES (?,?,?)"
-        self.conn.execute("BEGIN")
-        self.conn.executemany(sql, rows)
+            )
+            self.conn.executemany("INSERT INTO series_rows VALUES (?,?,?,?)", rows)
         self.conn.execute("COMMIT")
 
     def load(self, metric: str) -> np.ndarray:
-        rows = self.conn.execute(
-            "SELECT step, vals FROM series_rows WHERE series_id=? ORDER BY step", (self.sid[metric],)
-        ).fetchall()
+        if self.schema1:  # what schema 1's reader read: the matrix_rows blobs
+            sql, args = (
+                "SELECT step, vals FROM matrix_rows WHERE run_id=1 AND metric=? AND site='output' ORDER BY step",
+                (metric,),
+            )
+        else:
+            sql, args = (
+                "SELECT step, vals FROM series_rows WHERE series_id=? ORDER BY step, part",
+                (self.sid[metric],),
+            )
+        rows = self.conn.execute(sql, args).fetchall()
         return np.frombuffer(b"".join(r[1] for r in rows), "<f8").reshape(len(rows), N_LAYERS).copy()
 
 
@@ -140,12 +165,17 @@ def bench_write_and_load(args: argparse.Namespace, tmp: str) -> None:
     rng = np.random.default_rng(0)
     st = Store(path)
     st.create_run("direct", layers=[LayerInfo(i + 1, f"h.{i}") for i in range(N_LAYERS)])
-    bare = Bare(os.path.join(tmp, "bare.db"), long_rows=False)
-    bare_long = Bare(os.path.join(tmp, "bare-long.db"), long_rows=True)
+    bare = Bare(os.path.join(tmp, "bare.db"), schema1=False)
+    bare_v1 = Bare(os.path.join(tmp, "bare-v1.db"), schema1=True)
     recf = RecorderFlush(path)
     per_batch = BATCH * N_LAYERS * len(METRICS)
 
-    names = ["Recorder.flush", "Store.write_steps", "bare sqlite, blobs", "bare sqlite, long rows (schema 1)"]
+    names = [
+        "Recorder.flush",
+        "Store.write_steps",
+        "bare sqlite, blobs",
+        "bare sqlite, schema 1 (long rows + blobs)",
+    ]
     cpu: dict[str, list[float]] = {n: [] for n in names}
     wall: dict[str, list[float]] = {n: [] for n in names}
     next_step = 1
@@ -156,7 +186,7 @@ def bench_write_and_load(args: argparse.Namespace, tmp: str) -> None:
             names[0]: recf.flush,
             names[1]: lambda recs=recs: st.write_steps("direct", recs),
             names[2]: lambda recs=recs: bare.write(recs),
-            names[3]: lambda recs=recs: bare_long.write(recs),
+            names[3]: lambda recs=recs: bare_v1.write(recs),
         }
         for name in names[r % 4 :] + names[: r % 4]:
             c0, w0 = time.process_time(), time.perf_counter()
@@ -192,16 +222,19 @@ def bench_write_and_load(args: argparse.Namespace, tmp: str) -> None:
         recs = records(have + 1, k, rng)
         st.write_steps("direct", recs)
         bare.write(recs)
+        bare_v1.write(recs)
         have += k
     build_s = time.perf_counter() - t0
     st.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     hm = st.load("direct", "rms")
     assert hm.values.shape == (steps, N_LAYERS), hm.values.shape
     assert np.array_equal(bare.load("rms"), hm.values)
+    assert bare_v1.load("rms").shape == hm.values.shape
     jobs = {
         "Store.load": lambda: st.load("direct", "rms"),
         "layerscope.load (open, read, close)": lambda: load(path, run="direct", metric="rms"),
         "bare sqlite": lambda: bare.load("rms"),
+        "bare sqlite, schema 1's matrix_rows": lambda: bare_v1.load("rms"),
     }
     lc, lw = C.interleave_cpu_wall(jobs, args.repeats)
     base = C.median(lc["bare sqlite"])
@@ -209,7 +242,9 @@ def bench_write_and_load(args: argparse.Namespace, tmp: str) -> None:
     for name in jobs:
         med = C.median(lc[name]) * 1e3
         target = (
-            f"<= {LOAD_TARGET_MS:.0f} ms {C.verdict(med, LOAD_TARGET_MS)}" if name != "bare sqlite" else ""
+            f"<= {LOAD_TARGET_MS:.0f} ms {C.verdict(med, LOAD_TARGET_MS)}"
+            if name.startswith(("St", "la"))
+            else ""
         )
         rows.append([name, med, f"{med / (base * 1e3):.2f}", C.median(lw[name]) * 1e3, target])
     print(
@@ -298,21 +333,23 @@ def bench_space(args: argparse.Namespace, tmp: str) -> None:
     n_values = n * N_LAYERS * len(SPACE_METRICS)
     path = os.path.join(tmp, "space.db")
     rng = np.random.default_rng(0)
-    write_s = 0.0
+    write_s = write_wall = 0.0
     with Store(path) as st:
         st.create_run("a", [LayerInfo(j + 1, f"h.{j}") for j in range(N_LAYERS)])
         for s0 in range(1, n + 1, BATCH):
             recs = records(s0, min(BATCH, n + 1 - s0), rng, SPACE_METRICS)
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             st.write_steps("a", recs)
-            write_s += time.perf_counter() - t0
+            write_s += time.process_time() - c0
+            write_wall += time.perf_counter() - t0
         st.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = os.path.getsize(path)
-    loads = []
+    loads, load_walls = [], []
     for _ in range(5):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         hm = load(path, run="a", metric="rms")
-        loads.append(time.perf_counter() - t0)
+        loads.append(time.process_time() - c0)
+        load_walls.append(time.perf_counter() - t0)
     assert hm.values.shape == (n, N_LAYERS)
     rows = [
         [
@@ -320,8 +357,8 @@ def bench_space(args: argparse.Namespace, tmp: str) -> None:
             f"{size / 2**20:.1f}",
             f"{size / n_values:.2f}",
             f"<= {SPACE_TARGET:.0f} {C.verdict(size / n_values, SPACE_TARGET)}",
-            f"{write_s:.1f} s ({n_values / write_s:,.0f} values/s)",
-            f"{C.median(loads) * 1e3:.0f} ms",
+            f"{write_s:.1f} s cpu ({n_values / write_s:,.0f} values/s), {write_wall:.1f} s wall",
+            f"{C.median(loads) * 1e3:.0f} ms cpu, {C.median(load_walls) * 1e3:.0f} ms wall",
         ]
     ]
     if not args.no_v1:

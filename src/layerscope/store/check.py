@@ -25,6 +25,7 @@ from . import schema
 from .codec import n_parts
 from .reader import series_label
 from .sqlite import Store
+from .txn import snapshot
 
 _TABLES = ("meta", "runs", "layers", "steps", "series", "series_rows", "events", "pow2")
 
@@ -55,10 +56,15 @@ def check_store(path: str | os.PathLike[str]) -> list[Problem]:
     except LayerscopeError as e:
         return [Problem(None, "open", str(e))]
     with st:
+        found: list[Problem] = []
         try:
-            return list(_check(st))
+            for p in _check(st):
+                found.append(p)
         except sqlite3.Error as e:
-            return [Problem(None, "sqlite", f"the check stopped: {' '.join(str(e).split())}")]
+            found.append(Problem(None, "sqlite", f"the check stopped: {' '.join(str(e).split())}"))
+        except LayerscopeError as e:
+            found.append(Problem(None, "sqlite", f"the check stopped: {e}"))
+        return found
 
 
 def _check(st: Store) -> Iterator[Problem]:
@@ -82,14 +88,11 @@ def _check(st: Store) -> Iterator[Problem]:
         yield Problem(
             None, "schema", f"table pow2 holds {n_pow2} rows, not 2047; the metric_values view reads wrong"
         )
-    c.execute("BEGIN")  # one snapshot for every count below
-    try:
+    with snapshot(c, st.path, "checking the store"):  # one committed state for every count below
         for rid, name, cfg, n_layers in c.execute(
             "SELECT id, name, config, n_layers FROM runs ORDER BY id"
         ).fetchall():
             yield from _check_run(c, rid, name, cfg, n_layers)
-    finally:
-        c.execute("ROLLBACK")
 
 
 def _check_run(c: sqlite3.Connection, rid: int, run: str, cfg: object, n_layers: object) -> Iterator[Problem]:
