@@ -14,7 +14,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from .heatmap import Heatmap
 from .records import Event, HeadMap, LayerInfo, RunInfo, SeriesInfo
 from .txn import damaged, snapshot, translate
 
-_SeriesKey = tuple[int, str, str, str, str]  # run_id, variant, kind, metric, site
+_R = TypeVar("_R", bound="StoreReader")
 
 
 def series_label(metric: str, site: str, variant: str = "") -> str:
@@ -61,9 +61,6 @@ class StoreReader:
             )
         self._conn: sqlite3.Connection | None = connect(self.path, readonly)
         self._run_ids: dict[str, int] = {}
-        self._series: dict[_SeriesKey, tuple[int, int, int, int]] = {}  # -> (id, n_layers, inner, chunk)
-        self._n_layers: dict[int, int] = {}
-        self._chunk_size = 0
 
     # -- connection ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -72,7 +69,7 @@ class StoreReader:
         if conn is not None:
             conn.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self: _R) -> _R:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -40,10 +40,12 @@ from .._version import __version__
 from ..errors import ConfigError, StoreError
 from .codec import as_matrix, encode
 from .heatmap import Heatmap
-from .reader import StoreReader, _SeriesKey, series_label
+from .reader import StoreReader, series_label
 from .records import Event, HeadMap, LayerInfo, RunInfo, SeriesInfo, StepRecord, check_variant
 from .schema import SCHEMA_VERSION, chunk_for
 from .txn import transaction
+
+_SeriesKey = tuple[int, str, str, str, str]  # run_id, variant, kind, metric, site
 
 MAX_BATCH = 256  # steps per write transaction: bounded transactions however many steps one call gets
 
@@ -60,6 +62,12 @@ class Store(StoreReader):
     ...     st.load("demo", "rms").values.tolist()
     [[1.0, 2.0]]
     """
+
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        super().__init__(path, readonly)
+        self._series: dict[_SeriesKey, tuple[int, int, int, int]] = {}  # -> (id, n_layers, inner, chunk)
+        self._n_layers: dict[int, int] = {}  # run id -> its layer count, for checking new series
+        self._chunk_size = 0  # values per part of a row, from the page size (read once)
 
     def _writable(self, doing: str) -> None:
         if self.readonly:
