@@ -32,7 +32,7 @@ INTERRUPTED = "Interrupted; everything flushed so far is kept."
 
 # -- "see the SQLite message above" -----------------------------------------------------------------
 def test_no_message_points_at_a_message_that_is_not_there() -> None:
-    from layerscope.store.sqlite import _translate
+    from layerscope.store.txn import translate as _translate
 
     for err in ("no such table: steps", 'near "x": syntax error', "constraint failed", "weird"):
         msg = str(_translate(sqlite3.OperationalError(err), Path("runs.db"), "reading"))

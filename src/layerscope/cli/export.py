@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,25 @@ import click
 from ._common import run_option, store_argument
 
 HEADER = ["run", "step", "layer", "layer_name", "site", "metric", "value"]
+# A store holding per-head statistics or variants (coord-check widths) adds these two.
+FULL_HEADER = [*HEADER, "variant", "head"]
+EVENT_HEADER = [
+    "run",
+    "variant",
+    "step",
+    "site",
+    "metric",
+    "layer",
+    "head",
+    "kind",
+    "rule",
+    "value",
+    "message",
+    "time",
+]
+# Parquet column types (everything else is a string).
+_INT_COLUMNS = {"step", "layer", "head"}
+_FLOAT_COLUMNS = {"value", "time"}
 
 
 @click.command("export")
@@ -39,18 +58,25 @@ HEADER = ["run", "step", "layer", "layer_name", "site", "metric", "value"]
     metavar="LIST",
     help="Only these sites, comma-separated. Default: all.",
 )
-def export(store: str, run: str | None, output: str, metric: str | None, site: str | None) -> None:
+@click.option("--events", is_flag=True, help="Write the runs' events (alerts) instead of their values.")
+def export(
+    store: str, run: str | None, output: str, metric: str | None, site: str | None, events: bool
+) -> None:
     """Write the values of STORE as tidy rows: run, step, layer, layer_name, site, metric, value.
 
-    All runs unless --run is given. The format comes from the file name: .csv, or .parquet (with
-    pyarrow installed: pip install pyarrow). The file is written next to its final name and
-    renamed into place, so a failure never leaves half a file.
+    All runs unless --run is given. A store holding per-head statistics or variants (e.g. the
+    widths of a coord-check) gets two more columns, variant and head (0-based). With --events,
+    the events instead: run, variant, step, site, metric, layer, head, kind, rule, value,
+    message, time. The format comes from the file name: .csv, or .parquet (with pyarrow
+    installed: pip install pyarrow). The file is written next to its final name and renamed into
+    place, so a failure never leaves half a file.
 
     \b
     Examples:
       layerscope export layerscope-demo/runs.db -o values.csv
       layerscope export runs.db --run baseline --metric rms,kurtosis --site output -o values.parquet
       layerscope export runs.db --run baseline -o - | head
+      layerscope export runs.db --events -o alerts.csv
     """
     import sys
 
@@ -93,29 +119,39 @@ def export(store: str, run: str | None, output: str, metric: str | None, site: s
     metrics, sites = parse_list(metric), parse_list(site)
     with Store(store, readonly=True) as st:
         runs = [st.resolve_run(run)] if run is not None else st.run_names()
-        _check_filter(st, runs, metrics, sites)
+        if not events:
+            _check_filter(st, runs, metrics, sites)
+        if events:
+            header, i_site, i_metric = EVENT_HEADER, 3, 4
+            source: Callable[[], Iterator[tuple[Any, ...]]] = lambda: st.iter_events(run)
+        elif any(s.variant or s.inner > 1 for r in runs for s in st.series(r) if s.kind == "value"):
+            header, i_site, i_metric = FULL_HEADER, 4, 5
+            source = lambda: st.iter_rows(run, full=True)
+        else:
+            header, i_site, i_metric = HEADER, 4, 5
+            source = lambda: st.iter_rows(run)
 
         def rows() -> Iterator[tuple[Any, ...]]:
-            for r in st.iter_rows(run):
-                if (metrics is None or r[5] in metrics) and (sites is None or r[4] in sites):
+            for r in source():
+                if (metrics is None or r[i_metric] in metrics) and (sites is None or r[i_site] in sites):
                     yield r
 
         if output == "-":
-            _write_csv(sys.stdout, rows())
+            _write_csv(sys.stdout, header, rows())
             return
         n = 0
 
         def write(name: str) -> None:
             nonlocal n
             if arrow is not None:
-                n = _write_parquet(name, rows(), *arrow)
+                n = _write_parquet(name, header, rows(), *arrow)
             else:
                 with open(name, "w", newline="") as f:
-                    n = _write_csv(f, rows())
+                    n = _write_csv(f, header, rows())
 
         write_atomic(out, write)
     # Into a pipe or /dev/stdout the CSV itself may be on stdout: keep the message out of it.
-    click.echo(escape_controls(f"wrote {n} rows to {output}"), err=is_stream(out))
+    click.echo(escape_controls(f"wrote {n} {'events' if events else 'rows'} to {output}"), err=is_stream(out))
 
 
 def _check_filter(st: object, runs: list[str], metrics: list[str] | None, sites: list[str] | None) -> None:
@@ -135,32 +171,40 @@ def _check_filter(st: object, runs: list[str], metrics: list[str] | None, sites:
             )
 
 
-def _write_csv(f: object, rows: object) -> int:
+def _cell(v: object) -> object:
+    """None as an empty cell; floats with every digit (repr round-trips float64)."""
+    return "" if v is None else repr(v) if isinstance(v, float) else v
+
+
+def _write_csv(f: object, header: list[str], rows: object) -> int:
     import csv
 
     w = csv.writer(f, lineterminator="\n")  # type: ignore[arg-type]
-    w.writerow(HEADER)
+    w.writerow(header)
     n = 0
     for r in rows:  # type: ignore[attr-defined]
-        w.writerow([*r[:-1], "" if r[-1] is None else repr(r[-1])])
+        w.writerow([_cell(v) for v in r])
         n += 1
     return n
 
 
-def _write_parquet(name: str, rows: object, pa: object, pq: object) -> int:
+def _write_parquet(name: str, header: list[str], rows: object, pa: Any, pq: Any) -> int:
     """Tidy rows as a Parquet table (value: float64, null where absent), written in batches."""
-    types = [pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string(), pa.string(), pa.float64()]  # type: ignore[attr-defined]
-    schema = pa.schema(list(zip(HEADER, types)))  # type: ignore[attr-defined]
+    types = [
+        pa.int64() if c in _INT_COLUMNS else pa.float64() if c in _FLOAT_COLUMNS else pa.string()
+        for c in header
+    ]
+    schema = pa.schema(list(zip(header, types)))
     n = 0
-    with pq.ParquetWriter(name, schema) as w:  # type: ignore[attr-defined]
+    with pq.ParquetWriter(name, schema) as w:
         batch: list[tuple] = []
         for r in rows:  # type: ignore[attr-defined]
             batch.append(r)
             if len(batch) == 100_000:
-                w.write_table(pa.Table.from_pylist([dict(zip(HEADER, b)) for b in batch], schema))  # type: ignore[attr-defined]
+                w.write_table(pa.Table.from_pylist([dict(zip(header, b)) for b in batch], schema))
                 n += len(batch)
                 batch = []
         if batch or n == 0:
-            w.write_table(pa.Table.from_pylist([dict(zip(HEADER, b)) for b in batch], schema))  # type: ignore[attr-defined]
+            w.write_table(pa.Table.from_pylist([dict(zip(header, b)) for b in batch], schema))
             n += len(batch)
     return n

@@ -118,6 +118,18 @@ def add_colorbar(
         cb.set_label(label)
     if cs.kind == "linear":
         cb.formatter.set_useMathText(True)  # 1e-3 offsets as x10^-3, not a bare 1e-3 above the bar
+    elif cs.kind == "log" and (cs.hi > 1e250 or cs.lo < 1e-250 or cs.hi / cs.lo > 1e100):
+        # matplotlib's LogLocator steps past the ends by a stride of decades, and near 1e308 its
+        # ticks overflow to inf (an OverflowError while laying out). At most ~8 decade ticks inside.
+        from matplotlib.ticker import FixedLocator, LogFormatterSciNotation, NullLocator
+
+        e0, e1 = int(np.ceil(np.log10(cs.lo))), int(np.floor(np.log10(cs.hi)))
+        stride = next(k for k in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500) if (e1 - e0) / k <= 8)
+        start = -(-e0 // stride) * stride  # ticks at multiples of the stride: 10^0, 10^50, ...
+        axis = cb.ax.yaxis if where == "right" else cb.ax.xaxis
+        axis.set_major_locator(FixedLocator([10.0**e for e in range(start, e1 + 1, stride)]))
+        axis.set_major_formatter(LogFormatterSciNotation())
+        axis.set_minor_locator(NullLocator())
     elif cs.kind == "log" and cs.hi / cs.lo < 1000:
         # Under three decades the default shows one or two 'a x 10^b' labels; plain numbers at
         # 1-2-5 (every integer multiple under one decade) read better.
