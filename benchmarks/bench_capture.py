@@ -21,7 +21,10 @@ to the store, attaching hooks), over the unrecorded step. Recording every step c
 10th step costs a tenth of it plus nine ``rec.step()`` calls that record nothing. (Separate copies
 of one model differ by +-2% in step time on this machine by memory placement alone: "vs none" is
 printed for context.) The 90% intervals resample rounds. Recorded steps are checked to be in the
-store at the end.
+store at the end. On a busy machine these intervals are several percent wide; a **direct** table
+comes first: the CPU time spent inside the hooks' statistics and ``rec.step()`` per recorded step
+(by wrapping them), as a share of the rest of the step. It misses indirect costs (caches), and
+has little noise.
 
 **2. The statistics pass** (what a hook does with one activation) against one plain read of the
 same float32 tensor (``x.sum()``), on (16, 64, 384) and (16, 64, 3072), per backend and set of
@@ -364,6 +367,94 @@ def training(args: Any, width: int, device: torch.device, rounds: int) -> tuple[
     return "\n".join(text), results
 
 
+def direct(args: Any, width: int, device: torch.device, steps: int) -> tuple[str, dict[str, float]]:
+    """CPU time spent inside layerscope per recorded step (the hooks' statistics and ``rec.step``),
+    measured by wrapping them: a share of the step with no second model copy and little noise."""
+    from layerscope import Recorder
+    from layerscope.stats import accumulator
+    from layerscope.testing.corpus import Corpus
+    from layerscope.testing.model import GPTConfig, TinyGPT
+
+    corpus = Corpus(n_chars=50_000, seed=0)
+    batches = [tuple(t.to(device) for t in corpus.batch(16, 64, s)) for s in range(16)]
+    spent = {"hooks": 0.0, "n": 0}
+    update = accumulator.SlotAccumulator.update
+
+    def timed_update(self: Any, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        t0 = time.process_time()
+        update(self, x, mask)
+        spent["hooks"] += time.process_time() - t0
+        spent["n"] += 1
+
+    rows, shares = [], {}
+    accumulator.SlotAccumulator.update = timed_update  # type: ignore[method-assign]
+    try:
+        for name, every, what, sites in specs(width):
+            if every != 2:
+                continue
+            torch.manual_seed(0)
+            model = TinyGPT(GPTConfig(n_layer=12, n_embd=width, n_head=4, block_size=64)).to(device)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            rec = Recorder(model, None, metrics=what, sites=sites, stats_backend=args.backend, flush_every=10)
+            t_step = t_rec = 0.0
+            for i in range(steps + 3):
+                if i == 3:  # after warm-up
+                    spent.update(hooks=0.0, n=0)
+                    t_step = t_rec = 0.0
+                x, y = batches[i % len(batches)]
+                c0 = time.process_time()
+                _, loss = model(x, y)
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                sync(device)
+                c1 = time.process_time()
+                rec.step(i + 1)
+                c2 = time.process_time()
+                t_step += c1 - c0
+                t_rec += c2 - c1
+            rec.close()
+            hooks = spent["hooks"]
+            base = t_step - hooks  # the step without the time inside the hooks
+            share = (hooks + t_rec) / base
+            shares[name] = share
+            rows.append(
+                [
+                    name,
+                    base / steps * 1e3,
+                    hooks / steps * 1e3,
+                    hooks / max(1, spent["n"]) * 1e6,
+                    t_rec / steps * 1e3,
+                    f"{share * 100:.2f}%",
+                    f"{share * 10:.2f}%",
+                ]
+            )
+    finally:
+        accumulator.SlotAccumulator.update = update  # type: ignore[method-assign]
+    return (
+        "\n".join(
+            [
+                f"### CPU time inside layerscope per recorded step, 12 x {width} GPT (direct, {steps} steps)",
+                "",
+                C.table(
+                    [
+                        "variant",
+                        "step ms without",
+                        "in hooks ms",
+                        "us per hook",
+                        "rec.step ms",
+                        "every step",
+                        "every 10th (/10)",
+                    ],
+                    rows,
+                    "lrrrrrr",
+                ),
+            ]
+        ),
+        shares,
+    )
+
+
 # -- 2. the statistics pass against one read ------------------------------------------------------
 MICRO_GROUPS = {
     "default (moments, abs)": frozenset({"moments", "abs"}),
@@ -518,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         "--compile", action="store_true", help="also time the torch.compile'd pass (slow to build)"
     )
     p.add_argument("--no-train", action="store_true", help="skip part 1")
+    p.add_argument("--direct-only", action="store_true", help="part 1: only the direct CPU-time table")
     p.add_argument("--no-micro", action="store_true", help="skip part 2")
     p.add_argument("--no-sweep", action="store_true", help="skip part 3")
     p.add_argument("--clock", choices=("cpu", "wall"), default=None, help="cpu (default on CPU) or wall")
@@ -539,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[int, dict[str, float]] = {}
     if not args.no_train:
         for w in widths:
+            print(direct(args, w, device, 10 if args.quick else 30)[0], flush=True)
+            print()
+        for w in [] if args.direct_only else widths:
             # Wider models step slower; fewer rounds keep the run bounded (recorded steps >= 3 each).
             r = max(15, int(rounds * min(1.0, (96 / w) ** 1.5)))
             text, summary[w] = training(args, w, device, r)

@@ -46,6 +46,7 @@ class StatSpec:
     binner: HistBinner | None = field(init=False, default=None, repr=False, compare=False)
     # The statistics pass (one read of each activation), shared by every slot.
     stats_pass: StatsPass = field(init=False, repr=False, compare=False)
+    plain: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         g: set[str] = set()
@@ -58,13 +59,18 @@ class StatSpec:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend={self.backend!r}; choose one of {', '.join(BACKENDS)}")
         self.stats_pass = get_pass(self.groups, self.eps, self.backend, units="units" in self.groups)
+        # Only the pass's own statistics (no histogram, unit maxima or function metrics): the hook
+        # can hand a plain tensor to the C pass directly.
+        self.plain = not (self.binner is not None or self.fn_metrics or "units" in self.groups)
 
 
 class SlotAccumulator:
     """Statistics of one (layer, site) over the forwards of a record window.
 
     Two ways in, one state out. Eager forwards append raw vectors (one short device tensor per
-    forward; converted in batches at record time). Forwards traced by ``torch.compile`` (a
+    forward; converted in batches at record time); a plain contiguous CPU tensor with no mask,
+    sampling, histogram, unit or function metric has its raw vector written by the C pass
+    straight into a row of a pool (the same row, bit for bit, with no tensor op in the hook). Forwards traced by ``torch.compile`` (a
     compiled model) fold into fixed device buffers with in-place ops instead, so that nothing
     the compiled graph reads changes between forwards or steps (no recompiles, whatever the
     number of micro-batches). ``sample=k`` keeps every ``rows // k``-th token row only.
@@ -85,6 +91,10 @@ class SlotAccumulator:
 
     def reset(self) -> None:
         self._raws: list[torch.Tensor] = []
+        # The C pass's fast path writes raw vectors straight into rows of this buffer (no tensor op
+        # in the hook); a buffer is never written again once its rows were handed out as views.
+        self._pool: torch.Tensor | None = None
+        self._npool = 0
         self._state: torch.Tensor | None = None  # folded raws
         self.units: torch.Tensor | None = None  # (U,) float32 max|x| per unit
         self.hist: torch.Tensor | None = None  # (B,) float64
@@ -103,6 +113,9 @@ class SlotAccumulator:
     def update(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         """Fold one activation in. ``mask``: the batch's (B, T) bool token mask, or None."""
         spec = self.spec
+        if mask is None and self.sample is None and spec.plain and self._update_direct(x):
+            return
+        self._take_pool()  # raw rows stay in the order of the forwards
         x = x.detach()
         v, rows = rows_view(x, mask, self.sample)
         raw, u = spec.stats_pass(v, rows)  # one pass over the groups' needs
@@ -131,6 +144,28 @@ class SlotAccumulator:
             )
         self._n_eager += 1
 
+    def _update_direct(self, x: torch.Tensor) -> bool:
+        """The C pass on ``x`` as it is, its raw row written into the pool; False where the
+        general path must run (not CPU, not contiguous, empty, float16 ...).
+
+        Inside a training forward every Python-level tensor op is slow (its code and data went
+        cold during the layer's kernels): here there is none, only shape checks and the C call,
+        which reads the CPU tensor where it lies (no copy, no host sync: it is on the host).
+        """
+        kernel = self.spec.stats_pass.direct(x)
+        if kernel is None:
+            return False
+        if self._pool is None:
+            self._pool = torch.empty(_COMPACT_AT, N_RAW, dtype=torch.float64)
+        cols = x.shape[-1] if x.dim() else 1  # rows_view's (rows, last dim), as the general path
+        row = self._pool.data_ptr() + self._npool * N_RAW * self._pool.element_size()
+        kernel(x.data_ptr(), x.numel() // cols, cols, cols, None, 0, self.spec.eps, row, None)
+        self._npool += 1
+        self._n_eager += 1
+        if self._npool == _COMPACT_AT:
+            self._compact()
+        return True
+
     def _fn_values(self, x: torch.Tensor) -> torch.Tensor:
         """Function metrics of ``x``: (F, 2) = (value accumulator, weight); they see the whole tensor."""
         vals = []
@@ -144,7 +179,17 @@ class SlotAccumulator:
             )
         return torch.stack(vals)
 
+    def _take_pool(self) -> None:
+        """Hand the fast path's rows to ``_raws`` (views), and start a fresh buffer next time."""
+        if self._npool:
+            assert self._pool is not None
+            self._raws.extend(self._pool[: self._npool].unbind(0))
+            self._pool, self._npool = None, 0
+
     def _compact(self) -> None:
+        self._take_pool()
+        if not self._raws:
+            return
         states = raw_to_state(torch.stack(self._raws))
         if self._state is not None:
             states = torch.cat([self._state[None], states])
@@ -154,6 +199,7 @@ class SlotAccumulator:
     # -- at record time ------------------------------------------------------------------------
     def state(self, device: torch.device | None = None) -> torch.Tensor:
         """The merged state of everything since the last reset (``empty_state`` when nothing ran)."""
+        self._take_pool()
         if self._raws:
             self._compact()
         g = self._graph
@@ -253,6 +299,8 @@ def _batched_states(accs: Sequence[SlotAccumulator], device: torch.device | None
     Per slot, that is a stack, a ``raw_to_state`` and a clone or merge of some 25 tiny ops: at a
     dozen slots or more, most of a record step's cost. Together it is the same arithmetic, once.
     """
+    for a in accs:
+        a._take_pool()
     k = len(accs[0]._raws)
     if k == 0 or any(a._state is not None or a._graph is not None or len(a._raws) != k for a in accs):
         return None
@@ -272,6 +320,8 @@ def collect(
     """The window's statistics of every slot. With ``defer``, a window in which every slot saw exactly
     one forward keeps its raw sums (one ``stack``), and :func:`finish_states` converts many windows
     at once later (at flush): the conversion is some 25 tiny ops, cheaper done once for 50 steps."""
+    for a in accs:
+        a._take_pool()
     raw = bool(
         defer and accs and all(a._state is None and a._graph is None and len(a._raws) == 1 for a in accs)
     )

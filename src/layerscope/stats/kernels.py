@@ -306,6 +306,18 @@ class StatsPass:
         self._compiled: _Compiled | None = None
         self.used: set[str] = set()  # backends that ran, for the run config and tests
 
+    def direct(self, x: torch.Tensor) -> Callable[..., Any] | None:
+        """The C function that reads ``x`` as it is (CPU, float32/float64/bfloat16, contiguous,
+        not empty), or None where the general path must run. No tensor op: shape checks only."""
+        if torch.compiler.is_compiling() or x.device.type != "cpu":
+            return None
+        if self._native is False and self.resolve(x.device) != "native":
+            return None
+        if not isinstance(self._native, dict) or self.units or x.numel() == 0 or not x.is_contiguous():
+            return None
+        self.used.add("native")
+        return self._native.get(x.dtype)
+
     def resolve(self, device: torch.device) -> str:
         """The backend that runs for tensors on ``device``."""
         b = self.backend
