@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import warnings
 from collections.abc import Callable
@@ -270,6 +271,23 @@ def rows_view(
     return v, m
 
 
+def _warn_no_native() -> None:
+    """One warning per job that the C pass is missing: once per process, and under a launcher
+    (torchrun sets ``RANK``) from rank 0 only; none when ``$LAYERSCOPE_NATIVE=0`` chose that."""
+    if _warned or native.disabled():
+        return
+    _warned.append(True)
+    msg = (
+        f"layerscope: the C statistics pass could not be built ({native.build_error()}); recording "
+        "uses the slower torch path (same numbers). Install gcc or clang (or set $CC), or set "
+        f"{native.DISABLE_ENV}=0 (or pass stats_backend='eager') to choose the torch path silently."
+    )
+    if os.environ.get("RANK", "0").strip() in ("", "0"):
+        warnings.warn(msg, stacklevel=4)
+    else:
+        log.debug(msg)
+
+
 class _Compiled:
     """``torch_raw`` compiled for one (groups, eps, units): its own code object, so that its
     dynamo cache (dtypes, masked or not) never shares the per-function recompile limit with
@@ -328,14 +346,8 @@ class StatsPass:
                 return "compile"
             if self._native is False:
                 self._native = native.kernels(self.groups)
-                if self._native is None and not _warned:
-                    _warned.append(True)
-                    warnings.warn(
-                        f"layerscope: the C statistics pass could not be built ({native.build_error()}); "
-                        "recording uses the slower torch path. Install gcc or clang (or set $CC), or pass "
-                        "stats_backend='eager' to choose it.",
-                        stacklevel=2,
-                    )
+                if self._native is None:
+                    _warn_no_native()
             return "native" if self._native else "eager"
         if b == "compile" and self._compiled is not None and self._compiled.failed:
             return "eager"

@@ -10,9 +10,13 @@ of 512 elements, combined in float64; integer counts; extremes of the data thems
 
 The source is compiled once per set of statistic groups (``-DG_MOMENTS`` ...: a pass computes
 only what the metrics need) with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``),
-into a cache folder (``$LAYERSCOPE_CACHE``, else ``~/.cache/layerscope``), keyed by the source,
-the flags and the CPU, so ``-march=native`` code never runs on another machine. Without a
-compiler, :func:`available` is False and the caller uses the torch path (same arithmetic).
+into a cache folder (``$LAYERSCOPE_CACHE``, else ``~/.cache/layerscope``; this user's private
+folder in the temp dir when that cannot be written), named by a hash of the source, the compiler,
+the flags and the CPU, so ``-march=native`` code never runs on another machine and a library of
+another version is never loaded. A compiler that rejects the tuned flags gets portable ones; a
+damaged cached file is built again; processes that start together (torchrun ranks) build once,
+under a lock. Without a working compiler, or with ``$LAYERSCOPE_NATIVE=0``, :func:`kernels`
+returns None and the caller uses the torch path (same arithmetic).
 
 The shift ``c`` and the power-of-two scale come from a fixed strided sample, exactly as in
 :func:`layerscope.stats.kernels.torch_raw` (see there for why).
@@ -20,16 +24,18 @@ The shift ``c`` and the power-of-two scale come from a fixed strided sample, exa
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +186,15 @@ _ARGTYPES = [
     ctypes.c_void_p,  # units (cols float32) or NULL
 ]
 _SYMBOLS = {torch.float32: "ls_raw_f32", torch.float64: "ls_raw_f64", torch.bfloat16: "ls_raw_bf16"}
+# Tried in order: tuned for this CPU, then plain flags any C compiler takes (an old gcc, a clang
+# without -march=native or -fopenmp-simd, an unusual platform): slower loops, the same numbers.
 CFLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fopenmp-simd", "-fPIC", "-shared")
+PORTABLE_CFLAGS = ("-O2", "-fPIC", "-shared")
+DISABLE_ENV = "LAYERSCOPE_NATIVE"  # "0": never build or load the C pass (the torch path runs)
 
 _lock = threading.Lock()
 _libs: dict[frozenset[str], dict[torch.dtype, Callable[..., Any]] | None] = {}
-_compiler: list[str | None] = []  # [path] once looked up
+_compiler: list[list[str] | None] = []  # [argv] once looked up
 _errors: list[str] = []  # why a build failed (first one), for diagnostics
 
 
@@ -196,10 +206,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "layerscope"
 
 
-def _find_compiler() -> str | None:
+def disabled() -> bool:
+    """Whether ``$LAYERSCOPE_NATIVE`` turns the C pass off (``0``, ``false``, ``no``, ``off``)."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "false", "no", "off")
+
+
+def _find_compiler() -> list[str] | None:
+    """The compiler's argv: ``$CC`` (which may hold arguments, ``"ccache gcc"``), else the first of
+    ``cc``, ``gcc``, ``clang`` on ``PATH``."""
     if not _compiler:
-        cands = [os.environ.get("CC", ""), "cc", "gcc", "clang"]
-        _compiler.append(next((p for p in (shutil.which(c) for c in cands if c) if p), None))
+        found: list[str] | None = None
+        try:
+            cc_env = shlex.split(os.environ.get("CC", ""))
+        except ValueError:
+            cc_env = []
+        if cc_env and shutil.which(cc_env[0]):
+            found = [str(shutil.which(cc_env[0])), *cc_env[1:]]
+        else:
+            path = next((p for p in (shutil.which(c) for c in ("cc", "gcc", "clang")) if p), None)
+            found = [path] if path else None
+        _compiler.append(found)
     return _compiler[0]
 
 
@@ -218,66 +244,164 @@ def _cpu_key() -> str:
     return text
 
 
-def _build(groups: frozenset[str]) -> Path:
-    cc = _find_compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found: $CC, cc, gcc, clang")
-    defines = [f"-D{flag}={int(g in groups)}" for g, flag in sorted(_FLAGS.items())]
-    key = hashlib.sha256(
-        "\0".join([_SOURCE, cc, *CFLAGS, *defines, _cpu_key(), sys.platform]).encode()
-    ).hexdigest()[:20]
-    out = cache_dir() / f"stats-{key}.so"
-    if out.exists():
-        return out
+def _one_line(text: str) -> str:
+    """A compiler's output as one line: its first line that says error, else its first line."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    hit = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else "no output")
+    return hit[:200]
+
+
+def _writable_dir(d: Path) -> bool:
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.parent / f".write-test-{os.getpid()}"
+        d.mkdir(parents=True, exist_ok=True)
+        probe = d / f".write-test-{os.getpid()}-{threading.get_ident()}"
         probe.touch()
         probe.unlink()
-    except OSError:  # a read-only home (some containers): this user's folder in the temp dir
-        out = (
-            Path(tempfile.gettempdir())
-            / f"layerscope-{os.getuid() if hasattr(os, 'getuid') else 0}"
-            / out.name
-        )
-        if out.exists():
-            return out
-        out.parent.mkdir(parents=True, exist_ok=True)
+        return True
+    except OSError:
+        return False
+
+
+def _private_temp_dir() -> Path:
+    """This user's folder in the temp dir, for a read-only cache folder (some containers).
+
+    The temp dir is shared: a folder that another user made or may write could hold a planted
+    library, so it is used only if this user owns it and nobody else may write it; else a fresh
+    private folder (built again in each process, which is slower but safe).
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    d = Path(tempfile.gettempdir()) / f"layerscope-{uid if uid is not None else 0}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = d.lstat()
+        safe = not d.is_symlink() and (uid is None or st.st_uid == uid) and not st.st_mode & 0o022
+    except OSError:
+        safe = False
+    return d if safe and _writable_dir(d) else Path(tempfile.mkdtemp(prefix="layerscope-"))
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """One build per folder at a time across processes (the ranks of a torchrun job start together:
+    one compiles, the others wait and load its library). A no-op where ``fcntl`` is missing; the
+    atomic rename below keeps concurrent builds safe anyway."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        f = open(folder / ".build.lock", "a")  # noqa: SIM115 - held for the block
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _lib_name(cc: list[str], flags: tuple[str, ...], defines: list[str]) -> str:
+    """The library's file name: a hash of everything that makes its code (source, compiler, flags,
+    CPU, platform), so a library built from another version of the source is never loaded."""
+    key = hashlib.sha256(
+        "\0".join([_SOURCE, *cc, *flags, *defines, _cpu_key(), sys.platform]).encode()
+    ).hexdigest()[:20]
+    return f"stats-{key}.so"
+
+
+def _compile(
+    cc: list[str], flags: tuple[str, ...], defines: list[str], out: Path
+) -> dict[torch.dtype, Callable[..., Any]]:
+    """Compile into a temporary file, load it from there, then move it to ``out``.
+
+    Loaded before the move: a process that already tried ``out`` (a damaged or foreign file) gets
+    that same handle again from ``dlopen`` for the same path; the temporary path is new.
+    """
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         src = Path(tmp) / "stats.c"
         src.write_text(_SOURCE)
         lib = Path(tmp) / "stats.so"
         proc = subprocess.run(
-            [cc, *CFLAGS, *defines, str(src), "-o", str(lib), "-lm"],
+            [*cc, *flags, *defines, str(src), "-o", str(lib), "-lm"],
             capture_output=True,
             text=True,
             timeout=120,
         )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {(proc.stderr or proc.stdout).strip()[:300]}")
-        os.replace(lib, out)  # atomic: concurrent builders (DDP ranks) each write their own temp file
-    return out
+        if proc.returncode != 0 or not lib.is_file():
+            raise RuntimeError(f"{Path(cc[0]).name} failed: {_one_line(proc.stderr or proc.stdout)}")
+        fns = _load(lib)
+        os.replace(lib, out)  # atomic: a reader sees the old file or the whole new one
+    return fns
+
+
+def _load(path: Path) -> dict[torch.dtype, Callable[..., Any]]:
+    lib = ctypes.CDLL(str(path))
+    fns = {}
+    for dtype, sym in _SYMBOLS.items():
+        fn = getattr(lib, sym)  # AttributeError: not a library of this source
+        fn.argtypes = _ARGTYPES
+        fn.restype = None
+        fns[dtype] = fn
+    return fns
+
+
+_LOAD_ERRORS = (OSError, AttributeError)
+
+
+def _build(groups: frozenset[str]) -> dict[torch.dtype, Callable[..., Any]]:
+    """Load the cached library for ``groups``, else compile it (tuned flags, then portable ones)."""
+    cc = _find_compiler()
+    defines = [f"-D{flag}={int(g in groups)}" for g, flag in sorted(_FLAGS.items())]
+    folder = cache_dir()
+    if not _writable_dir(folder):
+        folder = _private_temp_dir()
+    names = [_lib_name(cc or ["cc"], flags, defines) for flags in (CFLAGS, PORTABLE_CFLAGS)]
+    for name in names:  # a library built before, by this or an earlier process
+        if (folder / name).is_file():
+            try:
+                return _load(folder / name)
+            except _LOAD_ERRORS:
+                pass  # damaged or foreign: built again below
+    if cc is None:
+        raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")
+    failures = []
+    with _build_lock(folder):
+        for flags, name in zip((CFLAGS, PORTABLE_CFLAGS), names):
+            out = folder / name
+            try:
+                if out.is_file():  # another process built it while this one waited
+                    try:
+                        return _load(out)
+                    except _LOAD_ERRORS:
+                        pass
+                return _compile(cc, flags, defines, out)
+            except (*_LOAD_ERRORS, RuntimeError, subprocess.SubprocessError) as e:
+                failures.append(str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__)
+    raise RuntimeError(failures[0] if failures else "no build was tried")
 
 
 def kernels(groups: frozenset[str]) -> dict[torch.dtype, Callable[..., Any]] | None:
-    """The C functions for ``groups`` by input dtype, built on first use; None if they cannot be."""
+    """The C functions for ``groups`` by input dtype, built on first use; None if they cannot be
+    (no compiler, a compiler that fails, ``$LAYERSCOPE_NATIVE=0``): the caller runs the torch path."""
     key = frozenset(g for g in groups if g in _FLAGS)
     with _lock:
         if key in _libs:
             return _libs[key]
         fns: dict[torch.dtype, Callable[..., Any]] | None = None
-        try:
-            lib = ctypes.CDLL(str(_build(key)))
-            fns = {}
-            for dtype, sym in _SYMBOLS.items():
-                fn = getattr(lib, sym)
-                fn.argtypes = _ARGTYPES
-                fn.restype = None
-                fns[dtype] = fn
-        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        if disabled():
             if not _errors:
-                _errors.append(str(e))
-            fns = None
+                _errors.append(f"turned off by ${DISABLE_ENV}={os.environ.get(DISABLE_ENV)}")
+        else:
+            try:
+                fns = _build(key)
+            except (*_LOAD_ERRORS, RuntimeError, subprocess.SubprocessError) as e:
+                if not _errors:
+                    _errors.append(
+                        str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                    )
         _libs[key] = fns
         return fns
 
@@ -325,4 +449,4 @@ def native_raw(
     return out, u
 
 
-__all__ = ["available", "build_error", "cache_dir", "kernels", "native_raw"]
+__all__ = ["available", "build_error", "cache_dir", "disabled", "kernels", "native_raw"]
