@@ -203,5 +203,6 @@ def hf_factory(
             scale_hf_config(raw, width, width_key, scale_keys, keep, heads_key, source), source=source
         )
 
-    factory.__name__ = f"hf_config[{os.path.basename(os.fspath(path))}]"
+    factory.__name__ = factory.__qualname__ = f"hf_config[{os.path.basename(os.fspath(path))}]"
+    factory.__module__ = ""
     return factory
