@@ -147,7 +147,8 @@ def test_hf_config_scaling_builds_the_widths_it_says() -> None:
     )
     c = scale_hf_config(raw, 256, keep="heads")
     assert (c["num_attention_heads"], c["num_key_value_heads"]) == (4, 2)
-    import tempfile, pathlib
+    import pathlib
+    import tempfile
 
     d = pathlib.Path(tempfile.mkdtemp())
     (d / "config.json").write_text(json.dumps(raw))
