@@ -95,6 +95,7 @@ def coord_lines(data: CoordData, path: str | os.PathLike[str] | None = None, dpi
     seeds the band spans their smallest to largest value."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.ticker import NullLocator
 
     out = check_output_path(path) if path is not None else None
     mean = data.mean_over_seeds()
@@ -117,8 +118,8 @@ def coord_lines(data: CoordData, path: str | os.PathLike[str] | None = None, dpi
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(w, [str(int(x)) for x in w], fontsize=7)
-        ax.minorticks_off()
-        ax.tick_params(axis="y", labelsize=7)
+        ax.xaxis.set_minor_locator(NullLocator())  # the widths are the ticks; y keeps its minor labels
+        ax.tick_params(axis="y", which="both", labelsize=7)
         ax.set_xlabel("width", fontsize=8)
         ax.set_title(f"step {data.steps[t]}" + (" (init)" if data.steps[t] == 1 else ""), fontsize=9)
         ax.grid(True, which="major", alpha=0.3, lw=0.5)
