@@ -75,9 +75,9 @@ def compare(
     """
     from pathlib import Path
 
+    from ..analysis.compare import difference, summarize
     from ..errors import NotFoundError
     from ..render import plot as draw
-    from ..render.diff import difference, summarize
     from ..render.static import ALL_FORMATS, check_output_path
     from ._common import echo_json
 
