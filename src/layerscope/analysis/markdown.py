@@ -1,5 +1,6 @@
 """The Markdown layout of a report: a pure function of the report's dict (every sentence and number
-in it was written by :mod:`.narrative` and :mod:`.detect`).
+in it was written by :mod:`.narrative` and :mod:`.detect`), and the one Markdown -> HTML converter
+that the offline bundle and the dashboard both show it through.
 
 Sections: Overview, Components/Axes, Detailed analysis, Key observations, Interpretation. User
 strings (metric, site, run, layer names, the source path) appear only as code spans (:func:`.text.code`).
@@ -9,8 +10,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from markdown_it import MarkdownIt
+
 from .._format import format_step
 from .text import Fmt, code
+
+# CommonMark with raw HTML off (a name such as "<script>" stays text) and without links, images,
+# autolinks or reference definitions: the report writes none, so a name cannot make one either.
+_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).disable(
+    ["link", "image", "autolink", "html_inline", "html_block", "reference"]
+)
+
+
+def markdown_to_html(md: str, heading_offset: int = 2) -> str:
+    """Markdown (as the report writes it) -> an HTML fragment, every text escaped; headings move
+    ``heading_offset`` levels down so that the report's ``#`` sits under the page's own titles.
+
+    >>> print(markdown_to_html("# Title\\n\\nA <b> `x<y>`\\n\\n- **one**\\n- two"), end="")
+    <h3>Title</h3>
+    <p>A &lt;b&gt; <code>x&lt;y&gt;</code></p>
+    <ul>
+    <li><strong>one</strong></li>
+    <li>two</li>
+    </ul>
+    """
+    tokens = _MD.parse(md)
+    for tok in tokens:
+        if tok.type in ("heading_open", "heading_close"):
+            tok.tag = f"h{min(6, int(tok.tag[1:]) + heading_offset)}"
+    return _MD.renderer.render(tokens, _MD.options, {})
 
 
 def render_markdown(d: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from ..store.heatmap import Heatmap
 from . import bands as B
 from . import detect
 from . import patterns as P
-from .markdown import render_markdown
+from .markdown import markdown_to_html, render_markdown
 from .narrative import DESCRIBE, Context, interpretation
 from .summary import band_text, summary
 from .text import format_percent
@@ -93,6 +93,11 @@ class Report:
         """The write-up: Overview, Components/Axes, Detailed analysis, Key observations,
         Interpretation. Rendered from :meth:`to_dict` only."""
         return render_markdown(self.data)
+
+    def to_html(self, heading_offset: int = 2) -> str:
+        """The Markdown as an HTML fragment (every name escaped; ``#`` becomes ``<h3>`` by default),
+        as the ``view`` bundle and the dashboard show it."""
+        return markdown_to_html(self.to_markdown(), heading_offset)
 
     def __str__(self) -> str:
         return self.to_markdown()

@@ -7,6 +7,7 @@ makes a Markdown code span that nothing in the name can break out of.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from .._format import format_step, format_value
@@ -29,12 +30,21 @@ TREND_WORDS: dict[str | None, str] = {
 
 
 def code(name: object) -> str:
-    """``name`` as a Markdown code span.
+    """``name`` (a run, metric, site or layer name) as a Markdown code span that shows it literally.
 
-    >>> code("rms")
-    '`rms`'
+    Backticks in the name get a longer fence (CommonMark), and line breaks become spaces, so that
+    nothing in a name can end the span or start a Markdown block of its own.
+
+    >>> code("rms"), code("a`b"), code("x\\ny"), code("`")
+    ('`rms`', '``a`b``', '`x y`', '`` ` ``')
     """
-    return f"`{name}`"
+    s = re.sub(r"[\r\n]+", " ", str(name))
+    if not s:
+        return "` `"  # an empty span would print its backticks
+    fence = "`" * (max((len(m) for m in re.findall("`+", s)), default=0) + 1)
+    # CommonMark strips one space from both ends of a span: pad where the name would lose or merge
+    pad = s.startswith("`") or s.endswith("`") or (len(s) > 1 and s[0] == s[-1] == " " and s.strip() != "")
+    return f"{fence} {s} {fence}" if pad else f"{fence}{s}{fence}"
 
 
 def format_percent(x: float) -> str:

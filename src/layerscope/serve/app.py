@@ -9,7 +9,8 @@ Endpoints (all GET; every ``/api`` answer is strict JSON, errors as ``{"error": 
     /api/heatmap?run=&metric=&site=[&since_step=]
                             the (steps x layers) matrix; with since_step only the later steps
     /api/report?run=&metric=&site=
-                            the analysis report (Markdown and its JSON) of that matrix
+                            the analysis report of that matrix: its Markdown, the same as HTML
+                            (the one converter the offline bundle uses) and its JSON
     /api/compare?run_a=&run_b=&metric=&site=[&mode=absolute|relative]
                             two runs on their common steps and layers, B - A (as ``layerscope
                             compare``), and the sentences saying where they differ most
@@ -33,6 +34,7 @@ from flask import Flask, Response, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from .._version import __version__
+from ..analysis import report
 from ..errors import ConfigError, DataError, LayerscopeError, NotFoundError, StoreError
 from . import reader
 
@@ -273,12 +275,6 @@ def create_app(
     @app.get("/api/report")
     def api_report() -> Response:
         run, metric, site = _arg("run"), _arg("metric", "rms"), _arg("site", "output")
-        try:
-            from ..analysis import report
-        except ImportError as e:  # pragma: no cover - the analysis ships with layerscope
-            raise StoreError(
-                f"the analysis is not available in this install ({e}); reinstall layerscope."
-            ) from e
         hm = store_reader(lambda st: reader.read_matrix(st, run, metric, site))
         rep = report(hm)
         return _json(
@@ -289,6 +285,7 @@ def create_app(
                 "last_step": hm.steps[-1] if hm.steps else None,
                 "n_steps": len(hm.steps),
                 "markdown": rep.to_markdown(),
+                "html": rep.to_html(),
                 "report": rep.to_dict(),
             }
         )
