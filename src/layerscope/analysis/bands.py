@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import patterns as P
-from .detect import LayerDetail, MapView
+from .detect import LayerDetail
 from .text import TREND_WORDS
+from .view import MapView
 
 _SPAN_KEYS = (
     "min",

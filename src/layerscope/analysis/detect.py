@@ -15,108 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..store.heatmap import Heatmap
+from . import cells as C
 from . import patterns as P
 from .observations import (
-    Cell,
     ConsistentFacts,
     DepthGradientFacts,
     HotspotFacts,
-    InfiniteFacts,
-    JumpEvent,
-    MissingFacts,
     Observation,
-    OutlierFacts,
     SaturationFacts,
     StepTrendFacts,
     SuddenChangeFacts,
 )
-from .text import Fmt
-from .thresholds import Thresholds
-
-
-class MapView:
-    """One heatmap prepared for detection. Shapes are (S, L): S steps (rows) x L layers (columns).
-
-    ``scaled`` is the matrix on the analysis scale (log10, or linear in units of the largest
-    magnitude so that nothing overflows); ``clean`` the same without non-finite cells and outliers
-    (NaN there; ``ok`` marks the rest); ``norm`` the clean cells as fractions of the map's range
-    (0 = its minimum, 1 = its maximum); ``smooth`` ``norm`` smoothed along the steps.
-    """
-
-    def __init__(self, hm: Heatmap, scale: str, t: Thresholds):
-        self.hm, self.t = hm, t
-        self.values = np.asarray(hm.values, dtype=np.float64)  # (S, L), recorded units
-        self.steps = list(hm.steps)
-        self.layers = list(hm.layers)
-        self.S, self.L = self.values.shape
-        fin = np.isfinite(self.values)
-        self.finite = fin
-        if scale == "log" and fin.any() and float(self.values[fin].min()) <= 0:
-            raise ConfigError(
-                "a log scale needs positive values, but the smallest value is "
-                f"{float(self.values[fin].min())!r}; use scale='linear' (--scale linear)."
-            )
-        self.scale = P.choose_scale(self.values, scale, t.log_ratio)
-        big = float(np.abs(self.values[fin]).max()) if fin.any() else 0.0
-        self.unit = big if self.scale == "linear" and big > 0 else 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = np.where(fin, self.values, np.nan)
-            self.scaled = np.log10(a) if self.scale == "log" else a / self.unit
-        self.sigma = P.noise_sigma(self.scaled)
-        self.outliers = (
-            P.find_outliers(self.scaled, t.outlier, t.outlier_noise_k, self.sigma)
-            if self.scaled.size
-            else np.zeros(self.values.shape, bool)
-        )
-        self.clean = np.where(self.outliers, np.nan, self.scaled)
-        self.ok = np.isfinite(self.clean)
-        self.clean_values = np.where(self.ok, self.values, np.nan)  # recorded units
-        if self.ok.any():
-            self.lo, self.hi = float(self.clean[self.ok].min()), float(self.clean[self.ok].max())
-        else:
-            self.lo = self.hi = float("nan")
-        self.span = self.hi - self.lo if self.ok.any() else 0.0  # the map's range, analysis scale
-        if self.span > 0:
-            self.norm = (self.clean - self.lo) / self.span
-        else:
-            self.norm = np.where(self.ok, 0.5, np.nan)
-        self.sigma_n = self.sigma / self.span if self.span > 0 else 0.0
-        if self.span > 0 and self.ok.sum() >= 3:
-            var = float(np.var(self.clean[self.ok]))
-            self.noise_share = min(1.0, self.sigma**2 / var) if var > 0 else 0.0
-        else:
-            self.noise_share = 0.0
-        self.structured = self.span > 0 and self.noise_share < t.noise_share
-        clean_raw = self.values[self.ok]
-        digits = P.significant_digits(float(clean_raw.min()), float(clean_raw.max())) if clean_raw.size else 3
-        self.fmt = Fmt(digits, self.steps)
-        self.window = P.smoothing_window(self.S, t.smooth_frac)
-        self.smooth = P.smooth_columns(self.norm, self.window)
-        sig_eff = self.sigma_n / math.sqrt(self.window)
-        self.flat_thr = max(t.flat, t.flat_noise_k * sig_eff)
-        self.leg_thr = max(t.leg, t.leg_noise_k * sig_eff)
-
-    def inv(self, x: float) -> float:
-        """Analysis scale -> recorded units."""
-        return float(10.0**x) if self.scale == "log" else float(x) * self.unit
-
-    def at_frac(self, frac: float) -> float:
-        """The recorded value at ``frac`` of the way up the map's range."""
-        return self.inv(self.lo + frac * self.span)
-
-    def first_step_with_values(self) -> int | None:
-        rows = np.flatnonzero(self.ok.any(axis=1))
-        return self.steps[rows[0]] if rows.size else None
-
-    def cell_list(self, mask: np.ndarray) -> tuple[list[Cell], bool]:
-        """``[step, layer]`` of the cells in ``mask`` (row-major, at most max_cells), and whether cut."""
-        ii, jj = np.nonzero(mask)
-        n = self.t.max_cells
-        cells = [[self.steps[i], self.layers[j]] for i, j in zip(ii[:n], jj[:n])]
-        return cells, len(ii) > n
-
+from .view import MapView
 
 # --------------------------------------------------------------------------------------------
 # Per layer
@@ -224,13 +134,22 @@ def layer_details(v: MapView) -> list[LayerDetail]:
 # --------------------------------------------------------------------------------------------
 
 
+def _median_noise(v: MapView, n: int, p: float) -> float:
+    """What noise alone moves the median of ``n`` cells by (probability ``p``), as a fraction of the range."""
+    return v.noise.median(max(1, n), p) / v.span if v.span > 0 else 0.0
+
+
 def depth_gradient(v: MapView, details: list[LayerDetail]) -> Observation | None:
     t, f = v.t, v.fmt
     has = v.ok.any(axis=0)
     if has.sum() < t.min_gradient_points:
         return None
     prof = P.nanmedian_axis(v.norm[:, has], axis=0)
-    direction = P.profile_direction(prof, t.gradient, t.monotone_tol)
+    n_med = int(v.ok[:, has].sum(axis=0).min())  # the fewest steps a layer's median rests on
+    a = t.noise_alpha
+    net_noise = 2 * _median_noise(v, n_med, a / 4)  # two medians, either way
+    tol = max(t.monotone_tol, 2 * _median_noise(v, n_med, a / (2 * int(has.sum()))))
+    direction = P.profile_direction(prof, max(t.gradient, net_noise), tol)
     if direction is None:
         return None
     cols = np.flatnonzero(has)
@@ -243,9 +162,10 @@ def depth_gradient(v: MapView, details: list[LayerDetail]) -> Observation | None
         to_layer=v.layers[cols[-1]],
         from_value=f.r(float(raw_med[0])),
         to_value=f.r(float(raw_med[1])),
-        drawdown_pct=f.pct(100 * t.monotone_tol),
+        drawdown_pct=f.pct(100 * tol),
         n_steps_holding=len(steps),
         n_steps=int(v.ok.any(axis=1).sum()),
+        noise=v.check(abs(float(prof[-1] - prof[0])), net_noise, int(has.sum())),
     )
     return Observation("depth_gradient", [v.layers[j] for j in cols], steps, facts, direction)
 
@@ -257,7 +177,15 @@ def step_trend(v: MapView, details: list[LayerDetail]) -> Observation | None:
         return None
     rows = np.flatnonzero(has)
     prof = P.nanmedian_axis(v.norm[rows], axis=1)
-    direction = P.profile_direction(prof, t.gradient, t.monotone_tol)
+    n_med = int(v.ok[rows].sum(axis=1).min())  # the fewest layers a step's median rests on
+    a = t.noise_alpha
+    w = P.smoothing_window(rows.size, 0.1) if v.noisy else 1  # noisy: judge the smoothed profile
+    if w > 1:
+        prof = P.smooth_columns(prof[:, None], w)[:, 0]
+    ends = w // 2 + 1  # medians averaged at each end
+    net_noise = 2 * _median_noise(v, n_med, a / 4) / math.sqrt(ends)
+    tol = max(t.monotone_tol, 2 * _median_noise(v, n_med, a / (2 * rows.size)) / math.sqrt(w))
+    direction = P.profile_direction(prof, max(t.gradient, net_noise), tol)
     if direction is None:
         return None
     sign = 1.0 if direction == "increasing" else -1.0
@@ -275,27 +203,52 @@ def step_trend(v: MapView, details: list[LayerDetail]) -> Observation | None:
         n_layers_following=len(follow),
         n_layers=sum(1 for x in details if x.nfirst is not None),
         change_pct=f.pct(100 * t.gradient),
+        noise=v.check(abs(float(prof[-1] - prof[0])), net_noise, int(rows.size)),
     )
     return Observation("step_trend", follow, [v.steps[i] for i in rows], facts, direction)
 
 
 def hotspot(v: MapView, details: list[LayerDetail]) -> Observation | None:
     t, f = v.t, v.fmt
+    dok = np.isfinite(v.norm)
     with np.errstate(invalid="ignore"):
-        hot = v.ok & (v.norm >= t.hotspot)
+        hot = dok & (v.norm >= t.hotspot)
     if not hot.any():
         return None
+    # the highest level must stand above the map's median by more than the largest of N noise
+    # draws: of one cell, or (smoothed map) of the median of the k cells around it (4 in a corner)
+    n = int(dok.sum())
+    above = np.where(hot, v.norm - float(np.median(v.norm[dok])), np.nan)
+    if v.noisy:
+        k = np.zeros(v.norm.shape, dtype=np.int64) + v.ok
+        for nb in P.neighbour_planes(v.clean):
+            k += np.isfinite(nb)
+        by_k = np.full(10, np.inf)
+        for x in np.unique(k[hot]):
+            by_k[x] = v.noise.median(int(x), t.noise_alpha / n) / v.span
+        floor_map = by_k[k]
+    else:
+        floor_map = np.full(v.norm.shape, v.noise.cell(t.noise_alpha / n) / v.span)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(hot, above / np.where(floor_map > 0, floor_map, np.inf), np.nan)
+    best = np.unravel_index(int(np.nanargmax(np.nan_to_num(score, nan=-np.inf))), score.shape)
+    level, floor = float(above[best]), float(floor_map[best])
+    if level < floor:
+        return None
     ii, jj = np.nonzero(hot)
-    flat = np.where(v.ok, v.clean, -np.inf)
+    flat = np.where(hot & v.ok, v.clean, -np.inf)
+    if not np.isfinite(flat).any():
+        flat = np.where(v.ok, v.clean, -np.inf)
     i_max, j_max = np.unravel_index(int(np.argmax(flat)), flat.shape)
     facts = HotspotFacts(
         threshold=f.r(v.at_frac(t.hotspot)),
         top_pct=f.pct(100 * (1 - t.hotspot)),
         n_cells=int(hot.sum()),
-        cells_pct=f.pct(100 * hot.sum() / max(1, v.ok.sum())),
+        cells_pct=f.pct(100 * hot.sum() / max(1, dok.sum())),
         max=f.r(float(v.values[i_max, j_max])),
         max_step=v.steps[i_max],
         max_layer=v.layers[j_max],
+        noise=v.check(level, floor, n),
     )
     layers = sorted({v.layers[j] for j in jj})
     return Observation("hotspot", layers, sorted({v.steps[i] for i in ii}), facts)
@@ -303,22 +256,32 @@ def hotspot(v: MapView, details: list[LayerDetail]) -> Observation | None:
 
 def consistent(v: MapView, details: list[LayerDetail], low: bool) -> Observation | None:
     t, f = v.t, v.fmt
-    has = v.ok.any(axis=0)
+    dok = np.isfinite(v.norm)
+    has = dok.any(axis=0)
     with np.errstate(invalid="ignore"):
         if low:
-            ok = np.where(v.ok, v.norm <= t.consistent_low, True).all(axis=0) & has
+            ok = np.where(dok, v.norm <= t.consistent_low, True).all(axis=0) & has
         else:
-            ok = np.where(v.ok, v.norm >= t.consistent_high, True).all(axis=0) & has
+            ok = np.where(dok, v.norm >= t.consistent_high, True).all(axis=0) & has
     if not ok.any() or ok.sum() == has.sum():
         return None  # nothing stands apart if every layer is in it
     cols = np.flatnonzero(ok)
+    # these layers' medians must stand apart from the other layers' by more than medians' noise
+    meds = P.nanmedian_axis(v.norm_cells, axis=0)
+    sign = 1.0 if low else -1.0
+    rest = np.flatnonzero(has & ~ok)
+    gap = float(sign * (np.median(meds[rest]) - (meds[cols].max() if low else meds[cols].min())))
+    n_med = int(v.ok[:, has].sum(axis=0).min())
+    floor = 2 * _median_noise(v, n_med, t.noise_alpha / (4 * int(has.sum())))
+    if gap < floor:
+        return None
     vals = v.clean_values[:, cols]
     frac = t.consistent_low if low else t.consistent_high
     # how much these layers still move on their own scale (the shared colour scale hides it)
     best = None
     for j in cols:
         col = v.clean_values[v.ok[:, j], j]
-        if col.min() > 0:
+        if col.size and col.min() > 0:
             fac = float(col.max() / col.min())
             if best is None or fac > best[0]:
                 best = (fac, j, float(col.min()), float(col.max()))
@@ -332,6 +295,7 @@ def consistent(v: MapView, details: list[LayerDetail], low: bool) -> Observation
         pct=f.pct(100 * (frac if low else 1 - frac)),
         min=f.r(float(np.nanmin(vals))),
         max=f.r(float(np.nanmax(vals))),
+        noise=v.check(gap, floor, int(has.sum())),
         **own,
     )
     steps = sorted({v.steps[i] for i in np.flatnonzero(v.ok[:, cols].any(axis=1))})
@@ -348,6 +312,7 @@ def saturation(v: MapView, details: list[LayerDetail], jumped: set[tuple[int, in
         if x.plateau_from is not None
         and x.trend in ("rising", "rise_then_fall")
         and (x.layer, x.plateau_from) not in jumped
+        and (x.nmax or 0.0) - (x.nfirst or 0.0) >= v.series_noise  # the rise beats the noise
     ]
     if not sat:
         return None
@@ -355,6 +320,7 @@ def saturation(v: MapView, details: list[LayerDetail], jumped: set[tuple[int, in
     peaks = [x.max for x in sat if x.max is not None]
     declines = [max(0.0, x.max - x.last) for x in sat if x.max is not None and x.last is not None]
     declining = max((x.nmax or 0.0) - (x.nlast or 0.0) for x in sat) >= v.leg_thr
+    rise = min((x.nmax or 0.0) - (x.nfirst or 0.0) for x in sat)
     facts = SaturationFacts(
         tol_pct=f.pct(100 * t.plateau_tol),
         from_min=steps[0],
@@ -364,123 +330,29 @@ def saturation(v: MapView, details: list[LayerDetail], jumped: set[tuple[int, in
         decline_max=f.r(max(declines)),
         decline_pct_max=f.pct(100 * t.plateau_max_decline),
         declining=bool(declining),
+        noise=v.check(rise, v.series_noise, v.L),
     )
     return Observation("saturation", [x.layer for x in sat], steps, facts)
-
-
-def sudden_changes(v: MapView, details: list[LayerDetail]) -> list[Observation]:
-    """Step transitions where several layers jump the same way: one observation per direction."""
-    t, f = v.t, v.fmt
-    n_with = int(v.ok.any(axis=0).sum())
-    if n_with == 0:
-        return []
-    min_layers = min(t.jump_min_layers, n_with)
-    floor = t.jump_noise_k * v.sigma_n * math.sqrt(2.0)
-    events = P.jump_events(v.norm, t.jump, t.jump_ratio, floor, min_layers)
-    out = []
-    for direction in ("increasing", "decreasing"):
-        evs = [e for e in events if e[1] == direction]
-        if not evs:
-            continue
-        facts_events: list[JumpEvent] = []
-        all_layers: set[int] = set()
-        for i, _, cols, _ in evs:
-            ch = v.values[i, cols] - v.values[i - 1, cols]
-            lay = [v.layers[j] for j in cols]
-            all_layers.update(lay)
-            facts_events.append(
-                JumpEvent(
-                    step_before=v.steps[i - 1],
-                    step=v.steps[i],
-                    layers=lay,
-                    n_layers=len(lay),
-                    change_min=f.r(float(np.min(np.abs(ch)))),
-                    change_max=f.r(float(np.max(np.abs(ch)))),
-                )
-            )
-        facts = SuddenChangeFacts(n_events=len(evs), events=facts_events, jump_pct=f.pct(100 * t.jump))
-        steps = [e.step for e in facts_events]
-        out.append(Observation("sudden_change", sorted(all_layers), steps, facts, direction))
-    return out
-
-
-def outliers(v: MapView) -> Observation | None:
-    if not v.outliers.any():
-        return None
-    f, t = v.fmt, v.t
-    cells, truncated = v.cell_list(v.outliers)
-    ii, jj = np.nonzero(v.outliers)
-    values = [f.r(float(v.values[i, j])) for i, j in zip(ii[: t.max_cells], jj[: t.max_cells])]
-    facts = OutlierFacts(
-        n_cells=int(v.outliers.sum()), values=values, margin_pct=f.pct(100 * t.outlier), truncated=truncated
-    )
-    return Observation(
-        "outlier", sorted({c[1] for c in cells}), sorted({c[0] for c in cells}), facts, cells=cells
-    )
-
-
-def infinite_values(v: MapView) -> Observation | None:
-    inf = np.isinf(v.values)
-    if not inf.any():
-        return None
-    cells, truncated = v.cell_list(inf)
-    n = int(inf.sum())
-    n_pos = int(np.isposinf(v.values).sum())
-    ii, jj = np.nonzero(inf)
-    n_listed = len(cells)
-    signs = [1 if v.values[i, j] > 0 else -1 for i, j in zip(ii[:n_listed], jj[:n_listed])]
-    facts = InfiniteFacts(n_cells=n, n_pos=n_pos, n_neg=n - n_pos, signs=signs, truncated=truncated)
-    return Observation(
-        "infinite_values", sorted({c[1] for c in cells}), sorted({c[0] for c in cells}), facts, cells=cells
-    )
-
-
-def missing_values(v: MapView) -> Observation | None:
-    miss = np.isnan(v.values)
-    if not miss.any():
-        return None
-    f = v.fmt
-    cells, truncated = v.cell_list(miss)
-    n = int(miss.sum())
-    full_layers = [v.layers[j] for j in np.flatnonzero(miss.all(axis=0))] if v.S else []
-    full_steps = [v.steps[i] for i in np.flatnonzero(miss.all(axis=1))] if v.L else []
-    rest = miss.copy()
-    if full_layers:
-        rest[:, miss.all(axis=0)] = False
-    if full_steps:
-        rest[miss.all(axis=1), :] = False
-    facts = MissingFacts(
-        n_cells=n,
-        n_total=v.S * v.L,
-        pct=f.pct(100 * n / (v.S * v.L)),
-        full_layers=full_layers,
-        full_steps=full_steps,
-        n_scattered=int(rest.sum()),
-        truncated=truncated,
-    )
-    return Observation(
-        "missing_values", sorted({c[1] for c in cells}), sorted({c[0] for c in cells}), facts, cells=cells
-    )
 
 
 def observations(v: MapView, details: list[LayerDetail]) -> list[Observation]:
     """Every observation, in report order: map-wide structure, per-layer levels, saturation, jumps,
     then the cells set aside (outliers, infinite, missing)."""
     out: list[Observation] = []
-    if v.structured:
+    if v.span > 0:
         for fn in (depth_gradient, step_trend, hotspot):
             o = fn(v, details)
             if o:
                 out.append(o)
-    if v.span > 0:
-        sudden = sudden_changes(v, details)
+        sudden = C.sudden_changes(v)
         # a layer that jumps up and then stays is described by the jump, not as saturating
         jumped = {
-            (lay, e.step)
+            (lay, step)
             for o in sudden
             if o.direction == "increasing" and isinstance(o.facts, SuddenChangeFacts)
             for e in o.facts.events
             for lay in e.layers
+            for step in v.steps_after(e.step, 2 if v.noisy else 0)  # smoothing can delay a plateau
         }
         for o in (
             consistent(v, details, low=True),
@@ -490,7 +362,7 @@ def observations(v: MapView, details: list[LayerDetail]) -> list[Observation]:
             if o:
                 out.append(o)
         out.extend(sudden)
-    for o in (outliers(v), infinite_values(v), missing_values(v)):
+    for o in (C.outliers(v), C.infinite_values(v), C.missing_values(v)):
         if o:
             out.append(o)
     return out

@@ -97,7 +97,14 @@ def render_markdown(d: dict[str, Any]) -> str:
     elif d["value_min"] is not None:
         lo_hi = f"{f.v(d['value_min'])} (lowest) to {f.v(d['value_max'])} (highest)"
         cl = f"- **Colour, {m}:** values from {lo_hi}"
-        if d["scale"] == "log":
+        noise = d["noise"]
+        if d["scale"] == "log" and noise.get("multiplicative"):
+            cl += (
+                "; their cell-to-cell noise grows with the value (multiplicative), so this report "
+                "judges levels and trends on a log scale (log10 of the values; `layerscope plot --log` "
+                "draws the matching heatmap)"
+            )
+        elif d["scale"] == "log":
             span = (
                 f"span a factor of {f.v(d['value_factor'])}"
                 if d["value_factor"] is not None
@@ -109,7 +116,12 @@ def render_markdown(d: dict[str, Any]) -> str:
             )
         else:
             cl += ", judged on a linear scale"
-        if d["n_outliers"]:
+        if noise.get("material"):
+            cl += (
+                f"; the range of the smoothed map (below) is {f.vrange(d['range_min'], d['range_max'])}, "
+                "and levels and trends are relative to that"
+            )
+        elif d["n_outliers"]:
             cl += (
                 f"; without the outliers the range is {f.vrange(d['range_min'], d['range_max'])}, and "
                 "levels and trends are relative to that"
@@ -130,6 +142,16 @@ def render_markdown(d: dict[str, Any]) -> str:
         "Levels (low, mid, high) are thirds of the map's range; trends and observations are judged "
         "relative to the same range (the thresholds are in the JSON report under `thresholds`)."
     )
+    if d["n_steps"] and d["n_layers"] and d["noise"].get("material"):
+        unit = " decades" if d["scale"] == "log" else ""
+        lines.append("")
+        lines.append(
+            f"Cell-to-cell noise is large here: the most extreme of the {d['n_cells']} cells may stray "
+            f"by about {f.v(d['noise']['largest'])}{unit} by noise alone. So levels, trends and "
+            "observations are judged on the map smoothed over each cell's 3 x 3 neighbourhood (its "
+            "median), and each observation about structure had to beat what noise alone would reach "
+            "over everything it searched (`facts.noise` in the JSON)."
+        )
     lines.append("")
 
     lines += ["## Detailed analysis", ""]

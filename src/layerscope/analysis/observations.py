@@ -47,6 +47,19 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class NoiseCheck(Facts):
+    """The noise test a structural observation passed, in reported units (recorded units on a
+    linear scale, decades on a log scale): its statistic ``value`` beat ``threshold``, what noise
+    of level ``sigma`` alone would reach over the ``n_searched`` places searched, ``ratio`` times."""
+
+    sigma: float | None
+    threshold: float | None
+    value: float | None
+    ratio: float | None  # None when the threshold is 0 (a map without noise)
+    n_searched: int
+
+
+@dataclass(frozen=True)
 class DepthGradientFacts(Facts):
     from_layer: int
     to_layer: int
@@ -55,6 +68,7 @@ class DepthGradientFacts(Facts):
     drawdown_pct: float  # largest move back allowed, % of the range
     n_steps_holding: int  # steps whose own profile is monotone the same way
     n_steps: int  # steps with values
+    noise: NoiseCheck  # the end-to-end change against two medians' noise
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,7 @@ class StepTrendFacts(Facts):
     n_layers_following: int  # layers whose last value is at least change_pct of the range beyond their first
     n_layers: int  # layers with values
     change_pct: float
+    noise: NoiseCheck  # the end-to-end change against two (smoothed) medians' noise
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,7 @@ class HotspotFacts(Facts):
     max: float | None
     max_step: int
     max_layer: int
+    noise: NoiseCheck  # the highest (smoothed) level above the map's median, against the largest noise
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,7 @@ class ConsistentFacts(Facts):
     pct: float
     min: float | None
     max: float | None
+    noise: NoiseCheck  # the gap between these layers' medians and the others', against median noise
     # the widest own range among these layers (max / min), when their values are positive
     own_factor: float | None = _optional()
     own_layer: int | None = _optional()
@@ -104,6 +121,7 @@ class SaturationFacts(Facts):
     decline_max: float | None  # largest (peak - last value) among these layers
     decline_pct_max: float
     declining: bool  # the decline is larger than the noise of the smoothed series
+    noise: NoiseCheck  # the smallest rise among these layers, against what noise spans in a series
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,7 @@ class JumpEvent(Facts):
     n_layers: int
     change_min: float | None  # |change| over these layers, recorded units
     change_max: float | None
+    noise_ratio: float | None  # how many times the jump beat the noise test it passed
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,7 @@ class SuddenChangeFacts(Facts):
     n_events: int
     events: list[JumpEvent]
     jump_pct: float
+    noise: NoiseCheck  # the weakest event's test
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,7 @@ class OutlierFacts(Facts):
     values: list[float | None]
     margin_pct: float
     truncated: bool  # more cells than Thresholds.max_cells: the lists are cut
+    noise: NoiseCheck  # the smallest margin, against the largest of that many noise draws
 
 
 @dataclass(frozen=True)

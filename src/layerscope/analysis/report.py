@@ -34,6 +34,7 @@ from .narrative import DESCRIBE, Context, interpretation
 from .summary import band_text, summary
 from .text import format_percent
 from .thresholds import DEFAULT, Thresholds
+from .view import MapView
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
@@ -140,10 +141,10 @@ def report(heatmap: Heatmap, *, scale: str = "auto", thresholds: Thresholds | No
         raise ConfigError(f"scale {scale!r} is not one of auto, linear, log; pass one of those.")
     # Extreme inputs (1e308, 5e-324) overflow a ratio or two; those come out as None, not as warnings.
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        return Report(_build(detect.MapView(heatmap, scale, t)))
+        return Report(_build(MapView(heatmap, scale, t)))
 
 
-def _build(v: detect.MapView) -> dict[str, Any]:
+def _build(v: MapView) -> dict[str, Any]:
     """The report dict of one prepared map: header numbers, details, observations, text."""
     f, hm = v.fmt, v.hm
     fin_all = v.finite
@@ -184,6 +185,10 @@ def _build(v: detect.MapView) -> dict[str, Any]:
             "share_pct": f.pct(100 * v.noise_share),
             "structured": bool(v.structured),
             "smoothing_window": v.window,
+            "tail_df": P.round_sig(v.noise.df, 3),  # None: tails no heavier than the normal's
+            "largest": P.round_sig(v.units(v.outlier_floor), 3),  # the largest of the map's noise draws
+            "material": bool(v.noisy),  # levels and structure judged on the 3 x 3-median map
+            "multiplicative": bool(v.multiplicative),  # log scale chosen for the noise, not for decades
         },
         "source": str(hm.meta.get("store") or hm.meta.get("path") or ""),  # the file it was read from
     }
