@@ -161,10 +161,11 @@ def test_heavy_tails_are_seen_and_a_real_glitch_still_stands_out() -> None:
     rng = np.random.default_rng(4)
     t3 = 1.0 + 0.1 * rng.standard_t(3, (120, 32))
     gauss = 1.0 + 0.1 * rng.standard_normal((120, 32))
-    assert report(heatmap(t3)).to_dict()["noise"]["tail_df"] < 6  # heavy tails recognised
+    heavy = report(heatmap(t3)).to_dict()["noise"]["tail_df"]
     light = report(heatmap(gauss)).to_dict()["noise"]["tail_df"]
-    assert light is None or light > 10  # None: no heavier than the normal's
+    assert 2 < heavy < 4  # t3 recognised (read slightly heavy, on purpose)
+    assert light is None or light > 2 * heavy  # None: no heavier than the normal's
     gauss[60, 10] = 3.0  # a 20-sigma glitch in Gaussian noise
     d = report(heatmap(gauss)).to_dict()
     (out,) = [o for o in d["observations"] if o["kind"] == "outlier"]
-    assert out["cells"] == [[610, 11]] and out["facts"]["noise"]["ratio"] > 2
+    assert out["cells"] == [[610, 11]] and out["facts"]["noise"]["ratio"] > 1

@@ -144,13 +144,18 @@ def render_markdown(d: dict[str, Any]) -> str:
     )
     if d["n_steps"] and d["n_layers"] and d["noise"].get("material"):
         unit = " decades" if d["scale"] == "log" else ""
+        tail = (
+            f", with tails like a Student t with {f.v(d['noise']['tail_df'])} degrees of freedom"
+            if d["noise"]["tail_df"] is not None
+            else ""
+        )
         lines.append("")
         lines.append(
-            f"Cell-to-cell noise is large here: the most extreme of the {d['n_cells']} cells may stray "
-            f"by about {f.v(d['noise']['largest'])}{unit} by noise alone. So levels, trends and "
-            "observations are judged on the map smoothed over each cell's 3 x 3 neighbourhood (its "
-            "median), and each observation about structure had to beat what noise alone would reach "
-            "over everything it searched (`facts.noise` in the JSON)."
+            f"Cell-to-cell noise is large here (a robust standard deviation of "
+            f"{f.v(d['noise']['sigma'])}{unit}{tail}): noise alone could move the most extreme cells by a tenth of the range or more. "
+            "So levels, trends and observations are judged on the map smoothed over each cell's 3 x 3 "
+            "neighbourhood (its median), and each observation about structure had to beat what noise "
+            "alone would reach over everything it searched (`facts.noise` in the JSON)."
         )
     lines.append("")
 

@@ -271,9 +271,12 @@ def tail_residuals(a: np.ndarray, axis: int) -> np.ndarray:
     a = np.moveaxis(a, axis, 0)
     if a.shape[0] < 5:
         return np.zeros(0)
-    nb = np.stack([a[:-4], a[1:-3], a[3:-1], a[4:]])
+    n1, n2, n3, n4 = a[:-4], a[1:-3], a[3:-1], a[4:]
     with np.errstate(invalid="ignore"):
-        r = a[2:-2] - np.median(nb, axis=0)
+        # the median of 4 is the mean of the middle two: (sum - max - min) / 2
+        hi = np.maximum(np.maximum(n1, n2), np.maximum(n3, n4))
+        lo = np.minimum(np.minimum(n1, n2), np.minimum(n3, n4))
+        r = a[2:-2] - 0.5 * (n1 + n2 + n3 + n4 - hi - lo)
     return r[np.isfinite(r)]
 
 
@@ -282,11 +285,10 @@ def estimate(a: np.ndarray) -> NoiseModel:
     sigma, _ = robust_sigma(a)
     if sigma <= 0:
         return NoiseModel(0.0, math.inf)
-    # the tail weight is read along the axis with more cells beside each other
-    axis = 0 if a.shape[0] >= a.shape[1] else 1
-    r = tail_residuals(a, axis)
-    if r.size < 8:
-        r = tail_residuals(a, 1 - axis)
+    # the tail weight is read along the axis where the residuals are smaller (structure, a jump
+    # or an edge, shows mostly along one), among those with enough of them
+    cands = [r for r in (tail_residuals(a, 0), tail_residuals(a, 1)) if r.size >= 8]
+    r = min(cands, key=lambda x: float(np.median(np.abs(x - np.median(x))))) if cands else np.zeros(0)
     # residuals from a 4-neighbour median have lighter tails than the cells (t3 cells read as t4):
     # 0.7 brings the fit back (calibrated by simulation on t2 to t10), erring on the heavy side
     # each side on its own, and the heavier counts: a skewed noise (log-normal on a linear scale)
@@ -294,8 +296,9 @@ def estimate(a: np.ndarray) -> NoiseModel:
     df = math.inf
     if r.size:
         c = r - np.median(r)
-        df = min(fit_df(np.abs(c)), fit_df(c[c > 0]), fit_df(-c[c < 0]))
-        df *= 0.7
+        both, side = fit_df(np.abs(c)), min(fit_df(c[c > 0]), fit_df(-c[c < 0]))
+        # one side counts only when clearly heavier (a fit to half the residuals is noisier)
+        df = 0.7 * (side if side < 0.6 * both else both)
     # few residuals cannot show a light tail: do not assume one
     cap = 4.0 if r.size < 60 else 8.0 if r.size < 300 else 30.0 if r.size < 3000 else math.inf
     return NoiseModel(sigma, min(df, cap), int(r.size))
