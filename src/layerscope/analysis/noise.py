@@ -285,6 +285,10 @@ def estimate(a: np.ndarray) -> NoiseModel:
     sigma, _ = robust_sigma(a)
     if sigma <= 0:
         return NoiseModel(0.0, math.inf)
+    fin = a[np.isfinite(a)]
+    if fin.size > 2 and sigma**2 < 0.01 * float(np.var(fin)):
+        # structure is 100x the noise: the residuals' tails are its curvature, not noise
+        return NoiseModel(sigma, math.inf)
     # the tail weight is read along the axis where the residuals are smaller (structure, a jump
     # or an edge, shows mostly along one), among those with enough of them
     cands = [r for r in (tail_residuals(a, 0), tail_residuals(a, 1)) if r.size >= 8]

@@ -53,10 +53,6 @@ class MapView:
             a = np.where(fin, self.values, np.nan)
             self.scaled = np.log10(a) if self.scale == "log" else a / self.unit
         self.noise = self._log_noise if self.multiplicative and self._log_noise else N.estimate(self.scaled)
-        fs = self.scaled[np.isfinite(self.scaled)]
-        if self.noise.sigma > 0 and fs.size > 2 and self.noise.sigma**2 < 0.01 * float(np.var(fs)):
-            # structure is 100x the noise: the residuals' tails are its curvature, not noise
-            self.noise = N.NoiseModel(self.noise.sigma, math.inf, self.noise.n_resid)
         self.sigma = self.noise.sigma
         self.n_cells = max(1, int(fin.sum()))
         alpha = t.noise_alpha
