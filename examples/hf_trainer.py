@@ -5,7 +5,8 @@
 
 A 4-layer GPT-2 built from a config trains 60 optimizer steps with 2 gradient-accumulation
 micro-batches each; every 5th step is recorded (one row per optimizer step, both micro-batches
-folded in), and the per-layer scalars and heatmaps also go to TensorBoard.
+folded in), and the per-layer scalars and heatmaps also go to TensorBoard when it is installed
+(pip install 'layerscope[tensorboard]'); with only layerscope[hf] the run store is all there is.
 """
 
 from __future__ import annotations
@@ -46,13 +47,24 @@ def main() -> None:
         logging_steps=20,
         disable_tqdm=True,
     )
+    # TensorBoard is optional: without it the run is recorded into the store all the same.
+    try:
+        import tensorboard  # noqa: F401 - only whether it is there
+
+        has_tensorboard = True
+    except ImportError:
+        has_tensorboard = False
+    if not has_tensorboard:
+        print(
+            "tensorboard is not installed: recording into the store only (pip install 'layerscope[tensorboard]')"
+        )
     callback = LayerscopeCallback(
         store=OUT / "runs.db",
         run="gpt2-tiny",
         every=5,
         metrics=("rms", "kurtosis", "max_abs"),
         sites=("output", "mlp_act"),
-        log_to="tensorboard",  # -> OUT/runs/layerscope; "wandb"/"mlflow" use the Trainer's run
+        log_to="tensorboard" if has_tensorboard else None,  # -> OUT/runs/layerscope; "wandb"/"mlflow" too
     )
     Trainer(
         model=GPT2LMHeadModel(cfg), args=args, train_dataset=dataset(60 * 2 * 8), callbacks=[callback]

@@ -70,8 +70,8 @@ def _reports_follow_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
 
     made = Report.__init__
 
-    def checked(self, data):  # type: ignore[no-untyped-def]
-        made(self, data)
+    def checked(self, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made(self, data, *args, **kwargs)
         report_validator().validate(data)
 
     monkeypatch.setattr(Report, "__init__", checked)

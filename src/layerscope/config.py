@@ -34,9 +34,11 @@ class RecorderConfig:
     flush_secs: float = 10.0
     # Histogram bin edges for the 'hist' metric; fixed for the run and stored with it.
     hist_edges: Sequence[float] | None = None
-    # Continue an existing run of the same name (same layers): a step recorded again replaces its
-    # rows. False makes an existing run name an error.
-    resume: bool = True
+    # An existing run of the same name: None continues it only if it holds the same recording
+    # (model architecture, metrics, sites, probe...; a restarted job) and refuses another one; True
+    # continues it whatever it holds (same layers); False refuses it. A step recorded again replaces
+    # its rows. See layerscope.recording.
+    resume: bool | None = None
     # Free-form notes stored with the run (hyper-parameters, git hash ...).
     notes: dict[str, Any] = field(default_factory=dict)
 

@@ -112,12 +112,32 @@ def test_view_writes_an_offline_bundle(cli, store, tmp_path):
     d = tmp_path / "report"
     r = cli("view", str(store), "--run", "lr_hi", "-o", str(d))
     assert r.returncode == 0, r.stderr
-    assert "2 heatmaps: rms, mean" in r.stdout
+    # Every recorded metric at every recorded site (what `view --help` promises), not output only.
+    assert "3 heatmaps: rms, rms (mlp_act), mean" in r.stdout
     text = (d / "index.html").read_text(encoding="utf-8")
-    assert text.count("plotly.js v") == 1
+    (js,) = d.glob("plotly-*.min.js")  # one shared copy beside the page, not inside it
+    assert text.count("plotly.js v") == 0 and f'src="{js.name}"' in text
     assert '<section id="rms-output">' in text and '<section id="mean-output">' in text
+    assert '<section id="rms-mlp-act">' in text
     assert "<code>rms</code> across layers and training steps" in text  # the analysis report
-    assert text.count('class="plotly-graph-div"') == 4
+    assert text.count('class="plotly-graph-div"') == 9  # heatmap, profile, lines per section
+    r = cli(
+        "view",
+        str(store),
+        "--run",
+        "lr_hi",
+        "--site",
+        "output",
+        "--plotly",
+        "inline",
+        "-o",
+        str(tmp_path / "one"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2 heatmaps: rms, mean" in r.stdout and [p.name for p in (tmp_path / "one").iterdir()] == [
+        "index.html"
+    ]
+    assert (tmp_path / "one" / "index.html").read_text(encoding="utf-8").count("plotly.js v") == 1
 
 
 def test_view_site_all_and_errors(cli, store, tmp_path):

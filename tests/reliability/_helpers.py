@@ -85,9 +85,11 @@ def assert_whole(
             bad = {s: c for s, c in per_step.items() if c != n_layers * pairs}
             assert not bad, f"run {name}: steps with a part of their rows: {bad} (want {n_layers * pairs})"
             if hists:
-                per_hist = dict(
+                per_hist = dict(  # step -> layers with a histogram (one row per step: n_layers x n_bins)
                     con.execute(
-                        "SELECT step, count(*) FROM hists WHERE run_id=? GROUP BY step", (run_id,)
+                        "SELECT r.step, sum(length(r.vals)) / (8 * max(s.inner)) FROM series_rows r "
+                        "JOIN series s ON s.id = r.series_id WHERE s.run_id=? AND s.kind='hist' GROUP BY r.step",
+                        (run_id,),
                     ).fetchall()
                 )
                 assert sorted(per_hist) == steps and set(per_hist.values()) <= {n_layers}, (name, per_hist)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._format import format_percent
 from .._io import write_text_atomic as _write_atomic
 from ..errors import ConfigError, NotFoundError
 from ..store.heatmap import Heatmap
@@ -32,7 +33,6 @@ from . import patterns as P
 from .markdown import markdown_to_html, render_markdown
 from .narrative import DESCRIBE, Context, interpretation
 from .summary import band_text, summary
-from .text import format_percent
 from .thresholds import DEFAULT, Thresholds
 from .view import MapView
 
@@ -57,6 +57,7 @@ class Report:
     """
 
     data: dict[str, Any] = field(repr=False)
+    heatmap: Heatmap | None = field(default=None, repr=False, compare=False)  # what was analysed (notebooks)
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the report as plain JSON types (NaN and inf are None)."""
@@ -106,6 +107,18 @@ class Report:
     def _repr_markdown_(self) -> str:  # Jupyter
         return self.to_markdown()
 
+    def _repr_html_(self) -> str:  # Jupyter: the heatmap, then the text
+        from ..render.notebook import report_html
+
+        return report_html(self.to_markdown(), self.heatmap)
+
+    def _repr_png_(self) -> bytes | None:  # the heatmap the report analyses
+        if self.heatmap is None:
+            return None
+        from ..render.notebook import heatmap_png
+
+        return heatmap_png(self.heatmap)
+
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically, with a normal file mode; a pipe is written into.
@@ -141,7 +154,7 @@ def report(heatmap: Heatmap, *, scale: str = "auto", thresholds: Thresholds | No
         raise ConfigError(f"scale {scale!r} is not one of auto, linear, log; pass one of those.")
     # Extreme inputs (1e308, 5e-324) overflow a ratio or two; those come out as None, not as warnings.
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        return Report(_build(MapView(heatmap, scale, t)))
+        return Report(_build(MapView(heatmap, scale, t)), heatmap)
 
 
 def _build(v: MapView) -> dict[str, Any]:

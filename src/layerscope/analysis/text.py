@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .._format import format_step, format_value
+from .._format import format_percent, format_step, format_value
 from . import patterns as P
 
 PCT_DIGITS = 2  # percentages are quoted (and stored) with 2 significant digits
@@ -45,15 +45,6 @@ def code(name: object) -> str:
     # CommonMark strips one space from both ends of a span: pad where the name would lose or merge
     pad = s.startswith("`") or s.endswith("`") or (len(s) > 1 and s[0] == s[-1] == " " and s.strip() != "")
     return f"{fence} {s} {fence}" if pad else f"{fence}{s}{fence}"
-
-
-def format_percent(x: float) -> str:
-    """How the report quotes a stored percentage (already rounded to 2 significant digits).
-
-    >>> format_percent(100.0), format_percent(9.2), format_percent(0.0084)
-    ('100%', '9.2%', '0.0084%')
-    """
-    return f"{x:g}%"
 
 
 def cap(s: str) -> str:
