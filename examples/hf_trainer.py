@@ -11,6 +11,7 @@ folded in), and the per-layer scalars and heatmaps also go to TensorBoard when i
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -29,14 +30,14 @@ def dataset(n: int) -> list[dict[str, torch.Tensor]]:
     return [{"input_ids": x, "labels": x} for x in (corpus.batch(1, SEQ, step=i)[0][0] for i in range(n))]
 
 
-def main() -> None:
+def main(steps: int = 60) -> None:
     torch.manual_seed(0)
     cfg = GPT2Config(
         n_layer=4, n_embd=64, n_head=4, n_positions=SEQ, vocab_size=256, bos_token_id=0, eos_token_id=0
     )
     args = TrainingArguments(
         output_dir=str(OUT),
-        max_steps=60,
+        max_steps=steps,
         per_device_train_batch_size=8,
         gradient_accumulation_steps=2,
         learning_rate=3e-3,
@@ -67,7 +68,7 @@ def main() -> None:
         log_to="tensorboard" if has_tensorboard else None,  # -> OUT/runs/layerscope; "wandb"/"mlflow" too
     )
     Trainer(
-        model=GPT2LMHeadModel(cfg), args=args, train_dataset=dataset(60 * 2 * 8), callbacks=[callback]
+        model=GPT2LMHeadModel(cfg), args=args, train_dataset=dataset(steps * 2 * 8), callbacks=[callback]
     ).train()
 
     hm = layerscope.load(OUT / "runs.db", run="gpt2-tiny", metric="kurtosis", site="mlp_act")
@@ -75,5 +76,12 @@ def main() -> None:
     print("heatmap:", layerscope.plot(hm, OUT / "kurtosis_mlp_act.png"))
 
 
+def steps_from_argv(default: int) -> int:
+    """``--steps N`` (CI's smoke run passes a few); the default makes the example's figure."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--steps", type=int, default=default, help=f"optimizer steps (default {default})")
+    return p.parse_args().steps
+
+
 if __name__ == "__main__":
-    main()
+    main(steps_from_argv(60))

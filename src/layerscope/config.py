@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .defaults import DEFAULT_METRICS
 from .errors import ConfigError
+from .stats.kernels import BACKENDS
 
 WINDOWS = ("step", "all")
 
 
 @dataclass
 class RecorderConfig:
-    # Metric names (see layerscope.stats.available_metrics()). Each adds a few reductions per hook;
-    # 'kurtosis' adds two more passes, 'hist' and 'dead_frac' the most.
-    metrics: Sequence[str] = ("mean", "std", "rms", "max_abs")
+    # Metric names (see layerscope.stats.available_metrics()). The statistics pass reads each
+    # activation once whatever the metrics; each group of statistics adds a few operations per
+    # element to it ('kurtosis' the fourth moments); 'hist' adds its own passes.
+    metrics: Sequence[str] = DEFAULT_METRICS
     # Record steps where step % every == 0. Hooks are attached only for those steps (window="step"),
     # so steps that are not recorded cost nothing.
     every: int = 1
@@ -41,6 +44,16 @@ class RecorderConfig:
     resume: bool | None = None
     # Free-form notes stored with the run (hyper-parameters, git hash ...).
     notes: dict[str, Any] = field(default_factory=dict)
+    # Token mask, so that only real tokens count (padding left out): the root model's forward
+    # argument holding the (batch, tokens) mask ("attention_mask"), or fn(args, kwargs) -> mask.
+    # None: every position counts. Costs one tiny op per forward; masked rows are skipped.
+    mask: str | Callable[..., Any] | None = None
+    # Token positions per activation for the statistics: every (rows // k)-th row of the
+    # (tokens, width) view. An int for every site or {site: k} (e.g. {"mlp_act": 256}). None:
+    # all positions (exact). Cheaper on wide sites; the values become estimates.
+    sample: int | Mapping[str, int] | None = None
+    # The statistics pass: "auto" (C on CPU, torch.compile on CUDA), "native", "compile", "eager".
+    stats_backend: str = "auto"
 
     def validate(self) -> None:
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
@@ -55,9 +68,38 @@ class RecorderConfig:
             e = list(self.hist_edges)
             if len(e) < 1 or any(b <= a for a, b in zip(e, e[1:])):
                 raise ConfigError("hist_edges must be a non-empty, strictly increasing list of numbers.")
+        if self.mask is not None and not isinstance(self.mask, str) and not callable(self.mask):
+            raise ConfigError(
+                f"mask={self.mask!r}; pass the name of the model's mask argument ('attention_mask') "
+                "or a function (args, kwargs) -> mask."
+            )
+        for site, k in self.sample_per_site().items():
+            if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+                raise ConfigError(f"sample={k!r} for site {site!r}; pass a whole number of token rows >= 1.")
+        if isinstance(self.sample, Mapping) and "all" not in self.sites:  # "all": checked once found
+            unknown = set(self.sample) - set(self.sites)
+            if unknown:
+                raise ConfigError(
+                    f"sample= names sites {sorted(unknown)} that are not recorded; recorded: {list(self.sites)}."
+                )
+        if self.stats_backend not in BACKENDS:
+            raise ConfigError(f"stats_backend={self.stats_backend!r}; pass one of {', '.join(BACKENDS)}.")
+
+    def sample_per_site(self) -> dict[str, int]:
+        """Site -> token rows kept per activation (only sites that sample)."""
+        if self.sample is None:
+            return {}
+        if isinstance(self.sample, Mapping):
+            return dict(self.sample)
+        return dict.fromkeys(self.sites, self.sample)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: mask may be any callable
+        d["notes"] = dict(self.notes)
+        d["hist_edges"] = list(self.hist_edges) if self.hist_edges is not None else None
         d["metrics"] = list(self.metrics)
         d["sites"] = list(self.sites)
+        if callable(self.mask):
+            d["mask"] = f"fn:{getattr(self.mask, '__qualname__', type(self.mask).__name__)}"
+        d["sample"] = self.sample_per_site() or None
         return d

@@ -19,7 +19,7 @@ import os
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,13 +27,23 @@ import torch
 import torch.nn as nn
 
 from .batch import ProbeFn, check_not_empty, probe_hash, run_forward, to_device
-from .capture import Layer, Selection, SiteHook, discover_layers, extract_tensor, resolve_sites, unwrap
-from .capture.models import FILE_MODULE_PREFIX
+from .capture import Layer, Selection, SiteHook, discover_layers, resolve_sites, unwrap
+from .capture.models import callable_name
+from .capture.sources import (
+    CaptureContext,
+    CaptureSource,
+    Gate,
+    MaskScope,
+    MaskSpec,
+    MaskTracker,
+    Slot,
+    build_sources,
+    mask_key,
+)
 from .config import RecorderConfig
 from .errors import ConfigError, DistributedError
 from .recording import DEFAULT_RUN, RunSpec, model_fingerprint, open_run
 from .stats import (
-    N_STATE,
     SlotAccumulator,
     StatSpec,
     WindowState,
@@ -41,10 +51,14 @@ from .stats import (
     default_hist_edges,
     derive_values,
     finish_states,
+    pack_many,
     reduce_across_ranks,
     resolve_metrics,
+    unpack_many,
 )
 from .store import LayerInfo, StepRecord, Store
+
+_D = RecorderConfig  # the defaults below are RecorderConfig's, defined there once
 
 Probe = Any  # a Tensor, a tuple/list of positional inputs, a dict of keyword inputs, or fn(model)
 
@@ -63,12 +77,6 @@ def is_compiled(model: nn.Module) -> bool:
         if type(m).__name__ == "OptimizedModule" or getattr(m, "_compiled_call_impl", None) is not None:
             return True
     return False
-
-
-def _in_backward() -> bool:
-    """True while autograd runs a backward pass: activation checkpointing re-runs forwards there,
-    and their activations were already recorded. A host-side flag, no device sync."""
-    return torch._C._current_graph_task_id() != -1
 
 
 class UnreachedLayersWarning(UserWarning):
@@ -98,6 +106,10 @@ class Recorder:
             whose ``forward`` does not run every recorded layer (an autoencoder's ``forward`` is its
             encoder). Layers that see no forward at the first recorded step get an
             :class:`UnreachedLayersWarning` naming them.
+        mask: only real tokens count: the name of the model's mask argument (``"attention_mask"``)
+            or ``fn(args, kwargs) -> mask``; see :meth:`set_mask` for loops that need it by hand.
+        sample: keep every ``rows // k``-th token row of each activation (an int, or ``{site: k}``).
+        stats_backend: the statistics pass (``"auto"``, ``"native"``, ``"compile"``, ``"eager"``).
         train_only: record forwards in training mode only (evaluation passes are not counted).
         eps: the small number that keeps ratios such as kurtosis finite for constant activations.
         flush_every: write to the store every N recorded steps (a host sync each time; 1 for a
@@ -139,21 +151,24 @@ class Recorder:
         model: nn.Module,
         store: str | os.PathLike[str] | Store | None,
         run: str | None = None,
-        metrics: str | Sequence[str] = ("mean", "std", "rms", "max_abs"),
-        every: int = 1,
+        metrics: str | Sequence[str] = _D.metrics,
+        every: int = _D.every,
         layers: Selection = None,
-        sites: str | Sequence[str] = ("output",),
+        sites: str | Sequence[str] = _D.sites,
         *,
-        window: str = "step",
+        window: str = _D.window,
         probe: Probe | None = None,
         probe_fn: ProbeFn | None = None,
-        train_only: bool = True,
-        eps: float = 1e-6,
-        flush_every: int = 50,
-        flush_secs: float = 10.0,
-        hist_edges: Sequence[float] | None = None,
-        resume: bool | None = None,
+        train_only: bool = _D.train_only,
+        eps: float = _D.eps,
+        flush_every: int = _D.flush_every,
+        flush_secs: float = _D.flush_secs,
+        hist_edges: Sequence[float] | None = _D.hist_edges,
+        resume: bool | None = _D.resume,
         notes: dict[str, Any] | None = None,
+        mask: MaskSpec = _D.mask,
+        sample: int | Mapping[str, int] | None = _D.sample,
+        stats_backend: str = _D.stats_backend,
         process_group: Any = None,
         source: str = "live",
         start_step: int | None = None,
@@ -173,6 +188,9 @@ class Recorder:
             hist_edges=list(hist_edges) if hist_edges is not None else None,
             resume=resume,
             notes=dict(notes or {}),
+            mask=mask,
+            sample=sample,
+            stats_backend=stats_backend,
         )
         self.config.validate()
         if not isinstance(model, nn.Module):
@@ -186,30 +204,38 @@ class Recorder:
         metric_objs = resolve_metrics(self.config.metrics)
         edges = list(self.config.hist_edges) if self.config.hist_edges is not None else default_hist_edges()
         self.spec = StatSpec(
-            metric_objs, eps=eps, hist_edges=edges if any(m.name == "hist" for m in metric_objs) else ()
+            metric_objs,
+            eps=eps,
+            hist_edges=edges if any(m.name == "hist" for m in metric_objs) else (),
+            backend=stats_backend,
         )
         self.layers: list[Layer] = discover_layers(model, layers)
         self.hooks: list[SiteHook] = resolve_sites(self.layers, self.config.sites)
         if "all" in self.config.sites:  # the run records (and its config says) the sites there are
             self.config.sites = tuple(dict.fromkeys(h.site for h in self.hooks))
-        self._accs = [SlotAccumulator(self.spec) for _ in self.hooks]
-        self._handles: list[Any] = []
+            self.config.validate()  # sample={site: k} is checked against the sites found
+        per_site = self.config.sample_per_site()
+        stacks = sorted({la.stack for la in self.layers})
+        self.slots = [
+            Slot(h, SlotAccumulator(self.spec, per_site.get(h.site)), mask_key(h.layer.stack, stacks))
+            for h in self.hooks
+        ]
+        self._accs = [s.acc for s in self.slots]
+        # The capture sources (one per kind of site), the gate their hooks read, the mask tracker.
+        self._gate = Gate(train_only)
+        self._masks = MaskTracker(unwrap(model), mask, self._gate)
+        self._ctx = CaptureContext(self._gate, self._masks if mask is not None else None)
+        self.sources: list[CaptureSource] = [self._masks, *build_sources(self.slots)]
         # torch.compile ignores hooks added after a module was first compiled, so for compiled
-        # models the hooks stay attached and a flag switches them on and off (dynamo guards on it:
-        # at most one extra compilation per state). Eager models attach hooks on record steps only.
+        # models the hooks stay attached and the gate switches them on and off (dynamo guards on
+        # it: one graph recording, one not, both compiled in the first `every` steps).
+        # Eager models attach hooks on record steps only.
         if hooks not in ("auto", "attach", "gate"):
             raise ConfigError(
                 f"hooks={hooks!r}; pass 'auto', 'attach' (add/remove per record step) or "
                 "'gate' (always on, switched by a flag: for models compiled after this Recorder)."
             )
         self._gated = hooks == "gate" or (hooks == "auto" and is_compiled(model))
-        self._listening = False
-        if self._gated:
-            from torch import _dynamo
-
-            # Graphs compiled before the hooks existed do not call them: compile again, once.
-            _dynamo.reset()
-        self._in_probe = False
         self._closed = False
         self._last_step: int | None = None
         self._pending: list[tuple[int, WindowState]] = []
@@ -220,6 +246,14 @@ class Recorder:
         self._device = self._model_device()
         if self.spec.binner is not None:
             self.spec.binner.prepare(self._device)  # so the first recorded forward does not copy
+        if self._gated:
+            from torch import _dynamo
+
+            # Compiled forwards fold into fixed buffers (nothing they read changes between steps).
+            for a in self._accs:
+                a.prepare_graph(self._device)
+            # Graphs compiled before the hooks existed do not call them: compile again, once.
+            _dynamo.reset()
         self._probe_fn = self._check_probe(probe, probe_fn)
         self._probe = to_device(probe, self._device) if probe is not None else None
         self._probe_hash = probe_hash(probe) if probe is not None else None
@@ -296,67 +330,51 @@ class Recorder:
         cfg["world_size"] = self.world_size
         cfg["probe_hash"] = self._probe_hash
         if self._probe_fn is not None:
-            cfg["probe_fn"] = _callable_name(self._probe_fn)
+            cfg["probe_fn"] = callable_name(self._probe_fn)
         cfg["n_params"] = int(sum(p.numel() for p in self.model.parameters()))
         cfg["model_fingerprint"] = model_fingerprint(self.model)
-        cfg["site_modules"] = {f"{h.layer.index}:{h.site}": h.module_name for h in self.hooks}
+        for src in self.sources:  # each source adds its own entries (site_modules merge across sources)
+            for key, val in src.run_config().items():
+                both = isinstance(val, dict) and isinstance(cfg.get(key), dict)
+                cfg[key] = {**cfg[key], **val} if both else val
         cfg["stacks"] = sorted({la.stack for la in self.layers})
         return cfg
 
     # -- hooks -------------------------------------------------------------------------------
-    def _make_hook(self, acc: SlotAccumulator, kind: str) -> Callable[..., None]:
-        train_only = self.config.train_only
-
-        # No host sync in here: module.training is a Python bool; the rest are tensor ops.
-        if kind == "input":
-
-            def pre_hook(module: nn.Module, args: Any) -> None:
-                if not self._listening or (train_only and not module.training and not self._in_probe):
-                    return
-                if not torch.compiler.is_compiling() and _in_backward():
-                    return
-                t = extract_tensor(args)
-                if t is not None and t.is_floating_point():
-                    acc.update(t)
-
-            return pre_hook
-
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if not self._listening or (train_only and not module.training and not self._in_probe):
-                return
-            if not torch.compiler.is_compiling() and _in_backward():
-                return
-            t = extract_tensor(output)
-            if t is not None and t.is_floating_point():
-                acc.update(t)
-
-        return hook
-
     def _attach(self) -> None:
         if self._closed:
             return
-        self._listening = True
-        if self._handles:
-            return
-        for h, acc in zip(self.hooks, self._accs):
-            fn = self._make_hook(acc, h.kind)
-            if h.kind == "input":
-                self._handles.append(h.module.register_forward_pre_hook(fn))
-            else:
-                self._handles.append(h.module.register_forward_hook(fn))
+        self._gate.listening = True
+        for src in self.sources:
+            src.attach(self._ctx)
 
     def _detach(self, final: bool = False) -> None:
-        self._listening = False
+        self._gate.listening = False
         if self._gated and not final:
             return  # compiled: the hooks stay, switched off
-        handles, self._handles = self._handles, []
-        for hd in handles:
-            hd.remove()
+        for src in self.sources:
+            if final or not src.always_attached:
+                src.detach()
 
     @property
     def attached(self) -> bool:
         """Whether the hooks are listening now (only on steps that record, unless window="all")."""
-        return self._listening and bool(self._handles)
+        return self._gate.listening and any(src.attached for src in self.sources if src.slots)
+
+    def set_mask(self, mask: torch.Tensor | None) -> MaskScope:
+        """Use ``mask`` (batch, tokens; non-zero = real token) for the next forwards, until
+        ``set_mask(None)``; or as a context manager, for the forwards inside ``with``.
+
+        For loops that call sub-modules directly or pass the mask in a way ``mask=`` cannot see::
+
+            with rec.set_mask(batch["attention_mask"]):
+                hidden = model.encoder(batch["input_ids"])
+        """
+        prev = self._masks.explicit
+        self._masks.set(None if mask is None else to_device(mask, self._device))
+        if self._ctx.masks is None and mask is not None:
+            self._ctx.masks = self._masks
+        return MaskScope(self._masks, prev)
 
     def _schedule(self, next_step: int) -> None:
         listen = self._probe is None and (self.config.window == "all" or next_step % self.config.every == 0)
@@ -411,12 +429,12 @@ class Recorder:
         self._attach()
         modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
-        self._in_probe = True
+        self._gate.in_probe = True
         try:
             with torch.no_grad():
                 run_forward(self.model, probe, self._probe_fn)
         finally:
-            self._in_probe = False
+            self._gate.in_probe = False
             for m, mode in modes:
                 m.training = mode
             if not was_attached:
@@ -501,44 +519,12 @@ class Recorder:
 
     def _to_records(self, pending: list[tuple[int, WindowState]]) -> list[StepRecord]:
         finish_states([ws for _, ws in pending])
-        # Pack everything into one flat tensor: one device -> host copy for the whole flush.
-        parts: list[torch.Tensor] = []
-        layout: list[tuple[int, int, list[int], bool, bool]] = []
-        for _, ws in pending:
-            sizes = [0 if u is None else u.numel() for u in ws.units]
-            parts.append(ws.states.reshape(-1).to(torch.float64))
-            for u in ws.units:
-                if u is not None:
-                    parts.append(u.reshape(-1).to(torch.float64))
-            if ws.hist is not None:
-                parts.append(ws.hist.reshape(-1))
-            if ws.fn is not None:
-                parts.append(ws.fn.reshape(-1))
-            layout.append((ws.states.shape[0], 0, sizes, ws.hist is not None, ws.fn is not None))
-        flat = (
-            torch.cat([p.to(parts[0].device) for p in parts]).cpu().numpy()
-        )  # host sync here, once per flush
+        flat, layouts = pack_many([ws for _, ws in pending])  # one device -> host copy for the flush
+        host = flat.cpu().numpy()  # host sync here, once per flush
         records = []
-        off = 0
         n_layers = len(self.layers)
-        nb = len(self.spec.hist_edges) + 1
-        nf = len(self.spec.fn_metrics)
-        for (step, _), (S, _, sizes, has_hist, has_fn) in zip(pending, layout):
-            states = flat[off : off + S * N_STATE].reshape(S, N_STATE)
-            off += S * N_STATE
-            units: list[np.ndarray | None] = []
-            for n in sizes:
-                units.append(flat[off : off + n] if n else None)
-                off += n
-            hist = None
-            if has_hist:
-                hist = flat[off : off + S * nb].reshape(S, nb)
-                off += S * nb
-            fn = None
-            if has_fn:
-                fn = flat[off : off + S * nf * 2].reshape(S, nf, 2)
-                off += S * nf * 2
-            derived = derive_values(states, units, fn, self.spec)
+        for (step, _), parts in zip(pending, unpack_many(host, layouts)):
+            derived = derive_values(parts.states, parts.units, parts.fn, self.spec)
             values: dict[tuple[str, str], list[float]] = {}
             hists: dict[str, np.ndarray] = {}
             for i, h in enumerate(self.hooks):
@@ -546,8 +532,9 @@ class Recorder:
                     values.setdefault((name, h.site), [float("nan")] * n_layers)[h.layer.index - 1] = float(
                         arr[i]
                     )
-                if hist is not None:
-                    hists.setdefault(h.site, np.zeros((n_layers, nb)))[h.layer.index - 1] = hist[i]
+                if parts.hist is not None:
+                    nb = parts.hist.shape[1]
+                    hists.setdefault(h.site, np.zeros((n_layers, nb)))[h.layer.index - 1] = parts.hist[i]
             records.append(StepRecord(step, values, hists or None, source=self.source))
         return records
 
@@ -560,6 +547,7 @@ class Recorder:
         finally:
             self._closed = True
             self._detach(final=True)
+            self._masks.current, self._masks.explicit = {}, None
             if self._owns_store and self.store is not None:
                 self.store.close()
             _live.discard(self)
@@ -594,15 +582,6 @@ class Recorder:
 
 def _site_label(h: SiteHook) -> str:
     return h.layer.name if h.site == "output" else f"{h.layer.name} ({h.site})"
-
-
-def _callable_name(fn: Any) -> str:
-    """``pkg.module:fn``, or ``path/to/file.py:fn`` for a function imported from a file (as --probe-fn does)."""
-    module = getattr(fn, "__module__", None) or "?"
-    if module.startswith(FILE_MODULE_PREFIX):  # a .py file imported by capture.models
-        code = getattr(fn, "__code__", None)
-        module = code.co_filename if code is not None else module
-    return f"{module}:{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
 # Recorders still open at interpreter exit are flushed, so a script that forgets close() keeps its data.

@@ -4,8 +4,8 @@ never mixes its steps into, or replaces the steps of, another one.
 "The same recording" is what a restarted job looks like: the same model architecture (the
 *fingerprint*: the model's class and every parameter's name and shape, wrapper prefixes removed,
 so a DDP- or ``torch.compile``-wrapped restart matches; the weights are not part of it), the same
-layers, metrics, sites, window, ``train_only``, ``eps`` and histogram edges, the same probe, the
-same kind of recording (live or sweep: a sweep on the probe of a live run may fill it in, as their
+layers, metrics, sites, window, ``train_only``, ``eps``, histogram edges, token mask and row
+sampling, the same probe, the same kind of recording (live or sweep: a sweep on the probe of a live run may fill it in, as their
 numbers agree) and, for a sweep, the same checkpoint folder. What may change on a restart:
 ``every``, the flush settings, the number of ranks, ``notes``.
 
@@ -64,7 +64,7 @@ class RunSpec:
 log = logging.getLogger("layerscope")
 
 # Run-config keys that must match for a run to be continued without resume=True.
-_SAME = ("window", "train_only", "eps", "hist_edges")
+_SAME = ("window", "train_only", "eps", "hist_edges", "mask", "sample")
 _SAME_AS_SETS = ("metrics", "sites")
 
 

@@ -365,11 +365,6 @@ def _record(model: torch.nn.Module, call: torch.nn.Module, steps: int, **kw: Any
     return {r.step: r.values for r in rec.history}
 
 
-# Dynamo's note on the stats engine's lru_cache'd constants is about layerscope.stats, not about
-# the hooks these tests are for.
-_DYNAMO_NOTE = "ignore:Dynamo detected a call to a `functools.lru_cache`-wrapped function"
-
-
 @pytest.fixture
 def fresh_dynamo() -> Iterator[None]:
     torch._dynamo.reset()
@@ -377,7 +372,6 @@ def fresh_dynamo() -> Iterator[None]:
     torch._dynamo.reset()
 
 
-@pytest.mark.filterwarnings(_DYNAMO_NOTE)
 def test_hooks_registered_before_torch_compile_record_the_same_values(fresh_dynamo: None) -> None:
     model = _tiny()
     eager = _record(model, model, 2)
@@ -390,7 +384,6 @@ def test_hooks_registered_before_torch_compile_record_the_same_values(fresh_dyna
             assert got[step][key] == pytest.approx(vals, rel=1e-5, abs=1e-7), (step, key)
 
 
-@pytest.mark.filterwarnings(_DYNAMO_NOTE)
 def test_compiled_wrapper_can_be_passed_to_the_recorder(fresh_dynamo: None) -> None:
     model = _tiny()
     compiled = torch.compile(model, backend="eager")  # dynamo's hook handling; no AOT/inductor cost
@@ -400,7 +393,6 @@ def test_compiled_wrapper_can_be_passed_to_the_recorder(fresh_dynamo: None) -> N
     assert got[1][("rms", "mlp_act")] == pytest.approx(eager[1][("rms", "mlp_act")], rel=1e-5)
 
 
-@pytest.mark.filterwarnings(_DYNAMO_NOTE)
 def test_compile_with_every_2_records_every_recorded_step(fresh_dynamo: None) -> None:
     """A compiled model: hooks stay attached and are switched by a flag, so every>1 works."""
     eager_model = _tiny()
@@ -412,7 +404,6 @@ def test_compile_with_every_2_records_every_recorded_step(fresh_dynamo: None) ->
     assert got[4][("rms", "output")] == pytest.approx(eager[4][("rms", "output")], rel=1e-5)
 
 
-@pytest.mark.filterwarnings(_DYNAMO_NOTE)
 def test_compile_after_the_recorder_needs_hooks_gate(fresh_dynamo: None) -> None:
     model = _tiny()
     eager_model = _tiny()
@@ -422,7 +413,6 @@ def test_compile_after_the_recorder_needs_hooks_gate(fresh_dynamo: None) -> None
     assert got[4][("rms", "output")] == pytest.approx(eager[4][("rms", "output")], rel=1e-5)
 
 
-@pytest.mark.filterwarnings(_DYNAMO_NOTE)
 def test_compile_with_every_2_works_with_hook_guards_on(fresh_dynamo: None) -> None:
     """The documented workaround: guard on hooks, so attaching them recompiles (two graphs)."""
     model = _tiny()

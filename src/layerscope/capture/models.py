@@ -43,6 +43,17 @@ def _err(e: BaseException) -> str:
 # The name a spec's .py file is imported under (not importable by that name: it names the file's hash).
 FILE_MODULE_PREFIX = "_layerscope_model_"
 
+
+def callable_name(fn: Any) -> str:
+    """``pkg.module:fn``, or ``path/to/file.py:fn`` for a function imported from a file (as
+    ``--probe-fn`` does): how a run's config names the function it was recorded with."""
+    module = getattr(fn, "__module__", None) or "?"
+    if module.startswith(FILE_MODULE_PREFIX):  # a .py file imported by load_function
+        code = getattr(fn, "__code__", None)
+        module = code.co_filename if code is not None else module
+    return f"{module}:{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
 _SPEC_HELP = (
     "pass 'package.module:factory' (e.g. 'layerscope.testing:tiny_gpt') or 'path/to/file.py:factory', "
     "where factory is a callable that returns a torch.nn.Module"

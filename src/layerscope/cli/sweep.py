@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..defaults import DEFAULT_METRICS
 from ._common import echo_json, format_option
 
 # One string so that `layerscope sweep --help` and docs/sweep.md show the same torchrun form.
@@ -53,7 +54,7 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     "--metrics",
     "--metric",
     "metrics",
-    default="mean,std,rms,max_abs",
+    default=",".join(DEFAULT_METRICS),
     show_default=True,
     metavar="LIST",
     help="Comma-separated metric names, or 'all'.",
@@ -122,6 +123,12 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     metavar="N",
     help="Torch threads per process (default: torch's; cores / --workers in a pool).",
 )
+@click.option(
+    "--mask",
+    default=None,
+    metavar="KEY",
+    help="Count real tokens only: the probe's token-mask key, e.g. attention_mask (a dict probe).",
+)
 @format_option
 def sweep(
     ckpt_dir: str,
@@ -143,6 +150,7 @@ def sweep(
     workers: int,
     device: str,
     threads: int | None,
+    mask: str | None,
     fmt: str,
 ) -> int:
     """Record the statistics of every checkpoint in CKPT_DIR, one step each, into STORE.
@@ -198,6 +206,7 @@ def sweep(
         workers=workers,
         device=device,
         threads=threads,
+        mask=mask,
     )
     try:  # set by torchrun (and other launchers) for every process it starts
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)

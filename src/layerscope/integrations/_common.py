@@ -15,11 +15,11 @@ from typing import Any
 import torch.nn as nn
 
 from ..capture import Selection
+from ..defaults import DEFAULT_METRICS
 from ..errors import ConfigError
 from ..store import Store
 from .loggers import Sink, SinkStore, as_sinks
 
-DEFAULT_METRICS = ("mean", "std", "rms", "max_abs")
 STORE_NAME = "layerscope.db"
 
 

@@ -33,6 +33,7 @@ except ImportError as _e:  # pragma: no cover - exercised only without transform
     ) from None
 
 from ..capture import Selection
+from ..capture.sources import MaskSpec
 from ..store import Store
 from ._common import DEFAULT_METRICS, STORE_NAME, RecorderSession
 from .loggers import MLflowSink, Sink, TensorBoardSink, WandbSink, _need
@@ -47,6 +48,9 @@ class LayerscopeCallback(TrainerCallback):
             on a resumed training continues the run.
         every: record optimizer steps with ``global_step % every == 0``; the others cost nothing.
         metrics, sites, probe, layers: as for :class:`layerscope.Recorder`.
+        mask: only real tokens count: by default the batch's ``attention_mask`` when it has one
+            (padded batches); ``None`` counts every position; a name or ``fn(args, kwargs)`` as
+            for :class:`layerscope.Recorder`.
         log_to: also send per-layer scalars (at each store flush) and the heatmaps (at the end) to
             ``"tensorboard"`` (``<output_dir>/runs/layerscope``), ``"wandb"`` / ``"mlflow"`` (the run
             the Trainer's own integration started), ``"auto"`` (those of ``args.report_to``), or
@@ -67,10 +71,11 @@ class LayerscopeCallback(TrainerCallback):
         *,
         layers: Selection = None,
         log_to: Any = (),
+        mask: MaskSpec = "attention_mask",
         **recorder_options: Any,
     ) -> None:
         self.session = RecorderSession(
-            store, run, every, metrics, sites, probe, layers, log_to, recorder_options
+            store, run, every, metrics, sites, probe, layers, log_to, {"mask": mask, **recorder_options}
         )
 
     @property

@@ -3,12 +3,12 @@
 from .accumulator import (
     SlotAccumulator,
     StatSpec,
-    WindowState,
     collect,
     derive_values,
     finish_states,
     reduce_across_ranks,
 )
+from .codec import WindowState, pack_many, unpack_many
 from .functional import (
     GROUPS,
     N_STATE,
@@ -20,6 +20,7 @@ from .functional import (
     raw_to_state,
     state_of,
 )
+from .kernels import BACKENDS, StatsPass, get_pass
 from .registry import (
     BUILTIN_METRICS,
     DEFAULT_METRICS,
@@ -32,6 +33,7 @@ from .registry import (
 )
 
 __all__ = [
+    "BACKENDS",
     "BUILTIN_METRICS",
     "DEFAULT_METRICS",
     "GROUPS",
@@ -40,6 +42,7 @@ __all__ = [
     "SlotAccumulator",
     "StatSpec",
     "Stats",
+    "StatsPass",
     "WindowState",
     "available_metrics",
     "batch_raw",
@@ -49,11 +52,14 @@ __all__ = [
     "empty_state",
     "finish_states",
     "get_metric",
+    "get_pass",
     "merge_states",
+    "pack_many",
     "raw_to_state",
     "reduce_across_ranks",
     "register_metric",
     "resolve_metrics",
     "state_of",
+    "unpack_many",
     "unregister_metric",
 ]

@@ -16,15 +16,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from .codec import WindowState, layout_of, pack, unpack
 from .functional import (
-    N_RAW,
     N_STATE,
     HistBinner,
-    _batch,
+    Stats,
     empty_state,
     merge_states,
     raw_to_state,
 )
+from .kernels import BACKENDS, N_RAW, StatsPass, get_pass, rows_view
 from .registry import Metric
 
 # Raw vectors kept before they are folded into one (bounds memory for long windows).
@@ -38,10 +39,13 @@ class StatSpec:
     metrics: list[Metric]
     eps: float = 1e-6
     hist_edges: Sequence[float] = ()
+    backend: str = "auto"  # the statistics pass: see layerscope.stats.kernels
     groups: frozenset[str] = field(init=False)
     fn_metrics: list[Metric] = field(init=False)
     # The histogram binning tables, built once and shared by every slot (None without 'hist').
     binner: HistBinner | None = field(init=False, default=None, repr=False, compare=False)
+    # The statistics pass (one read of each activation), shared by every slot.
+    stats_pass: StatsPass = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         g: set[str] = set()
@@ -51,16 +55,33 @@ class StatSpec:
         self.fn_metrics = [m for m in self.metrics if m.fn is not None]
         if "hist" in self.groups:
             self.binner = HistBinner(self.hist_edges)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.stats_pass = get_pass(self.groups, self.eps, self.backend, units="units" in self.groups)
 
 
 class SlotAccumulator:
-    """Statistics of one (layer, site) over the forwards of a record window."""
+    """Statistics of one (layer, site) over the forwards of a record window.
 
-    def __init__(self, spec: StatSpec) -> None:
+    Two ways in, one state out. Eager forwards append raw vectors (one short device tensor per
+    forward; converted in batches at record time). Forwards traced by ``torch.compile`` (a
+    compiled model) fold into fixed device buffers with in-place ops instead, so that nothing
+    the compiled graph reads changes between forwards or steps (no recompiles, whatever the
+    number of micro-batches). ``sample=k`` keeps every ``rows // k``-th token row only.
+    """
+
+    def __init__(self, spec: StatSpec, sample: int | None = None) -> None:
         self.spec = spec
+        self.sample = sample
         if "hist" in spec.groups and spec.binner is None:  # a spec whose edges were set after creation
             spec.binner = HistBinner(spec.hist_edges)
+        self._graph: _GraphBuffers | None = None
         self.reset()
+
+    def prepare_graph(self, device: torch.device) -> None:
+        """Allocate the buffers that compiled forwards fold into (done once, before compiling)."""
+        if self._graph is None:
+            self._graph = _GraphBuffers(self.spec, device)
 
     def reset(self) -> None:
         self._raws: list[torch.Tensor] = []
@@ -68,12 +89,31 @@ class SlotAccumulator:
         self.units: torch.Tensor | None = None  # (U,) float32 max|x| per unit
         self.hist: torch.Tensor | None = None  # (B,) float64
         self.fn_acc: torch.Tensor | None = None  # (F, 2): value accumulator, weight
-        self.n_updates = 0  # host-side count of forwards seen (no tensor involved)
+        self._n_eager = 0  # host-side count of eager forwards seen (no tensor involved)
+        self._graph_seen = False  # a compiled forward folded in (set, never read, by the graph)
+        if self._graph is not None:
+            self._graph.reset()
+
+    @property
+    def n_updates(self) -> int:
+        """Forwards seen since the last reset (host-side; compiled forwards count as at least one)."""
+        return self._n_eager + int(self._graph_seen)
 
     # -- in the hook: no host sync below this line ------------------------------------------------
-    def update(self, x: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Fold one activation in. ``mask``: the batch's (B, T) bool token mask, or None."""
         spec = self.spec
-        raw, u, h = _batch(x, spec.groups, spec.eps, spec.binner)  # one pass over the groups' needs
+        x = x.detach()
+        v, rows = rows_view(x, mask, self.sample)
+        raw, u = spec.stats_pass(v, rows)  # one pass over the groups' needs
+        h = spec.binner(v, rows) if spec.binner is not None else None
+        fn = self._fn_values(x) if spec.fn_metrics else None
+        if torch.compiler.is_compiling():
+            if self._graph is None:  # a model compiled after the hooks were added: one recompile
+                self._graph = _GraphBuffers(spec, raw.device)
+            self._graph.fold(raw, u, h, fn, spec)
+            self._graph_seen = True  # a store of a constant: no guard, no recompile
+            return
         self._raws.append(raw)
         if len(self._raws) >= _COMPACT_AT:
             self._compact()
@@ -85,22 +125,24 @@ class SlotAccumulator:
                 self.units = torch.maximum(self.units, u)
         if h is not None:
             self.hist = h if self.hist is None else self.hist + h
-        if spec.fn_metrics:
-            vals = []
-            w = float(x.numel())
-            for m in spec.fn_metrics:
-                v = m.fn(x.detach()).to(torch.float64).reshape(())  # type: ignore[misc]
-                vals.append(
-                    torch.stack([v * w, torch.full_like(v, w)])
-                    if m.reduce == "mean"
-                    else torch.stack([v, torch.ones_like(v)])
-                )
-            cur = torch.stack(vals)
-            if self.fn_acc is None:
-                self.fn_acc = cur
-            else:
-                self.fn_acc = _fold_fn(self.spec.fn_metrics, torch.stack([self.fn_acc, cur]))
-        self.n_updates += 1
+        if fn is not None:
+            self.fn_acc = (
+                fn if self.fn_acc is None else _fold_fn(spec.fn_metrics, torch.stack([self.fn_acc, fn]))
+            )
+        self._n_eager += 1
+
+    def _fn_values(self, x: torch.Tensor) -> torch.Tensor:
+        """Function metrics of ``x``: (F, 2) = (value accumulator, weight); they see the whole tensor."""
+        vals = []
+        w = float(x.numel())
+        for m in self.spec.fn_metrics:
+            v = m.fn(x).to(torch.float64).reshape(())  # type: ignore[misc]
+            vals.append(
+                torch.stack([v * w, torch.full_like(v, w)])
+                if m.reduce == "mean"
+                else torch.stack([v, torch.ones_like(v)])
+            )
+        return torch.stack(vals)
 
     def _compact(self) -> None:
         states = raw_to_state(torch.stack(self._raws))
@@ -114,9 +156,80 @@ class SlotAccumulator:
         """The merged state of everything since the last reset (``empty_state`` when nothing ran)."""
         if self._raws:
             self._compact()
+        g = self._graph
+        if g is not None:  # a copy: the buffers are reset in place for the next window
+            return (
+                g.state.clone() if self._state is None else merge_states(torch.stack([self._state, g.state]))
+            )
         if self._state is None:
             return empty_state(device)
         return self._state
+
+    def window_units(self) -> torch.Tensor | None:
+        g = self._graph
+        if g is None or g.units is None:
+            return self.units
+        if self.units is None or self.units.shape != g.units.shape:
+            return (
+                g.units.clone() if self.units is None or g.units.numel() >= self.units.numel() else self.units
+            )
+        return torch.maximum(self.units, g.units)
+
+    def window_hist(self) -> torch.Tensor | None:
+        g = self._graph
+        if g is None or g.hist is None:
+            return self.hist
+        return g.hist.clone() if self.hist is None else self.hist + g.hist
+
+    def window_fn(self) -> torch.Tensor | None:
+        g = self._graph
+        if g is None or g.fn is None:
+            return self.fn_acc
+        if self.fn_acc is None:
+            return g.fn.clone()
+        return _fold_fn(self.spec.fn_metrics, torch.stack([self.fn_acc, g.fn]))
+
+
+class _GraphBuffers:
+    """Fixed device buffers that compiled forwards fold into, in place (see SlotAccumulator)."""
+
+    def __init__(self, spec: StatSpec, device: torch.device) -> None:
+        self.state = empty_state(device)
+        nb = len(spec.hist_edges) + 1
+        self.hist = torch.zeros(nb, dtype=torch.float64, device=device) if spec.binner is not None else None
+        self.fn = _fn_neutral(spec.fn_metrics, device) if spec.fn_metrics else None
+        self._fn0 = None if self.fn is None else self.fn.clone()
+        # Unit maxima: the width is known at the first compiled forward; zeros are neutral for a max,
+        # and a slot that saw no element reports no dead units (derive checks the count).
+        self.units: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.state.copy_(empty_state(self.state.device))
+        if self.hist is not None:
+            self.hist.zero_()
+        if self.fn is not None and self._fn0 is not None:
+            self.fn.copy_(self._fn0)
+        if self.units is not None:
+            self.units.zero_()
+
+    def fold(
+        self,
+        raw: torch.Tensor,
+        u: torch.Tensor | None,
+        h: torch.Tensor | None,
+        fn: torch.Tensor | None,
+        spec: StatSpec,
+    ) -> None:
+        self.state.copy_(merge_states(torch.stack([self.state, raw_to_state(raw).to(self.state.device)])))
+        if u is not None:
+            if self.units is None or self.units.shape != u.shape:
+                self.units = u.clone()
+            else:
+                self.units.copy_(torch.maximum(self.units, u))
+        if h is not None and self.hist is not None:
+            self.hist.add_(h)
+        if fn is not None and self.fn is not None:
+            self.fn.copy_(_fold_fn(spec.fn_metrics, torch.stack([self.fn, fn])))
 
 
 def _fold_fn(fn_metrics: Sequence[Metric], stacked: torch.Tensor) -> torch.Tensor:
@@ -133,17 +246,6 @@ def _fold_fn(fn_metrics: Sequence[Metric], stacked: torch.Tensor) -> torch.Tenso
     return torch.stack(out)
 
 
-@dataclass
-class WindowState:
-    """All slots' statistics of one record window, merged (and reduced across ranks)."""
-
-    states: torch.Tensor  # (S, N_STATE) float64; (S, N_RAW) raw sums while ``raw`` is True
-    units: list[torch.Tensor | None]  # per slot
-    hist: torch.Tensor | None  # (S, B) float64
-    fn: torch.Tensor | None  # (S, F, 2) float64
-    raw: bool = False  # states not converted yet: see collect(defer=True) and finish_states()
-
-
 def _batched_states(accs: Sequence[SlotAccumulator], device: torch.device | None) -> torch.Tensor | None:
     """The states of all slots in one ``raw_to_state`` (+ one merge) when every slot saw the same
     number of forwards and nothing was folded yet (the usual record step); else None.
@@ -152,7 +254,7 @@ def _batched_states(accs: Sequence[SlotAccumulator], device: torch.device | None
     dozen slots or more, most of a record step's cost. Together it is the same arithmetic, once.
     """
     k = len(accs[0]._raws)
-    if k == 0 or any(a._state is not None or len(a._raws) != k for a in accs):
+    if k == 0 or any(a._state is not None or a._graph is not None or len(a._raws) != k for a in accs):
         return None
     dev = accs[0]._raws[0].device
     if any(r.device != dev for a in accs for r in a._raws):
@@ -170,7 +272,9 @@ def collect(
     """The window's statistics of every slot. With ``defer``, a window in which every slot saw exactly
     one forward keeps its raw sums (one ``stack``), and :func:`finish_states` converts many windows
     at once later (at flush): the conversion is some 25 tiny ops, cheaper done once for 50 steps."""
-    raw = bool(defer and accs and all(a._state is None and len(a._raws) == 1 for a in accs))
+    raw = bool(
+        defer and accs and all(a._state is None and a._graph is None and len(a._raws) == 1 for a in accs)
+    )
     if raw:
         states: torch.Tensor | None = torch.stack([a._raws[0] for a in accs]).to(device)
     else:
@@ -180,19 +284,19 @@ def collect(
     hist = None
     if "hist" in spec.groups:
         nb = len(spec.hist_edges) + 1
+        hists = [a.window_hist() for a in accs]
         hist = torch.stack(
             [
-                a.hist.to(device)
-                if a.hist is not None
-                else torch.zeros(nb, dtype=torch.float64, device=device)
-                for a in accs
+                h.to(device) if h is not None else torch.zeros(nb, dtype=torch.float64, device=device)
+                for h in hists
             ]
         )
     fn = None
     if spec.fn_metrics:
         neutral = _fn_neutral(spec.fn_metrics, device)
-        fn = torch.stack([a.fn_acc.to(device) if a.fn_acc is not None else neutral for a in accs])
-    units = [a.units.to(device) if a.units is not None else None for a in accs]
+        fns = [a.window_fn() for a in accs]
+        fn = torch.stack([f.to(device) if f is not None else neutral for f in fns])
+    units = [u.to(device) if u is not None else None for u in (a.window_units() for a in accs)]
     return WindowState(states, units, hist, fn, raw=raw)
 
 
@@ -227,42 +331,21 @@ def reduce_across_ranks(ws: WindowState, spec: StatSpec, group: Any = None) -> W
     if world == 1:
         return ws
     dev = ws.states.device
-    S = ws.states.shape[0]
     sizes = torch.tensor([0 if u is None else u.numel() for u in ws.units], dtype=torch.int64, device=dev)
     all_sizes = [torch.empty_like(sizes) for _ in range(world)]
     dist.all_gather(all_sizes, sizes, group=group)
     usize = torch.stack(all_sizes).amax(0).tolist()  # host sync: once per record step, outside hooks
-    parts = [ws.states.reshape(-1)]
-    for u, n in zip(ws.units, usize):
-        buf = torch.zeros(n, dtype=torch.float64, device=dev)
-        if u is not None and u.numel():
-            buf[: u.numel()] = u.to(torch.float64)
-        parts.append(buf)
-    if ws.hist is not None:
-        parts.append(ws.hist.reshape(-1))
-    if ws.fn is not None:
-        parts.append(ws.fn.reshape(-1))
-    flat = torch.cat(parts)
+    layout = layout_of(ws, usize)  # every rank: the same widths, so the same layout
+    flat = pack(ws, layout)
     gathered = [torch.empty_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat, group=group)
-    g = torch.stack(gathered)  # (world, total)
-    off = S * N_STATE
-    states = merge_states(g[:, :off].reshape(world, S, N_STATE))
-    units: list[torch.Tensor | None] = []
-    for n in usize:
-        units.append(g[:, off : off + n].amax(0).to(torch.float32) if n else None)
-        off += n
-    hist = None
-    if ws.hist is not None:
-        nb = ws.hist.shape[1]
-        hist = g[:, off : off + S * nb].reshape(world, S, nb).sum(0)
-        off += S * nb
+    p = unpack(torch.stack(gathered), layout)  # views with a leading (world,) dim
+    units = [u.amax(0).to(torch.float32) if u is not None else None for u in p.units]
+    hist = p.hist.sum(0) if p.hist is not None else None
     fn = None
-    if ws.fn is not None:
-        F = ws.fn.shape[1]
-        chunk = g[:, off : off + S * F * 2].reshape(world, S, F, 2)
-        fn = torch.stack([_fold_fn(spec.fn_metrics, chunk[:, s]) for s in range(S)])
-    return WindowState(states, units, hist, fn)
+    if p.fn is not None:
+        fn = torch.stack([_fold_fn(spec.fn_metrics, p.fn[:, s]) for s in range(p.fn.shape[1])])
+    return WindowState(merge_states(p.states), units, hist, fn)
 
 
 def derive_values(
@@ -272,8 +355,6 @@ def derive_values(
     spec: StatSpec,
 ) -> dict[str, np.ndarray]:
     """Metric name -> values (one per slot) from host copies of a window's statistics."""
-    from .functional import Stats
-
     s = Stats(states, units=units, eps=spec.eps)
     out: dict[str, np.ndarray] = {}
     fi = 0

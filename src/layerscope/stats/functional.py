@@ -2,11 +2,12 @@
 
 Three pure steps, as in torchmetrics' ``functional/``:
 
-1. :func:`batch_raw` runs inside a forward hook. It reduces one activation tensor to a short
-   vector of *raw* sums (shifted power sums, extremes, counts), on the tensor's device, with no
-   host sync and no Python branching on tensor values. Low-precision inputs are upcast to float32;
-   sums are taken of values shifted by the batch's own mean, so data with a large offset
-   (mean 1e4, std 1e-2) keeps its precision (the shifted differences are exact in float32).
+1. :func:`batch_raw` (the pass of :mod:`~layerscope.stats.kernels`) runs inside a forward hook.
+   It reduces one activation tensor to a short vector of *raw* sums (shifted, scaled power sums,
+   extremes, counts) in one read, on the tensor's device, with no host sync and no Python
+   branching on tensor values. Low-precision inputs are upcast to float32; sums are taken of
+   values shifted near the mean and scaled by a power of two, so data with a large offset (mean
+   1e4, std 1e-2) keeps its precision and huge activations (1e18) do not overflow.
 2. :func:`raw_to_state` and :func:`merge_states` turn any number of raw vectors into one
    *state* ``(n, n_finite, mean, M2, M3, M4, min, max, max|x|, sum|x|, counts...)`` with the
    parallel (Chan/Pébay) formulas, in float64. Merging micro-batches, record windows or ranks is
@@ -20,12 +21,31 @@ Column layout of a state (``S_*`` indices) is fixed; the state of an empty strea
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from .kernels import (
+    R_C,
+    R_MAX,
+    R_MAXABS,
+    R_MIN,
+    R_N,
+    R_NF,
+    R_NNAN,
+    R_NPINF,
+    R_NPOS,
+    R_NZERO,
+    R_S1,
+    R_S2,
+    R_S3,
+    R_S4,
+    R_SABS,
+    get_pass,
+    rows_view,
+)
 
 # -- state layout ------------------------------------------------------------------------------
 S_N, S_NF, S_MEAN, S_M2, S_M3, S_M4, S_MIN, S_MAX, S_MAXABS, S_SABS, S_NZERO, S_NPOS, S_NNAN, S_NPINF = range(
@@ -49,10 +69,7 @@ STATE_FIELDS = (
     "n_posinf",
 )
 
-# -- raw layout (what a hook produces): counts first, then float sums -------------------------
-R_N, R_NF, R_NZERO, R_NPOS, R_NNAN, R_NPINF = range(6)  # int64 counts
-R_C, R_S1, R_S2, R_S3, R_S4, R_MIN, R_MAX, R_MAXABS, R_SABS = range(6, 15)  # floats
-N_RAW = 15
+# The raw layout (what a hook produces: counts, then float sums) is the pass's: kernels.R_*.
 
 # Stat groups a metric can need; the hook computes only the groups some metric needs.
 GROUPS = ("moments", "moments4", "abs", "minmax", "zero", "pos", "nonfinite", "units", "hist")
@@ -68,132 +85,6 @@ def default_hist_edges() -> list[float]:
     return [-p for p in reversed(pos)] + [0.0] + pos
 
 
-# float32 holds every integer up to 2**24 exactly, so a float32 sum of 0/1 indicators of at most
-# that many elements is an exact count (every partial sum is such an integer).
-_F32_EXACT = 1 << 24
-
-
-@functools.lru_cache(maxsize=512)
-def _const(value: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A cached 0-d constant: neutral values and element counts cost no op in the hook."""
-    return torch.full((), value, dtype=dtype, device=device)
-
-
-def _count(ind: torch.Tensor, n: int) -> torch.Tensor:
-    """Exact number of ones in a 0/1 float indicator of ``n`` elements, without a host sync.
-
-    A plain ``sum`` where the dtype holds the count exactly (a reduction the hook runs anyway, so
-    its code is warm); ``count_nonzero`` (int64) beyond 2**24 float32 elements.
-    """
-    if ind.dtype == torch.float64 or n <= _F32_EXACT:
-        return ind.sum()
-    return torch.count_nonzero(ind)
-
-
-def _batch(
-    x: torch.Tensor,
-    groups: frozenset[str] | set[str],
-    eps: float = 1e-6,
-    binner: HistBinner | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """One activation tensor -> (raw vector, per-unit max |x| or None, histogram or None).
-
-    The hook's whole work, sharing intermediates between groups (|x| feeds abs, zero and units;
-    the non-finite indicator feeds the counts and the extremes). Every op here is a device op:
-    no ``.item()``, no branching on values; Python branches only on dtypes, sizes and groups.
-
-    Why it is written this way: inside a training forward each *kind* of op costs far more on
-    its first call than when repeated (its code went cold during the layer's own kernels), and
-    every op has a fixed dispatch cost, so the ops are few and of few kinds: counts are sums of
-    0/1 indicators made with ``sub``/``nan_to_num`` (exact, see :func:`_count`) instead of boolean
-    masks, neutral values and ``n`` are cached constants, and the vector is built by one ``stack``.
-    The arithmetic of every output value is the same as in the reference formulas of the
-    docstring of :func:`batch_raw`, so results do not depend on which groups were requested.
-    """
-    x = x.detach()
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.float()  # bf16/fp16/int: accumulate in float32 or better
-    flat = x.reshape(-1)
-    n = flat.numel()
-    dev, fdt = flat.device, flat.dtype
-    if n == 0:  # an empty activation (n is a Python int: no sync): neutral values
-        raw = torch.zeros(N_RAW, dtype=torch.float64, device=dev)
-        raw[R_MIN], raw[R_MAX] = math.inf, -math.inf
-        units = batch_units_max(x) if "units" in groups else None
-        hist = binner(flat) if "hist" in groups and binner is not None else None
-        return raw, units, hist
-    small = fdt == torch.float64 or n <= _F32_EXACT
-    cdt = fdt if small else torch.int64  # dtype of the counts
-    moments = "moments" in groups or "moments4" in groups
-    need_abs = "abs" in groups or "zero" in groups or "units" in groups
-
-    # Two full-size buffers serve every group (each fresh buffer costs a pass of cache misses
-    # inside a training forward): `xz` holds x with non-finite entries set to 0, then |xz|, then
-    # the squared deviations; `buf` holds the non-finite indicator, then the deviations d.
-    xz = torch.nan_to_num(flat, nan=0.0, posinf=0.0, neginf=0.0)
-    # x - x is 0 where x is finite and NaN where not: a 0/1 indicator of non-finite entries.
-    buf = (flat - flat).nan_to_num_(nan=1.0)
-    nonfinite = _count(buf, n)
-    n_t = _const(n, dev, cdt)
-    nf = n_t - nonfinite  # a tensor - tensor sub: the kind of op already run above (warm)
-    zero_c = _const(0, dev, cdt)
-    zero_f = _const(0.0, dev, fdt)
-    nzero = npos = nnan = npinf = zero_c
-    c = s1 = s2 = s3 = s4 = sabs = maxabs = zero_f
-    mn = _const(math.inf, dev, fdt)
-    mx = _const(-math.inf, dev, fdt)
-    if "nonfinite" in groups:
-        # NaN -> 1 (resp. +inf -> 1), finite values kept: minus xz leaves exactly the indicator.
-        ind = torch.nan_to_num(flat, nan=1.0, posinf=0.0, neginf=0.0).sub_(xz)
-        nnan = _count(ind, n)
-        npinf = _count(torch.nan_to_num(flat, nan=0.0, posinf=1.0, neginf=0.0, out=ind).sub_(xz), n)
-    if moments or "minmax" in groups:
-        # Shift: the batch mean (rounded); differences are exact. With no finite value (nf = 0)
-        # this is 0/0 = NaN, harmlessly: d is then all 0, the extremes keep their neutral values,
-        # and raw_to_state's mean is 0 where nf = 0.
-        c = xz.sum() / nf
-    if "minmax" in groups:
-        # Non-finite entries replaced by the mean, which lies within [min, max] of the finite ones.
-        mn, mx = torch.aminmax(buf.mul_(c).add_(xz))  # buf: indicator * c + xz
-        has = nf > 0  # no finite value: keep the neutral extremes
-        mn = torch.where(has, mn, _const(math.inf, dev, fdt))
-        mx = torch.where(has, mx, _const(-math.inf, dev, fdt))
-    if "pos" in groups:
-        npos = torch.count_nonzero(torch.relu(xz))
-    hist = None
-    if "hist" in groups:
-        if binner is None:
-            raise ValueError("the 'hist' group needs a HistBinner")
-        hist = binner(flat)
-    units = None
-    if need_abs:
-        a = xz.abs_()  # signed xz is not needed below
-        if "zero" in groups:
-            # |x| > eps counted as non-zero of relu(|x| - eps); non-finite entries (0 in xz) taken out.
-            nzero = n - torch.count_nonzero(torch.relu_(a - eps)) - nonfinite
-        if "abs" in groups:
-            maxabs = a.amax()
-            sabs = a.sum()
-        if "units" in groups:
-            # flat is x in row-major order, so rows of the last dim's width are x's units.
-            units = a.view(-1, x.shape[-1] if x.dim() else 1).amax(dim=0).to(torch.float32)
-    if moments:
-        d = torch.sub(flat, c, out=buf).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
-        d2 = torch.mul(d, d, out=xz)  # |xz| is not needed any more
-        s1 = d.sum()
-        s2 = d2.sum()
-        if "moments4" in groups:
-            d3 = d2 * d
-            s3 = d3.sum()
-            s4 = torch.mul(d2, d2, out=d3).sum()
-    parts = [n_t, nf, nzero, npos, nnan, npinf, c, s1, s2, s3, s4, mn, mx, maxabs, sabs]
-    if small:  # int64 counts (count_nonzero) are promoted to fdt exactly: they are <= 2**24 here
-        raw = torch.stack(parts).to(torch.float64)
-    else:  # straight into float64: each count and sum is converted exactly, on its own
-        raw = torch.stack(parts, out=torch.empty(N_RAW, dtype=torch.float64, device=dev))
-    return raw, units, hist
-
-
 @torch.no_grad()
 def batch_raw(
     x: torch.Tensor,
@@ -203,17 +94,15 @@ def batch_raw(
     """Raw sums of one activation tensor: a float64 vector of length ``N_RAW`` on ``x.device``.
 
     Runs inside hooks: no ``.item()``, no ``.cpu()``, no branching on values. Groups not in
-    ``groups`` are left as neutral values (zeros, +-inf for extremes). Written with float ops
-    rather than boolean masks, which are several times slower on CPU.
+    ``groups`` are left as neutral values (zeros, +-inf for extremes). The pass itself is
+    :class:`layerscope.stats.kernels.StatsPass` (one read of the tensor; see there).
 
-    With ``xz`` = x with non-finite entries set to 0, ``nf`` the number of finite entries and
-    ``c = sum(xz) / nf`` (the shift; NaN when ``nf == 0``, which leaves the state unaffected):
-    ``s_k = sum over finite x of (x - c)**k``, ``sum_abs = sum |xz|``, ``max_abs = max |xz|``,
-    min/max over finite entries.
+    With ``c`` the shift (the mean of a strided sample, see :mod:`~layerscope.stats.kernels`):
+    ``s_k = sum over finite x of (x - c)**k``, ``sum_abs = sum |x|``, ``max_abs = max |x|`` and
+    min/max over finite entries; NaN and +-inf are counted apart.
     """
-    return _batch(x, groups - {"hist", "units"} if ("hist" in groups or "units" in groups) else groups, eps)[
-        0
-    ]
+    v, _ = rows_view(x.detach(), None, None)
+    return get_pass(frozenset(groups) - {"hist", "units"}, eps)(v, None)[0]
 
 
 class HistBinner:
@@ -290,12 +179,18 @@ class HistBinner:
             self._dev[device] = t
         return t
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Counts (float64, ``nb``) of the finite values of ``x``; no host sync."""
-        x = x.detach().reshape(-1)
+    def __call__(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Counts (float64, ``nb``) of the finite values of ``x``; no host sync.
+
+        ``rows``: a (x.shape[0],) bool mask of the rows of a 2-D ``x`` to count (padding left out).
+        """
+        x = x.detach()
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
         tables = self._tables(x.device)
+        if rows is not None:  # counted rows keep their values; the others become NaN (not counted)
+            x = torch.where(rows.unsqueeze(1), x, math.nan)
+        x = x.reshape(-1)
         if not self.fast or x.dtype != torch.float32:
             return batch_hist(x, tables[0])
         _, one, base, thr = tables

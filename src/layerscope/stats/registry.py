@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..defaults import DEFAULT_METRICS
 from ..errors import ConfigError
 from .functional import GROUPS, Stats
 
@@ -62,8 +63,9 @@ def _dead_frac(s: Stats) -> np.ndarray:
     if s.units is None:
         return out
     flat = out.reshape(-1)
+    seen = np.asarray(s.n).reshape(-1) > 0  # a slot that saw no element has no dead units
     for i, u in enumerate(s.units):
-        if u is not None and len(u):
+        if u is not None and len(u) and seen[i]:
             flat[i] = float(np.mean(np.asarray(u) <= s.eps))
     return out
 
@@ -112,7 +114,6 @@ _builtin(
 )
 
 BUILTIN_METRICS = tuple(_REGISTRY)
-DEFAULT_METRICS = ("mean", "std", "rms", "max_abs")
 
 
 def register_metric(

@@ -94,6 +94,7 @@ class SweepConfig:
     workers: int = 1  # processes on this machine, this one included; >1 spawns the others (not with torchrun)
     device: str = "cpu"  # "cpu", "cuda", "cuda:1" or "auto" (cuda:LOCAL_RANK when there is a GPU)
     threads: int | None = None  # torch threads per process (None: torch's default; cores / workers in a pool)
+    mask: str | None = None  # the probe's token-mask key (e.g. "attention_mask"), as Recorder(mask=...)
     # More keyword arguments for the recorder that computes the statistics (eps, hist_edges,
     # train_only ...): a live run recorded with such options is matched by passing the same here.
     recorder_options: dict[str, Any] = field(default_factory=dict)
@@ -258,6 +259,14 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
             f"{'it' if len(own) == 1 else 'them'} as sweep options, and only other Recorder arguments "
             "(eps, hist_edges, train_only ...) in recorder_options."
         )
+    options = dict(cfg.recorder_options)
+    if cfg.mask is not None:
+        if options.get("mask", cfg.mask) != cfg.mask:
+            raise ConfigError(
+                f"mask={cfg.mask!r} and recorder_options mask={options['mask']!r} disagree; pass the "
+                "probe's token-mask key once."
+            )
+        options["mask"] = cfg.mask
     root = Path(cfg.ckpt_dir)
     trust = cfg.trust
 
@@ -298,7 +307,7 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
         cfg.device,
         cfg.threads,
         probe_fn=cfg.probe_fn,
-        recorder_options=dict(cfg.recorder_options),
+        recorder_options=options,
         notes=notes,
     )
 
