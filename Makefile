@@ -27,8 +27,11 @@ venv: $(VENV)/.installed-test
 demo: $(VENV)/.installed-core
 	$(VENV)/bin/layerscope demo
 
+# Two workers: most tests wait on a subprocess (the CLI, torchrun, Chromium), so two keep both
+# cores busy. PYTEST_ARGS="-n 0" runs it in one process.
+PYTEST_ARGS ?= -n 2
 test: $(VENV)/.installed-test
-	$(VPY) -m pytest
+	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # ruff (rules and format) and mypy (the package ships py.typed, so its types must hold).
 lint: $(VENV)/.installed-test
