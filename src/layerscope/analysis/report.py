@@ -28,6 +28,7 @@ from .._format import format_step, format_value
 from ..errors import ConfigError, NotFoundError
 from ..store.heatmap import Heatmap
 from . import patterns as P
+from .site_words import reading
 from .thresholds import DEFAULT, Thresholds
 
 SCHEMA_VERSION = 1
@@ -1071,7 +1072,10 @@ class _Analysis:
                     f"The rise of {m} with depth (median {f.v(fa['from_value'])} at layer "
                     f"{fa['from_layer']}, {f.v(fa['to_value'])} at layer {fa['to_layer']}) "
                 )
-                if self.hm.site == "output":
+                site_text = reading(self.hm.site, self.hm.metric, "depth_rise")
+                if site_text is not None:
+                    text += site_text
+                elif self.hm.site == "output":
                     text += "is consistent with each block adding to a residual stream that grows with depth"
                 else:
                     text += f"may indicate that deeper layers carry larger {m}"
@@ -1088,6 +1092,14 @@ class _Analysis:
                 )
             elif k == "step_trend":
                 verb = "grows" if o["direction"] == "increasing" else "shrinks"
+                site_text = reading(self.hm.site, self.hm.metric, "step_trend")
+                if site_text is not None:
+                    add(
+                        i,
+                        f"Since {m} {verb} over training in {fa['n_layers_following']} of "
+                        f"{fa['n_layers']} layers, {site_text}.",
+                    )
+                    continue
                 add(
                     i,
                     (
@@ -1100,7 +1112,10 @@ class _Analysis:
             elif k == "hotspot":
                 name = self.hm.metric.lower()
                 text = f"The largest {m} values sit in {lays} at {f.steps_text(o['steps'])}"
-                if "kurt" in name:
+                site_text = reading(self.hm.site, self.hm.metric, "hotspot")
+                if site_text is not None:
+                    text += site_text
+                elif "kurt" in name:
                     text += (
                         "; high kurtosis means heavy-tailed activations, so these layers and steps may hold "
                         "outlier features, which a max_abs statistic would confirm."

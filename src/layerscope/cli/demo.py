@@ -64,7 +64,14 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
     from ..testing import GPTConfig, TrainConfig, train
 
     get_metric(metric)  # fail on a typo before training
-    cfg = TrainConfig(steps=steps, every=every, model=GPTConfig(n_layer=n_layer), threads=threads)
+    # Two maps: each block's output, and each block's update-to-weight ratio (optimizer steps).
+    cfg = TrainConfig(
+        steps=steps,
+        every=every,
+        model=GPTConfig(n_layer=n_layer),
+        threads=threads,
+        sites=("output", "update"),
+    )
     if metric not in cfg.metrics:
         cfg.metrics = (*cfg.metrics, metric)
     if steps // every < 1:
@@ -104,8 +111,16 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
         f"trained {steps} steps in {took:.0f}s (loss {losses[0]:.2f} -> {losses[-1]:.2f}); "
         f"recorded {len(hm.steps)} steps x {len(hm.layers)} layers"
     )
+    ratio = load(db, run="demo", metric="ratio", site="update")
+    png_update = plot(
+        ratio,
+        out_dir / "update-ratio.png",
+        scale="log",
+        title="update / weight norm ratio of each block (log) — tiny GPT demo",
+    )
     click.echo(f"wrote {db}")
     click.echo(f"wrote {png}")
+    click.echo(f"wrote {png_update}")
     from ..analysis import report
 
     md = report(hm).save(out_dir / "report.md")
