@@ -438,6 +438,10 @@ class Recorder:
         for a in self._accs:
             a.reset()
         self._run_probe(p)
+        for src in self.sources:  # weight (and update since the last call) of the model as it is now
+            take = getattr(src, "take_checkpoint", None)
+            if take is not None:
+                take()
         self._record(int(step))
         for a in self._accs:
             a.reset()
@@ -445,8 +449,9 @@ class Recorder:
 
     def _run_probe(self, probe: Probe | None = None) -> None:
         probe = self._probe if probe is None else probe
-        for a in self._accs:
-            a.reset()  # a probe step measures the probe alone
+        for s in self.slots:
+            if s.hook.site not in STEP_SITES:  # the optimizer step's sites were taken already
+                s.acc.reset()  # a probe step measures the probe alone
         was_attached = self.attached
         self._attach()
         modes = [(m, m.training) for m in self.model.modules()]

@@ -117,6 +117,7 @@ class ParamSource(CaptureSource):
         self._ctx: CaptureContext | None = None
         self._snap: dict[int, list[torch.Tensor]] | None = None  # slot index -> W_before copies
         self._began = False  # begin() ran for the current optimizer step
+        self._prev: dict[int, list[torch.Tensor]] | None = None  # sweeps: the previous checkpoint's weights
         self.n_steps = 0  # optimizer steps seen so far (host count)
         self._warned = False
         for s in self.slots:
@@ -179,6 +180,28 @@ class ParamSource(CaptureSource):
             elif site == "weight":
                 for p in self._params(slot):
                     slot.acc.update(_local(p))
+        self.n_steps += 1
+
+    @torch.no_grad()
+    def take_checkpoint(self) -> None:
+        """A checkpoint sweep's step (``Recorder.record_probe``): ``weight`` as loaded, and
+        ``update`` as the change since the previous call (none at the first): the sum of every
+        optimizer step between the two checkpoints, not one step's update."""
+        if self._ctx is None:
+            return
+        prev = self._prev
+        keep: dict[int, list[torch.Tensor]] = {}
+        for i, slot in enumerate(self.slots):
+            if slot.hook.site == "weight":
+                for p in self._params(slot):
+                    slot.acc.update(_local(p))
+            elif slot.hook.site == "update":
+                now = [_local(p).detach() for p in self._params(slot)]
+                if prev is not None:
+                    for after, before in zip(now, prev.get(i, [])):
+                        slot.acc.update(after.float() - before.float(), ref=before)
+                keep[i] = [t.clone() for t in now]
+        self._prev = keep if keep else None
         self.n_steps += 1
 
     def before_collect(self, step: int) -> None:
