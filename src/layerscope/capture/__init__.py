@@ -17,7 +17,7 @@ from .discovery import (
     normalize_name,
     unwrap,
 )
-from .models import load_model_spec, model_from_hf_config
+from .models import load_function, load_model_spec, model_from_hf_config
 from .sites import SITES, TRAINING_SITES, SiteHook, extract_tensor, resolve_site, resolve_sites, site_map
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "discover_layers",
     "extract_tensor",
     "find_stacks",
+    "load_function",
     "load_model_spec",
     "matches",
     "model_from_hf_config",

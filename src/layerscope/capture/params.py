@@ -204,6 +204,10 @@ class ParamSource(CaptureSource):
         self._prev = keep if keep else None
         self.n_steps += 1
 
+    def forget_checkpoint(self) -> None:
+        """The next :meth:`take_checkpoint` has no predecessor (no ``update``)."""
+        self._prev = None
+
     def before_collect(self, step: int) -> None:
         """At a record step: warn once when no optimizer step was ever seen (no optimizer given)."""
         if self._began:  # begin() without end(): the step never finished; drop its snapshot

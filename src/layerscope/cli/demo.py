@@ -41,7 +41,8 @@ import click
     "--threads", type=click.IntRange(1, 256), default=None, help="Torch CPU threads (default: torch's)."
 )
 def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: int | None) -> None:
-    """Train a tiny GPT on a generated corpus while recording every layer, then draw the heatmap.
+    """Train a tiny GPT on a generated corpus while recording every layer (block outputs and MLP
+    activations, with histograms), then draw the heatmap and write the report.
 
     Needs no download: the model is built from a config and the corpus is generated. Takes about
     a minute on a 2-core laptop with the defaults.
@@ -57,20 +58,23 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..errors import ConfigError, NotFoundError
+    from .._io import check_outputs_are_not_inputs
+    from ..errors import ConfigError, NotFoundError, escape_controls, quote
     from ..render import plot
     from ..stats import get_metric
     from ..store import Store, load
     from ..testing import GPTConfig, TrainConfig, train
 
     get_metric(metric)  # fail on a typo before training
-    # Two maps: each block's output, and each block's update-to-weight ratio (optimizer steps).
+    # Two forward sites and the histograms, so that every view of the README can be tried on the
+    # demo, and each block's update (update-to-weight ratio at the optimizer steps).
     cfg = TrainConfig(
         steps=steps,
         every=every,
         model=GPTConfig(n_layer=n_layer),
         threads=threads,
-        sites=("output", "update"),
+        sites=("output", "mlp_act", "update"),
+        metrics=(*TrainConfig.metrics, "hist"),
     )
     if metric not in cfg.metrics:
         cfg.metrics = (*cfg.metrics, metric)
@@ -80,9 +84,13 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
         )
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
-        raise NotFoundError(f"--out {out!r} is a file; give a folder.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise NotFoundError(f"--out {quote(out)} is a file; give a folder.")
     db = out_dir / "runs.db"
+    # The figure and the report must not land on the store (a link left in the folder, say).
+    check_outputs_are_not_inputs(
+        [("--out", out_dir / "heatmap.png"), ("--out", out_dir / "report.md")], [("the demo's store", db)]
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
     if db.exists():  # a fresh demo run each time; other runs in the store are left alone
         with Store(db) as st:
             if "demo" in st.run_names():
@@ -118,10 +126,10 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
         scale="log",
         title="update / weight norm ratio of each block (log) — tiny GPT demo",
     )
-    click.echo(f"wrote {db}")
-    click.echo(f"wrote {png}")
-    click.echo(f"wrote {png_update}")
+    click.echo(escape_controls(f"wrote {db}"))
+    click.echo(escape_controls(f"wrote {png}"))
+    click.echo(escape_controls(f"wrote {png_update}"))
     from ..analysis import report
 
     md = report(hm).save(out_dir / "report.md")
-    click.echo(f"wrote {md}")
+    click.echo(escape_controls(f"wrote {md}"))
