@@ -43,6 +43,46 @@ def _torch_threads() -> None:
     torch.set_num_threads(1)  # 2-core CI: keep tests from fighting each other's threads
 
 
+_REPORT_VALIDATOR = None
+
+
+def report_validator():
+    """The validator of the JSON Schema that ships with the package (``report.schema.json``)."""
+    global _REPORT_VALIDATOR
+    if _REPORT_VALIDATOR is None:
+        import json
+
+        from jsonschema import Draft202012Validator
+
+        from layerscope.analysis.report import SCHEMA_PATH
+
+        schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+        Draft202012Validator.check_schema(schema)
+        _REPORT_VALIDATOR = Draft202012Validator(schema)
+    return _REPORT_VALIDATOR
+
+
+@pytest.fixture(autouse=True)
+def _reports_follow_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every report a test makes in this process is checked against the shipped JSON Schema as it
+    is made (reports made by a CLI subprocess are checked by their tests with ``check_report``)."""
+    from layerscope.analysis import Report
+
+    made = Report.__init__
+
+    def checked(self, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        made(self, data, *args, **kwargs)
+        report_validator().validate(data)
+
+    monkeypatch.setattr(Report, "__init__", checked)
+
+
+@pytest.fixture
+def check_report():
+    """``check_report(d)`` raises when the report dict ``d`` does not follow the shipped schema."""
+    return lambda d: report_validator().validate(d)
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return tmp_path / "runs.db"

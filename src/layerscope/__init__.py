@@ -35,6 +35,7 @@ from .errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import Report, report
+    from .coordcheck import coord_check
     from .recorder import Recorder
     from .render import plot
     from .store import Heatmap, load
@@ -49,6 +50,7 @@ _LAZY = {
     "plot": "layerscope.render",
     "report": "layerscope.analysis",
     "Report": "layerscope.analysis",
+    "coord_check": "layerscope.coordcheck",
 }
 
 
@@ -79,6 +81,7 @@ __all__ = [
     "Report",
     "StoreError",
     "__version__",
+    "coord_check",
     "load",
     "load_hist",
     "plot",

@@ -67,12 +67,13 @@ def test_report_wide_csv_prints_markdown(cli, wide_csv: Path) -> None:
     assert r.stderr == ""
 
 
-def test_report_tidy_csv_writes_markdown_and_json(cli, tidy_csv: Path, tmp_path: Path) -> None:
+def test_report_tidy_csv_writes_markdown_and_json(cli, tidy_csv: Path, tmp_path: Path, check_report) -> None:
     md_path, json_path = tmp_path / "report.md", tmp_path / "report.json"
     r = cli("report", str(tidy_csv), "--metric", "rms", "-o", str(md_path), "--json", str(json_path))
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout and "report.md" in r.stdout and "report.json" in r.stdout
     d = json.loads(json_path.read_text())
+    check_report(d)
     assert (d["metric"], d["site"], d["run"]) == ("rms", "output", "base")
     assert d["layers"] == list(range(1, 13)) and d["steps"] == STEPS
     assert [x["trend"] for x in d["layers_detail"]][8:] == ["rise_then_fall"] * 4
@@ -83,16 +84,19 @@ def test_report_tidy_csv_writes_markdown_and_json(cli, tidy_csv: Path, tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp files left
 
 
-def test_report_json_to_stdout(cli, wide_csv: Path) -> None:
+def test_report_json_to_stdout(cli, wide_csv: Path, check_report) -> None:
     r = cli("report", str(wide_csv), "--json", "-", "--metric", "rms")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)  # stdout is the JSON alone
+    check_report(d)
     assert d["metric"] == "rms" and len(d["layers_detail"]) == 12
 
 
-def test_same_report_from_both_csv_shapes(cli, wide_csv: Path, tidy_csv: Path) -> None:
+def test_same_report_from_both_csv_shapes(cli, wide_csv: Path, tidy_csv: Path, check_report) -> None:
     a = json.loads(cli("report", str(wide_csv), "--json", "-").stdout)
     b = json.loads(cli("report", str(tidy_csv), "--metric", "rms", "--json", "-").stdout)
+    check_report(a)
+    check_report(b)
     assert a["layers_detail"] == b["layers_detail"] and a["observations"] == b["observations"]
 
 
@@ -129,7 +133,7 @@ def test_report_is_listed_with_help_and_examples(cli) -> None:
     assert r.returncode == 0 and "Examples:" in r.stdout and "--json" in r.stdout
 
 
-def test_report_on_a_run_store(cli, store_path: Path, tmp_path: Path) -> None:
+def test_report_on_a_run_store(cli, store_path: Path, tmp_path: Path, check_report) -> None:
     v = reference_matrix()
     v[4, 6] = np.nan  # one cell never recorded
     with Store(store_path) as st:
@@ -142,6 +146,7 @@ def test_report_on_a_run_store(cli, store_path: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "## Overview" in r.stdout and "`transformer.h.0`" in r.stdout  # Markdown on stdout, names shown
     d = json.loads(out.read_text())
+    check_report(d)
     assert d["run"] == "base" and d["steps"] == STEPS and d["source"] == str(store_path)
     assert [x["name"] for x in d["layers_detail"]] == [f"transformer.h.{i}" for i in range(12)]
     (miss,) = [o for o in d["observations"] if o["kind"] == "missing_values"]

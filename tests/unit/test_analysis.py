@@ -37,6 +37,7 @@ KINDS = {
     "sudden_change",
     "missing_values",
     "outlier",
+    "infinite_values",
 }
 
 
@@ -329,8 +330,10 @@ def test_missing_inf_and_absent_cells() -> None:
     expected = sorted([[STEPS[i], 8] for i in range(S)] + [[STEPS[3], 6]])
     assert sorted(miss["cells"]) == expected
     assert miss["facts"]["full_layers"] == [8] and miss["facts"]["n_cells"] == 11
-    (inf,) = [o for o in obs(d, "outlier") if o["facts"].get("infinite")]
+    (inf,) = obs(d, "infinite_values")  # its own kind (schema 1 wrote it as an "outlier")
     assert sorted(inf["cells"]) == [[STEPS[2], 3], [STEPS[5], 10]]
+    assert inf["facts"]["infinite"] is True and inf["facts"]["signs"] == [1, -1]  # the old flag stays
+    assert not obs(d, "outlier")
     detail = d["layers_detail"][7]
     assert detail["trend"] is None and detail["level"] is None and detail["first"] is None
     assert d["n_missing"] == 11 and d["n_infinite"] == 2

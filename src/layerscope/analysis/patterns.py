@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-_MAD_TO_SIGMA = 1.4826  # median |x| of a normal sample -> its standard deviation
+from .noise import robust_sigma
 
 
 def round_sig(x: float | None, digits: int) -> float | None:
@@ -59,22 +59,9 @@ def choose_scale(values: np.ndarray, requested: str, log_ratio: float) -> str:
 
 
 def noise_sigma(a: np.ndarray) -> float:
-    """Robust cell-to-cell noise of ``a`` (S, L), from second differences (which a linear trend does
-    not inflate) along the steps and along the layers; the smaller of the two, since noise shows in
-    both directions while structure (an oscillation over steps shared by all layers, the edge of a
-    band of layers) usually shows in one. Returns 0 when there are not enough cells to tell.
-    """
-    est = []
-    for d2 in (
-        a[2:] - 2 * a[1:-1] + a[:-2] if a.shape[0] >= 3 else None,
-        a[:, 2:] - 2 * a[:, 1:-1] + a[:, :-2] if a.shape[1] >= 3 else None,
-    ):
-        if d2 is None:
-            continue
-        d2 = d2[np.isfinite(d2)]
-        if d2.size:
-            est.append(float(_MAD_TO_SIGMA * np.median(np.abs(d2)) / math.sqrt(6.0)))
-    return min(est) if est else 0.0
+    """Robust cell-to-cell noise of ``a`` (S, L): see :func:`.noise.robust_sigma`. Returns 0 when
+    there are not enough cells to tell."""
+    return robust_sigma(a)[0]
 
 
 def trend_points(n: int, max_points: int) -> np.ndarray:
@@ -89,7 +76,7 @@ def trend_points(n: int, max_points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.int64))
 
 
-def _neighbour_planes(a: np.ndarray) -> list[np.ndarray]:
+def neighbour_planes(a: np.ndarray) -> list[np.ndarray]:
     """The 8 neighbours of every cell as 8 (S, L) arrays, NaN outside the map."""
     s, l_ = a.shape
     p = np.full((s + 2, l_ + 2), np.nan)
@@ -103,21 +90,19 @@ def _neighbour_planes(a: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def isolated_cells(a: np.ndarray, margin: float) -> np.ndarray:
-    """Cells that stand out from their neighbourhood by more than ``margin``.
+def isolation_margin(a: np.ndarray) -> np.ndarray:
+    """How far each cell stands out from its neighbourhood (NaN where it cannot be judged).
 
-    A cell with all 8 neighbours must be above all but one of them by ``margin`` (or below all but
-    one), so that a pair of cells is still found while a one-cell-wide stripe (2 partners) or the
-    corner of a block (3) is not. A cell on the map's edge or beside a gap (2-7 finite neighbours)
-    must beat all of them, since there a stripe has only one partner. With fewer than 2 finite
-    neighbours a cell is never flagged."""
-    if a.size == 0 or not np.isfinite(margin) or margin <= 0:
-        return np.zeros(a.shape, dtype=bool)
+    A cell with all 8 neighbours is measured against the second highest (lowest) of them, so that a
+    pair of cells still stands out while a one-cell-wide stripe (2 partners) or the corner of a
+    block (3) does not. A cell on the map's edge or beside a gap (2-7 finite neighbours) is
+    measured against the highest (lowest), since there a stripe has only one partner. With fewer
+    than 2 finite neighbours a cell is never judged. The margin is the larger of the two sides."""
     neg = np.full(a.shape, -np.inf)
     pos = np.full(a.shape, np.inf)
     hi1, hi2, lo1, lo2 = neg.copy(), neg.copy(), pos.copy(), pos.copy()
     count = np.zeros(a.shape, dtype=np.int16)
-    for nb in _neighbour_planes(a):
+    for nb in neighbour_planes(a):
         fin = np.isfinite(nb)
         count += fin
         x_hi = np.where(fin, nb, -np.inf)
@@ -129,7 +114,30 @@ def isolated_cells(a: np.ndarray, margin: float) -> np.ndarray:
     ref_hi = np.where(count == 8, hi2, hi1)
     ref_lo = np.where(count == 8, lo2, lo1)
     with np.errstate(invalid="ignore"):
-        out = ((a - ref_hi > margin) | (ref_lo - a > margin)) & (count >= 2) & np.isfinite(a)
+        m = np.maximum(a - ref_hi, ref_lo - a)
+    return np.where((count >= 2) & np.isfinite(a) & np.isfinite(m), m, np.nan)
+
+
+def isolated_cells(a: np.ndarray, margin: float) -> np.ndarray:
+    """Cells that stand out from their neighbourhood (:func:`isolation_margin`) by more than ``margin``."""
+    if a.size == 0 or not np.isfinite(margin) or margin <= 0:
+        return np.zeros(a.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(isolation_margin(a), nan=-np.inf) > margin
+
+
+def median3x3(a: np.ndarray) -> np.ndarray:
+    """Each cell replaced by the median of its 3 x 3 neighbourhood (itself included; fewer cells on
+    the edges and beside gaps). Keeps straight edges and linear ramps, removes single-cell noise.
+    NaN stays NaN."""
+    if a.size == 0:
+        return a.copy()
+    planes = np.sort(np.stack([a, *neighbour_planes(a)]), axis=0)  # NaN sort last
+    cnt = np.isfinite(planes).sum(axis=0)
+    lo = np.take_along_axis(planes, np.maximum(cnt - 1, 0)[None] // 2, axis=0)[0]
+    hi = np.take_along_axis(planes, (cnt // 2)[None], axis=0)[0]
+    out = np.where(cnt > 0, 0.5 * (lo + hi), np.nan)
+    out[~np.isfinite(a)] = np.nan
     return out
 
 
@@ -137,20 +145,34 @@ def find_outliers(a: np.ndarray, frac: float, noise_k: float, sigma: float, pass
     """Isolated cells (see :func:`isolated_cells`) whose margin is at least ``frac`` of the range of
     the remaining cells and ``noise_k * sigma``; repeated (up to ``passes``) after setting them
     aside, so that a huge spike does not hide a smaller one. Returns a bool mask."""
+    return outliers_and_margins(a, frac, noise_k * sigma, passes)[0]
+
+
+def outliers_and_margins(
+    a: np.ndarray, frac: float, floor: float, passes: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`find_outliers` with an absolute ``floor``: the mask, and each flagged cell's margin
+    (:func:`isolation_margin` in the pass that flagged it; NaN elsewhere)."""
     mask = np.zeros(a.shape, dtype=bool)
+    margins = np.full(a.shape, np.nan)
     work = a.copy()
     for _ in range(passes):
         fin = np.isfinite(work)
         if fin.sum() < 3:
             break
         r = float(work[fin].max() - work[fin].min())
-        margin = max(frac * r, noise_k * sigma)
-        new = isolated_cells(work, margin)
+        need = max(frac * r, floor)
+        if not np.isfinite(need) or need <= 0:
+            break
+        m = isolation_margin(work)
+        with np.errstate(invalid="ignore"):
+            new = np.nan_to_num(m, nan=-np.inf) > need
         if not new.any():
             break
         mask |= new
+        margins[new] = m[new]
         work[new] = np.nan
-    return mask
+    return mask, margins
 
 
 def smoothing_window(n: int, frac: float) -> int:

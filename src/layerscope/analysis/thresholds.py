@@ -1,11 +1,12 @@
 """Every threshold the analysis uses, in one place.
 
 All fractions are of the map's *range* ``R = max - min`` on the analysis scale (linear, or log10 when
-the values span decades), computed over the finite cells that are not outliers. So the same matrix
-times 1000, or shifted by a constant, gets the same report. ``sigma`` is the cell-to-cell noise,
-estimated robustly from second differences along the steps (1.4826 * median |d2| / sqrt(6)); it only
-ever *raises* a threshold, so smooth data is judged by the fractions alone. (Along the layers
-instead, when that is smaller: noise shows in both directions, structure usually in one.)
+the values span decades or the noise is multiplicative), computed over the finite cells that are
+not outliers (over the 3 x 3-median-smoothed map when the noise is material). So the same matrix
+times 1000, or shifted by a constant, gets the same report. Noise (:mod:`.noise`) only ever
+*raises* a threshold: every structural observation must also beat the most extreme value its
+statistic would reach by noise alone over all the cells, steps or layers searched (probability
+``noise_alpha`` per kind of observation), so smooth data is judged by the fractions alone.
 
 =========================  =======  ===================================================================
 name                       default  meaning
@@ -14,11 +15,10 @@ name                       default  meaning
                                     95th percentile is at least this many times the 5th
 ``level_low``              1/3      a layer whose median (over steps) is below this is ``low``
 ``level_high``             2/3      ... above this is ``high``; otherwise ``mid``
-``flat``                   0.10     a layer whose smoothed values span less than this is ``flat``
-``flat_noise_k``           6        ... or span less than this many sigma of the smoothed series
+``flat``                   0.10     a layer whose smoothed values span less than this (or less than noise
+                                    alone would span over that many points) is ``flat``
 ``leg``                    0.05     a rise or a fall counts (for rise_then_fall / fall_then_rise) when it
-                                    moves at least this much ...
-``leg_noise_k``            4        ... and at least this many sigma of the smoothed series
+                                    moves at least this much (and more than noise alone would)
 ``irregular_path``         2.0      ``irregular`` when the smoothed series travels more than this many
                                     times the shortest path through its first value, extremes and last
                                     value (it wiggles), or has both an inner peak and an inner trough
@@ -38,16 +38,25 @@ name                       default  meaning
 ``hotspot``                0.90     ``hotspot``: cells at or above 90% of the range
 ``jump``                   0.20     ``sudden_change``: a step-to-step change of at least this ...
 ``jump_ratio``             3        ... and this many times the layer's median step-to-step change ...
-``jump_noise_k``           5        ... and this many sigma * sqrt(2) ...
+                                    ... and more than the largest noise difference of that many cells ...
 ``jump_min_layers``        2        ... in the same direction in at least this many layers (or in all
                                     layers when fewer have values)
 ``outlier``                0.20     ``outlier``: a cell beyond all but one of its 8 neighbours (all of
                                     them on an edge or beside a gap) by this fraction of the range of
                                     the finite cells ...
-``outlier_noise_k``        6        ... and by this many sigma; repeated until none is found (<= 3 passes)
-``noise_share``            0.5      when sigma^2 is at least this share of the variance of the map's
-                                    cells, the report says so and claims no depth_gradient, step_trend
-                                    or hotspot (per-layer trends still need to beat the noise floors)
+                                    ... and by more than the largest of that many noise draws; repeated
+                                    until none is found (<= 3 passes)
+``noise_share``            0.5      when the noise variance is at least this share of the variance of
+                                    the map's cells, the report says that most of the variation is noise
+``noise_alpha``            0.001    the chance that noise alone passes one kind of observation's noise
+                                    test on a map (Bonferroni over what it searched)
+``noise_material``         0.10     noise is *material* when the largest of the map's noise draws would
+                                    reach this fraction of the range; levels and structure are then
+                                    judged on the 3 x 3-median-smoothed map, and jumps also in the
+                                    median across layers
+``multiplicative``         1.5      ``scale="auto"`` also uses log10 when the values are positive, the
+                                    noise is material and its linear scale is this many times what a
+                                    multiplicative noise of the log scale's size would give (Box-Cox)
 ``band_tol``               0.10     adjacent layers form a band when they share trend, level and plateau
                                     and their smoothed values differ from the band's first layer by at
                                     most this on average; while there are more than ``max_bands`` it is
@@ -79,9 +88,7 @@ class Thresholds:
     level_low: float = 1 / 3
     level_high: float = 2 / 3
     flat: float = 0.10
-    flat_noise_k: float = 6.0
     leg: float = 0.05
-    leg_noise_k: float = 4.0
     irregular_path: float = 2.0
     smooth_frac: float = 1 / 20
     trend_points: int = 50
@@ -95,11 +102,12 @@ class Thresholds:
     hotspot: float = 0.90
     jump: float = 0.20
     jump_ratio: float = 3.0
-    jump_noise_k: float = 5.0
     jump_min_layers: int = 2
     outlier: float = 0.20
-    outlier_noise_k: float = 6.0
     noise_share: float = 0.5
+    noise_alpha: float = 0.001
+    noise_material: float = 0.10
+    multiplicative: float = 1.5
     band_tol: float = 0.10
     max_bands: int = 12
     max_cells: int = 1000

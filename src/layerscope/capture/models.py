@@ -424,6 +424,25 @@ def model_from_hf_config(
             does not know the model type; the config needs custom code; building the model fails.
     """
     p, raw = _read_config(path)
+    return model_from_hf_dict(raw, source=str(p), device=device, dtype=dtype)
+
+
+def read_hf_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The dict of a Hugging Face ``config.json`` (a file, or a folder holding one), checked to name
+    a ``model_type``; for callers that change sizes before :func:`model_from_hf_dict`."""
+    return _read_config(path)[1]
+
+
+def model_from_hf_dict(
+    raw: dict[str, Any],
+    *,
+    source: str = "config",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """:func:`model_from_hf_config` for a config already read into a dict (``source`` names it in
+    messages): a coord-check scales its sizes first."""
+    p = source
     tf = _import_transformers()
     model_type = raw["model_type"]
     try:

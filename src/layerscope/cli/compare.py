@@ -76,9 +76,9 @@ def compare(
     from pathlib import Path
 
     from .._io import check_outputs_are_not_inputs
+    from ..analysis.compare import difference, summarize
     from ..errors import NotFoundError, escape_controls, quote
     from ..render import plot as draw
-    from ..render.diff import difference, summarize
     from ..render.output import ALL_FORMATS, check_output_path
     from ._common import echo_json
 

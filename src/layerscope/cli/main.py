@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "serve": "layerscope.cli.serve:serve",
     "compare": "layerscope.cli.compare:compare",
     "view": "layerscope.cli.view:view",
+    "coord-check": "layerscope.cli.coord_check:coord_check",
 }
 
 

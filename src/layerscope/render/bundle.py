@@ -24,6 +24,8 @@ import numpy as np
 from .._format import format_step
 from .._io import write_text_atomic
 from .._version import __version__
+from ..analysis import report
+from ..analysis.markdown import markdown_to_html
 from ..errors import ConfigError, StoreError
 from ..store.heatmap import Heatmap
 from ..store.histogram import Histograms
@@ -32,85 +34,8 @@ from .html_views import hist_figure, link_data, profile_figure
 from .options import RenderOptions
 from .page import figure_div, page, plotly_assets
 
-_INLINE_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_ITALIC = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
-
-
-def _inline(text: str) -> str:
-    """Escape, then render `code`, **bold** and *italic* (the report's only inline Markdown).
-
-    Code spans are set aside first (as NUL-delimited tokens), so bold may contain code and
-    asterisks inside code stay literal.
-    """
-    codes: list[str] = []
-
-    def keep(m: re.Match[str]) -> str:
-        codes.append(f"<code>{html.escape(m.group(1))}</code>")
-        return f"\x00{len(codes) - 1}\x00"
-
-    t = html.escape(_INLINE_CODE.sub(keep, text.replace("\x00", "")))
-    t = _BOLD.sub(r"<strong>\1</strong>", t)
-    t = _ITALIC.sub(r"<em>\1</em>", t)
-    return re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], t)
-
-
-def markdown_to_html(md: str, heading_offset: int = 2) -> str:
-    """The Markdown subset the analysis report writes (headings, paragraphs, - and 1. lists,
-    `code`, **bold**) as HTML. Everything is escaped first, so no text can inject markup.
-
-    >>> print(markdown_to_html("# Title\\n\\nA <b> `x<y>`\\n\\n- **one**\\n- two"))
-    <h3>Title</h3>
-    <p>A &lt;b&gt; <code>x&lt;y&gt;</code></p>
-    <ul>
-    <li><strong>one</strong></li>
-    <li>two</li>
-    </ul>
-    """
-    out: list[str] = []
-    para: list[str] = []
-    lst: str | None = None
-
-    def flush_para() -> None:
-        if para:
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
-            para.clear()
-
-    def close_list() -> None:
-        nonlocal lst
-        if lst:
-            out.append(f"</{lst}>")
-            lst = None
-
-    for raw in md.splitlines():
-        line = raw.rstrip()
-        m_h = re.match(r"^(#{1,6})\s+(.*)$", line)
-        m_ul = re.match(r"^[-*]\s+(.*)$", line)
-        m_ol = re.match(r"^\d+\.\s+(.*)$", line)
-        if not line.strip():
-            flush_para()
-            close_list()
-        elif m_h:
-            flush_para()
-            close_list()
-            level = min(6, len(m_h.group(1)) + heading_offset)
-            out.append(f"<h{level}>{_inline(m_h.group(2))}</h{level}>")
-        elif m_ul or m_ol:
-            flush_para()
-            kind = "ul" if m_ul else "ol"
-            if lst != kind:
-                close_list()
-                out.append(f"<{kind}>")
-                lst = kind
-            out.append(f"<li>{_inline((m_ul or m_ol).group(1))}</li>")  # type: ignore[union-attr]
-        elif lst and raw.startswith((" ", "\t")) and out:
-            out[-1] = out[-1][: -len("</li>")] + " " + _inline(line.strip()) + "</li>"
-        else:
-            close_list()
-            para.append(line.strip())
-    flush_para()
-    close_list()
-    return "\n".join(out)
+# markdown_to_html is the analysis's converter, re-exported here where it used to live
+__all__ = ["check_bundle_dir", "markdown_to_html", "write_bundle"]
 
 
 def _anchor(hm: Heatmap, used: set[str]) -> str:
@@ -164,10 +89,9 @@ def write_bundle(
 
     ``plotly``: ``"directory"`` writes plotly.js once beside the page (shared by every page in
     ``out_dir``), ``"inline"`` embeds it. The report text comes from
-    :func:`layerscope.analysis.report` (computed from the numbers).
+    :func:`layerscope.analysis.report` (computed from the numbers), shown through the same
+    Markdown -> HTML converter as the dashboard's.
     """
-    from ..analysis import report
-
     hms = list(hms)
     if not hms:
         raise ConfigError("nothing to put in the bundle; pass at least one heatmap.")
@@ -206,7 +130,7 @@ def write_bundle(
     if len(hms) + len(hists) > 1:
         parts.append(f"<nav>{nav}</nav>")
     for k, (hm, anchor) in enumerate(zip(hms, anchors)):
-        md = report(hm).to_markdown()
+        rep = report(hm)
         parts.append(f'<section id="{anchor}">')
         parts.append(f"<h2>{html.escape(_section_title(hm))}</h2>")
         h_opts, l_opts = hm_opts, ln_opts
@@ -220,7 +144,7 @@ def write_bundle(
         parts.append(f'<div class="figure">{figure_div(prof, f"profile-{k}")}</div>')
         parts.append(link_data([hm], heat, f"heatmap-{k}", f"profile-{k}", h_opts))
         parts.append(f'<div class="figure">{figure_div(lines_figure([hm], l_opts), f"lines-{k}")}</div>')
-        parts.append(f'<div class="report">{markdown_to_html(md)}</div>')
+        parts.append(f'<div class="report">{rep.to_html()}</div>')
         parts.append("</section>")
     for k, (h, anchor) in enumerate(zip(hists, hist_anchors)):
         parts.append(f'<section id="{anchor}">')

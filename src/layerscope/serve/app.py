@@ -15,7 +15,8 @@ Endpoints (all GET; every ``/api`` answer is strict JSON, errors as ``{"error": 
     /api/hist?run=&site=[&layers=1,5,9][&max_rows=N]
                             the recorded histograms of those layers (counts per bin and step)
     /api/report?run=&metric=&site=
-                            the analysis report (Markdown and its JSON) of that matrix
+                            the analysis report of that matrix: its Markdown, the same as HTML
+                            (the one converter the offline bundle uses) and its JSON
     /api/compare?run_a=&run_b=&metric=&site=[&mode=absolute|relative]
                             two runs on their common steps and layers, B - A (as ``layerscope
                             compare``), and the sentences saying where they differ most
@@ -39,6 +40,7 @@ from flask import Flask, Response, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from .._version import __version__
+from ..analysis import report
 from ..errors import ConfigError, DataError, LayerscopeError, NotFoundError, StoreError
 from ..render.page import VIEWS_JS
 from ..store.histogram import load_histograms
@@ -319,12 +321,6 @@ def create_app(
     @app.get("/api/report")
     def api_report() -> Response:
         run, metric, site = _arg("run"), _arg("metric", "rms"), _arg("site", "output")
-        try:
-            from ..analysis import report
-        except ImportError as e:  # pragma: no cover - the analysis ships with layerscope
-            raise StoreError(
-                f"the analysis is not available in this install ({e}); reinstall layerscope."
-            ) from e
         hm = store_reader(lambda st: reader.read_matrix(st, run, metric, site))
         rep = report(hm)
         return _json(
@@ -335,6 +331,7 @@ def create_app(
                 "last_step": hm.steps[-1] if hm.steps else None,
                 "n_steps": len(hm.steps),
                 "markdown": rep.to_markdown(),
+                "html": rep.to_html(),
                 "report": rep.to_dict(),
             }
         )

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.compare import align, diff_values, summarize
 from ..errors import NotFoundError
 from ..render.hist import bin_window, choose_layers, edge_ticks
 from ..render.labels import spread_rows
@@ -147,10 +148,8 @@ def heatmap_json(hm: Heatmap, since_step: int | None = None) -> dict[str, Any]:
 
 def compare_json(a: Heatmap, b: Heatmap, relative: bool = False) -> dict[str, Any]:
     """Runs A and B on their common steps and layers, B - A (``relative``: 100 x (B - A) / |A|, %)
-    and the summary of where they differ, all from :mod:`layerscope.render.diff` (the same numbers
+    and the summary of where they differ, all from :mod:`layerscope.analysis.compare` (the same numbers
     and sentences as ``layerscope compare``). No common step yet is an answer, not an error."""
-    from ..render.diff import align, diff_values, summarize
-
     head: dict[str, Any] = {
         "run_a": a.run,
         "run_b": b.run,

@@ -20,6 +20,9 @@ class GPTConfig:
     dropout: float = 0.0  # 0 keeps runs deterministic and probe forwards comparable
     mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * n_embd
     activation: str = "gelu"  # "gelu" or "relu" (relu makes zero_frac/dead_frac interesting)
+    attn_scale: float | None = None  # q.k multiplier; None: 1/sqrt(head dim) (muP uses ~1/head dim)
+    readout_mult: float = 1.0  # logits = readout_mult * lm_head(x) (muP: base_width / width)
+    tie_weights: bool = True  # lm_head shares wte's weight, as in GPT-2 (muP factories untie them)
 
 
 class CausalSelfAttention(nn.Module):
@@ -30,6 +33,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.n_head = cfg.n_head
         self.dropout = cfg.dropout
+        self.scale = cfg.attn_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -38,7 +42,7 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0, scale=self.scale
         )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.c_proj(y)
@@ -81,7 +85,8 @@ class TinyGPT(nn.Module):
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight  # weight tying, as in GPT-2
         self.apply(self._init)
         for n, p in self.named_parameters():  # GPT-2's scaled init of residual projections
             if n.endswith("c_proj.weight"):
@@ -103,6 +108,8 @@ class TinyGPT(nn.Module):
         for block in self.h:
             x = block(x)
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        if self.config.readout_mult != 1.0:
+            logits = logits * self.config.readout_mult
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))

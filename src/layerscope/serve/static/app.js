@@ -1,8 +1,9 @@
 // layerscope dashboard: polls the JSON API and draws with the locally served plotly.js.
 //
 // Safety: every user string (run, layer, metric, site names, the report) reaches the DOM through
-// textContent / DOM nodes, never innerHTML. Strings handed to plotly (titles, hover, legend) go
-// through ptext(), because plotly renders a subset of HTML in them.
+// textContent / DOM nodes, never innerHTML; the report's server-made HTML is rebuilt node by node.
+// Strings handed to plotly (titles, hover, legend) go through ptext(), because plotly renders a
+// subset of HTML in them.
 'use strict';
 
 (() => {
@@ -805,57 +806,32 @@
 
   // -- report --------------------------------------------------------------------------------
 
-  function inlineMarkdown(parent, text) {
-    const re = /(`[^`]+`|\*\*.+?\*\*)/g;
-    let last = 0;
-    let m;
-    while ((m = re.exec(text)) !== null) {
-      if (m.index > last) parent.append(text.slice(last, m.index));
-      const t = m[0];
-      if (t[0] === '`') {
-        parent.append(el('code', null, t.slice(1, -1)));
-      } else {
-        const b = el('strong');
-        inlineMarkdown(b, t.slice(2, -2));
-        parent.append(b);
+  // The report comes as HTML from the server's one Markdown converter (the offline bundle's too),
+  // which escapes every name. It is still rebuilt node by node: only these tags, no attribute, and
+  // text through text nodes, so nothing in it can become a script, a link or a handler.
+  const REPORT_TAGS = new Set(['H1', 'H2', 'H3', 'H4', 'H5', 'H6', 'P', 'UL', 'OL', 'LI', 'CODE', 'STRONG', 'EM', 'BR']);
+
+  function copyReportNodes(from, to) {
+    for (const n of from.childNodes) {
+      if (n.nodeType === Node.TEXT_NODE) {
+        to.append(n.textContent);
+      } else if (n.nodeType === Node.ELEMENT_NODE) {
+        if (REPORT_TAGS.has(n.tagName)) {
+          const e = el(n.tagName.toLowerCase());
+          copyReportNodes(n, e);
+          to.append(e);
+        } else {
+          copyReportNodes(n, to); // any other element: its text only
+        }
       }
-      last = re.lastIndex;
     }
-    if (last < text.length) parent.append(text.slice(last));
   }
 
-  /** The report's Markdown as DOM nodes: headings, lists, paragraphs, `code`, **bold**; all text. */
-  function renderMarkdown(md, box) {
-    const out = [];
-    let list = null;
-    let para = null;
-    for (const raw of md.split('\n')) {
-      const line = raw.replace(/\s+$/, '');
-      let m;
-      if (!line.trim()) { list = null; para = null; continue; }
-      if ((m = /^(#{1,6})\s+(.*)$/.exec(line))) {
-        list = null; para = null;
-        const h = el(`h${Math.min(6, m[1].length + 2)}`);
-        inlineMarkdown(h, m[2]);
-        out.push(h);
-        continue;
-      }
-      const ul = /^\s*[-*]\s+(.*)$/.exec(line);
-      const ol = ul ? null : /^\s*\d+[.)]\s+(.*)$/.exec(line);
-      if (ul || ol) {
-        para = null;
-        const tag = ul ? 'UL' : 'OL';
-        if (!list || list.tagName !== tag) { list = el(tag.toLowerCase()); out.push(list); }
-        const li = el('li');
-        inlineMarkdown(li, (ul || ol)[1]);
-        list.append(li);
-        continue;
-      }
-      list = null;
-      if (!para) { para = el('p'); out.push(para); } else para.append(' ');
-      inlineMarkdown(para, line);
-    }
-    box.replaceChildren(...out);
+  function showReport(html, box) {
+    const doc = new DOMParser().parseFromString(String(html), 'text/html'); // inert: nothing runs
+    const frag = document.createDocumentFragment();
+    copyReportNodes(doc.body, frag);
+    box.replaceChildren(frag);
   }
 
   async function loadReport(force) {
@@ -880,7 +856,7 @@
       const d = await api('report', { run: S.run, metric: S.metric, site: S.site });
       r.every = Math.max(REPORT_EVERY_MS, REPORT_COST_FACTOR * (performance.now() - t0));
       if (seq !== S.seq) return;
-      renderMarkdown(d.markdown, $('report'));
+      showReport(d.html, $('report'));
       r.key = key;
       r.step = d.last_step;
       r.at = Date.now();

@@ -7,8 +7,8 @@ import pytest
 
 import layerscope
 from layerscope._format import format_value
+from layerscope.analysis.compare import align, diff_values, difference, summarize
 from layerscope.errors import ConfigError, NotFoundError
-from layerscope.render.diff import align, diff_values, difference, summarize
 from layerscope.store.heatmap import Heatmap
 
 
@@ -124,3 +124,10 @@ def test_left_out_steps_and_layers_are_named():
     b = hm(np.ones((2, 2)) * 2, steps=[20, 30], run="b")
     s = summarize(a, b)
     assert "Left out: 1 steps only in a (10); 1 layers only in a (3)." in s.text()
+
+
+def test_render_diff_is_an_alias_of_the_analysis() -> None:
+    import layerscope.analysis.compare as compare
+    import layerscope.render.diff as diff
+
+    assert diff.summarize is compare.summarize and diff.difference is compare.difference
