@@ -54,6 +54,11 @@ class RecorderConfig:
     sample: int | Mapping[str, int] | None = None
     # The statistics pass: "auto" (C on CPU, torch.compile on CUDA), "native", "compile", "eager".
     stats_backend: str = "auto"
+    # The `update` site keeps a copy of each recorded layer's parameters from just before the
+    # optimizer step to just after it, on recorded steps only: one more copy of those parameters
+    # (of each rank's shard under FSDP) for that moment. k keeps every k-th row of each matrix
+    # (memory / k); its values (ratio, rms, norm of the kept rows) are then estimates.
+    update_sample: int | None = None
 
     def validate(self) -> None:
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
@@ -82,6 +87,18 @@ class RecorderConfig:
                 raise ConfigError(
                     f"sample= names sites {sorted(unknown)} that are not recorded; recorded: {list(self.sites)}."
                 )
+        if self.update_sample is not None and (
+            not isinstance(self.update_sample, int)
+            or isinstance(self.update_sample, bool)
+            or self.update_sample < 1
+        ):
+            raise ConfigError(
+                f"update_sample={self.update_sample!r}; pass a whole number k >= 1 (keep every k-th row "
+                "of each weight matrix for the update snapshot) or None (all of it).",
+                what="update_sample",
+                value=self.update_sample,
+                param="update_sample",
+            )
         if self.stats_backend not in BACKENDS:
             raise ConfigError(f"stats_backend={self.stats_backend!r}; pass one of {', '.join(BACKENDS)}.")
 

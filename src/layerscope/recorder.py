@@ -41,6 +41,7 @@ from .capture.sources import (
     mask_key,
 )
 from .config import RecorderConfig
+from .defaults import REF_METRICS, REF_SITES, SITE_METRICS, STEP_SITES
 from .errors import ConfigError, DistributedError
 from .recording import DEFAULT_RUN, RunSpec, model_fingerprint, open_run
 from .stats import (
@@ -98,7 +99,8 @@ class Recorder:
         layers: which modules are "layers": None (discover the block stack), a glob, a list, or a
             predicate ``(name, module) -> bool``.
         sites: per layer: ``output``, ``mlp_act``, ``attn_out``, ``mlp_out``, ``mlp_down_in``, or
-            ``"all"`` the model has (see docs/layers-and-sites.md).
+            ``"all"`` the model has; of training: ``grad_output``, ``param_grad``, ``update``,
+            ``weight`` (see docs/layers-and-sites.md and docs/recording.md).
         window: ``"step"`` (the recorded step's forwards) or ``"all"`` (every forward since the last record).
         probe: a fixed batch; at each record step an extra no-grad, eval-mode forward on it is recorded
             instead of the training forwards, so every step is measured on the same data.
@@ -125,6 +127,11 @@ class Recorder:
         hooks: ``"auto"`` attaches hooks on record steps only, except for a ``torch.compile``d model,
             whose hooks stay attached and are switched by a flag (compile ignores hooks added later).
             Pass ``"gate"`` when you compile the model *after* creating the Recorder.
+        optimizer: the optimizer, for the sites ``param_grad``, ``update`` and ``weight``: its step
+            pre- and post-hooks take them (or call :meth:`before_optimizer_step` and
+            :meth:`after_optimizer_step` yourself).
+        scaler: a ``torch.amp.GradScaler``, so that ``grad_output`` is recorded unscaled.
+        update_sample: the ``update`` snapshot keeps every k-th row of each weight matrix (memory / k).
 
     Call :meth:`step` after each optimizer step, and :meth:`close` (or use ``with``) at the end.
     The defaults are those of :class:`~layerscope.config.RecorderConfig`.
@@ -173,6 +180,9 @@ class Recorder:
         source: str = "live",
         start_step: int | None = None,
         hooks: str = "auto",
+        optimizer: Any = None,
+        scaler: Any = None,
+        update_sample: int | None = _D.update_sample,
     ) -> None:
         if isinstance(sites, str):
             sites = [s.strip() for s in sites.split(",") if s.strip()]
@@ -191,6 +201,7 @@ class Recorder:
             mask=mask,
             sample=sample,
             stats_backend=stats_backend,
+            update_sample=update_sample,
         )
         self.config.validate()
         if not isinstance(model, nn.Module):
@@ -201,7 +212,9 @@ class Recorder:
         self._group = process_group
         self.rank, self.world_size, self._backend = _dist_info(process_group)
 
-        metric_objs = resolve_metrics(self.config.metrics)
+        # Training sites add their own metrics (a norm, an update's ratio) to the recorder's.
+        extra = [m for site in self.config.sites for m in SITE_METRICS.get(site, ())]
+        metric_objs = resolve_metrics([*self.config.metrics, *extra])
         edges = list(self.config.hist_edges) if self.config.hist_edges is not None else default_hist_edges()
         self.spec = StatSpec(
             metric_objs,
@@ -225,7 +238,21 @@ class Recorder:
         self._gate = Gate(train_only)
         self._masks = MaskTracker(unwrap(model), mask, self._gate)
         self._ctx = CaptureContext(self._gate, self._masks if mask is not None else None)
+        self._ctx.optimizer, self._ctx.scaler = optimizer, scaler
+        self._ctx.rank, self._ctx.world_size = self.rank, self.world_size
+        self._ctx.update_sample = update_sample
         self.sources: list[CaptureSource] = [self._masks, *build_sources(self.slots)]
+        # Which metrics each site writes: the recorder's, those its site adds, and the ratio
+        # metrics only where there is a reference (the update site).
+        self._site_metrics = {
+            site: {
+                m.name
+                for m in metric_objs
+                if (m.name in self.config.metrics and (m.name not in REF_METRICS or site in REF_SITES))
+                or m.name in SITE_METRICS.get(site, ())
+            }
+            for site in self.config.sites
+        }
         # torch.compile ignores hooks added after a module was first compiled, so for compiled
         # models the hooks stay attached and the gate switches them on and off (dynamo guards on
         # it: one graph recording, one not, both compiled in the first `every` steps).
@@ -286,7 +313,11 @@ class Recorder:
                 self.store.close()
             raise error
 
+        for src in self.sources:
+            if src.always_attached:  # optimizer hooks: attached once, they read the gate
+                src.attach(self._ctx)
         if start_step is None:
+            self._gate.recording = True
             if self._probe is None:
                 self._attach()  # the first step's number is unknown: listen, discard if not recorded
         else:
@@ -338,6 +369,7 @@ class Recorder:
                 both = isinstance(val, dict) and isinstance(cfg.get(key), dict)
                 cfg[key] = {**cfg[key], **val} if both else val
         cfg["stacks"] = sorted({la.stack for la in self.layers})
+        cfg["site_metrics"] = {s: sorted(m) for s, m in self._site_metrics.items()}
         return cfg
 
     # -- hooks -------------------------------------------------------------------------------
@@ -377,6 +409,7 @@ class Recorder:
         return MaskScope(self._masks, prev)
 
     def _schedule(self, next_step: int) -> None:
+        self._gate.recording = next_step % self.config.every == 0
         listen = self._probe is None and (self.config.window == "all" or next_step % self.config.every == 0)
         if listen:
             self._attach()
@@ -416,15 +449,28 @@ class Recorder:
         for a in self._accs:
             a.reset()
         self._run_probe(p)
+        for src in self.sources:  # weight (and update since the last call) of the model as it is now
+            take = getattr(src, "take_checkpoint", None)
+            if take is not None:
+                take()
         self._record(int(step))
         for a in self._accs:
             a.reset()
         self._last_step = int(step)
 
+    def forget_checkpoint(self) -> None:
+        """Make the next :meth:`record_probe` the first of a sequence: its ``update`` (the change
+        since the previous one) is left out. A sweep calls this after its preflight forward."""
+        for src in self.sources:
+            forget = getattr(src, "forget_checkpoint", None)
+            if forget is not None:
+                forget()
+
     def _run_probe(self, probe: Probe | None = None) -> None:
         probe = self._probe if probe is None else probe
-        for a in self._accs:
-            a.reset()  # a probe step measures the probe alone
+        for s in self.slots:
+            if s.hook.site not in STEP_SITES:  # the optimizer step's sites were taken already
+                s.acc.reset()  # a probe step measures the probe alone
         was_attached = self.attached
         self._attach()
         modes = [(m, m.training) for m in self.model.modules()]
@@ -447,8 +493,29 @@ class Recorder:
             return torch.device("cpu")
         return self._device
 
+    def before_optimizer_step(self) -> None:
+        """Take ``param_grad`` and the ``update`` snapshot now, just before ``optimizer.step()``.
+
+        Only for loops whose optimizer was not given to the Recorder (framework callbacks call it
+        for you); with ``optimizer=`` its step hooks do this. A no-op on steps that do not record.
+        """
+        for src in self.sources:
+            begin = getattr(src, "begin", None)
+            if begin is not None:
+                begin()
+
+    def after_optimizer_step(self) -> None:
+        """Take ``update`` and ``weight`` now, just after ``optimizer.step()`` (see
+        :meth:`before_optimizer_step`)."""
+        for src in self.sources:
+            end = getattr(src, "end", None)
+            if end is not None:
+                end()
+
     def _record(self, step: int) -> None:
         self._check_reached(step)
+        for src in self.sources:
+            src.before_collect(step)
         dev = self._reduce_device()
         # A single process defers turning raw sums into states to the flush (one batched call).
         ws = collect(self._accs, self.spec, dev, defer=self.world_size == 1)
@@ -477,7 +544,11 @@ class Recorder:
     def _check_reached(self, step: int) -> None:
         """Note the sites that saw no forward since the window began (a host-side count: no sync);
         at the first recorded step, warn about them: their values are NaN."""
-        self.unreached = [_site_label(h) for h, acc in zip(self.hooks, self._accs) if acc.n_updates == 0]
+        self.unreached = [  # the optimizer step's sites warn on their own (capture/params.py)
+            _site_label(h)
+            for h, acc in zip(self.hooks, self._accs)
+            if acc.n_updates == 0 and h.site not in STEP_SITES
+        ]
         if self.n_recorded or not self.unreached or self.rank != 0:
             return
         n, total = len(self.unreached), len(self.hooks)
@@ -524,11 +595,18 @@ class Recorder:
         records = []
         n_layers = len(self.layers)
         for (step, _), parts in zip(pending, unpack_many(host, layouts)):
-            derived = derive_values(parts.states, parts.units, parts.fn, self.spec)
+            derived = derive_values(parts.states, parts.units, parts.fn, self.spec, parts.ref)
             values: dict[tuple[str, str], list[float]] = {}
             hists: dict[str, np.ndarray] = {}
+            # A site taken at the optimizer step that saw no step (skipped by a GradScaler): no rows.
+            seen = {h.site for i, h in enumerate(self.hooks) if parts.states[i, 0] > 0}
             for i, h in enumerate(self.hooks):
+                if h.site in STEP_SITES and h.site not in seen:
+                    continue
+                wanted = self._site_metrics[h.site]
                 for name, arr in derived.items():
+                    if name not in wanted:
+                        continue
                     values.setdefault((name, h.site), [float("nan")] * n_layers)[h.layer.index - 1] = float(
                         arr[i]
                     )

@@ -675,3 +675,40 @@ def test_recorder_options_match_a_live_run_recorded_with_them(tmp_path: Path, pr
         ConfigError, match=r"recorder_options has 'epss', which Recorder does not take; pass some of .*eps"
     ):
         sweep(ck, store=db, run="x", probe=probe, model=FACTORY, recorder_options={"epss": 1e-3})
+
+
+def test_sweep_weight_equals_live_and_update_spans_checkpoints(tmp_path: Path, probe: torch.Tensor) -> None:
+    """`--sites output,weight,update`: a checkpoint's weights equal the live run's after that step;
+    `update` is the change since the previous checkpoint (here three optimizer steps)."""
+    corpus = Corpus(n_chars=20_000)
+    model = _model(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    db, ck = tmp_path / "runs.db", tmp_path / "ckpts"
+    ck.mkdir()
+    saved: dict[int, list[torch.Tensor]] = {}
+    with Recorder(
+        model, db, run="live", sites=("output", "weight"), every=3, probe=probe, optimizer=opt
+    ) as rec:
+        for step in range(1, 7):
+            x, y = corpus.batch(4, 16, step)
+            model(x, y)[1].backward()
+            opt.step()
+            opt.zero_grad()
+            if rec.step(step):
+                torch.save(model.state_dict(), ck / f"step_{step}.pt")
+                saved[step] = [p.detach().clone() for p in model.h[1].parameters()]
+    res = sweep(ck, store=db, run="swept", probe=probe, model=FACTORY, sites="output,weight,update")
+    assert sorted(res.written) == [3, 6] and res.failed == []
+    with Store(db, readonly=True) as st:
+        for metric in ("rms", "max_abs", "norm"):
+            live, swept = st.load("live", metric, "weight"), st.load("swept", metric, "weight")
+            np.testing.assert_allclose(swept.values, live.values, rtol=1e-6, err_msg=metric)
+        upd = st.load("swept", "norm", "update")
+        ratio = st.load("swept", "ratio", "update")
+    assert upd.steps == [6]  # the first checkpoint has no predecessor: no update rows
+    delta = torch.cat([(a - b).double().reshape(-1) for a, b in zip(saved[6], saved[3])])
+    w3 = torch.cat([b.double().reshape(-1) for b in saved[3]])
+    assert upd.values[0, 1] == pytest.approx(float(delta.norm()), rel=1e-6)
+    assert ratio.values[0, 1] == pytest.approx(float(delta.norm() / w3.norm()), rel=1e-6)
+    with pytest.raises(ConfigError, match="no backward pass"):
+        sweep(ck, store=db, run="bad", probe=probe, model=FACTORY, sites="output,param_grad")

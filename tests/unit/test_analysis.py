@@ -617,3 +617,17 @@ def test_save_writes_markdown_or_json(tmp_path) -> None:
     assert md.read_text() == rep.to_markdown()
     assert json.loads(js.read_text()) == rep.to_dict()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
+def test_training_sites_are_read_in_their_own_words() -> None:
+    """An update ratio's hotspot is a layer learning fast, not an outlier feature (issue 18)."""
+    v = grow()
+    hm = heatmap(v, steps=STEPS, metric="ratio")
+    hm.site = "update"
+    md = report(hm).to_markdown()
+    assert "update-to-weight ratio" in md and "outlier features" not in md
+    hm = heatmap(v, steps=STEPS, metric="norm")
+    hm.site = "param_grad"
+    md = report(hm).to_markdown()
+    assert "largest gradients" in md and "gradients reaching deeper layers" in md
+    assert "update-to-weight ratio" not in report(heatmap(v, steps=STEPS, metric="ratio")).to_markdown()

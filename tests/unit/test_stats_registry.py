@@ -32,6 +32,10 @@ ISSUE_METRICS = {
     "nan_frac",
     "inf_frac",
     "hist",
+    # issue 18: the training sites' norms and the update-to-weight ratio
+    "norm",
+    "ratio",
+    "log_ratio",
 }
 
 

@@ -275,9 +275,9 @@ def _interpret_step_trend(o: Observation, c: Context) -> str:
     fa = _facts(o, StepTrendFacts)
     verb = "grows" if o.direction == "increasing" else "shrinks"
     return (
-        f"Since {c.m} {verb} over training in {fa.n_layers_following} of {fa.n_layers} layers, the "
-        "network's internal scale may still be changing as it learns; comparing with the loss and the "
-        "learning-rate schedule would show whether the change tracks learning."
+        f"Since {c.m} {verb} over training in {fa.n_layers_following} of {fa.n_layers} layers, "
+        + phrase("step_trend", site=c.site, metric=c.metric)
+        + "."
     )
 
 

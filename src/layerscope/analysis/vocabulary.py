@@ -69,8 +69,77 @@ ENTRIES: tuple[Entry, ...] = (
             ),
         },
     ),
+    # The sites of training (issue 18): a hotspot of an update ratio is a layer learning fast, not an
+    # outlier feature.
+    Entry(
+        site="update",
+        metric="ratio",
+        phrases={
+            "hotspot": (
+                "; an update-to-weight ratio this large means the optimizer changed these layers' "
+                "weights by a larger fraction per step than elsewhere, so they may be learning fastest "
+                "or be the first to destabilise (often-quoted healthy values are around 1e-3; a "
+                "learning-rate or warm-up change would show whether it is the cause)."
+            ),
+            "depth_rise": "may indicate that the optimizer changes deeper layers by a larger fraction of their weights",
+            "step_trend": (
+                "the fraction of their weights that each step changes is moving, as it does under a "
+                "learning-rate schedule; comparing with the schedule would show whether it tracks it"
+            ),
+        },
+    ),
+    Entry(
+        site="update",
+        phrases={
+            "hotspot": (
+                "; the optimizer's steps are largest there, which may follow the gradients or the "
+                "layers' sizes; the ratio metric would say whether they are large relative to the weights."
+            ),
+        },
+    ),
+    Entry(
+        site="param_grad",
+        phrases={
+            "hotspot": (
+                "; these layers' parameters receive the largest gradients, which may come before a loss "
+                "spike or show where the loss is most sensitive; the update ratio would show whether "
+                "the optimizer passes them on."
+            ),
+            "depth_rise": "may indicate that the gradients reaching deeper layers' parameters are larger",
+            "step_trend": (
+                "the gradients' scale is changing as training proceeds, as it does when the loss "
+                "flattens or sharpens"
+            ),
+        },
+    ),
+    Entry(
+        site="grad_output",
+        phrases={
+            "hotspot": (
+                "; the loss is most sensitive to these layers' outputs there; a growing backward "
+                "signal may point at an exploding gradient, which param_grad norms would confirm."
+            ),
+            "depth_rise": "may indicate that the gradient flowing back through the blocks shrinks on its way to the first layers",
+            "step_trend": "the backward signal through the blocks is changing in scale as the model learns",
+        },
+    ),
+    Entry(
+        site="weight",
+        phrases={
+            "hotspot": (
+                "; these layers' weights are the largest, which may reflect growth under training "
+                "(weight decay would hold it back) rather than any one step."
+            ),
+            "depth_rise": "may indicate that deeper layers' weights have grown larger",
+            "step_trend": "the weights' scale is drifting as training proceeds, as it does with too little weight decay",
+        },
+    ),
     Entry(
         phrases={
+            "step_trend": (
+                "the network's internal scale may still be changing as it learns; comparing with the "
+                "loss and the learning-rate schedule would show whether the change tracks learning"
+            ),
             "depth_rise": "may indicate that deeper layers carry larger {m}",
             "hotspot": (
                 "; if {m} measures activation scale, these layers and steps may be the first to "

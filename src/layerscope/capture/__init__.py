@@ -6,6 +6,7 @@ each site of a layer is recorded at; ``load_model_spec`` and ``model_from_hf_con
 from a ``pkg.module:factory`` spec or a Hugging Face ``config.json`` (used by the CLI).
 """
 
+from . import params as _params  # noqa: F401  (registers the training sites' capture sources)
 from .discovery import (
     Layer,
     Selection,
@@ -17,10 +18,11 @@ from .discovery import (
     unwrap,
 )
 from .models import load_function, load_model_spec, model_from_hf_config
-from .sites import SITES, SiteHook, extract_tensor, resolve_site, resolve_sites, site_map
+from .sites import SITES, TRAINING_SITES, SiteHook, extract_tensor, resolve_site, resolve_sites, site_map
 
 __all__ = [
     "SITES",
+    "TRAINING_SITES",
     "Layer",
     "Selection",
     "SiteHook",

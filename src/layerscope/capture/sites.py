@@ -9,6 +9,14 @@
                 MLP, ``act(gate) * up`` for a gated one (Llama, T5 v1.1); TransformerLens's
                 ``mlp.hook_post``
 
+Sites of training rather than of the forward pass (``capture/params.py``; ``TRAINING_SITES``):
+
+``grad_output`` d loss / d (the layer's output), in the backward pass
+``param_grad``  the gradients of the layer's own parameters, as one stream, when the optimizer
+                is about to use them (after accumulation and AMP unscaling)
+``update``      the change one optimizer step made to those parameters (delta W)
+``weight``      the parameters themselves after the step
+
 Any other module can be recorded by selecting it as a layer (``layers="h.*.mlp.c_fc"``).
 
 Resolution is data-driven: the tables below name the sub-modules of the model families we know
@@ -30,7 +38,12 @@ import torch.nn as nn
 from ..errors import ConfigError
 from .discovery import Layer, _relative_name, child_index, unwrap
 
-SITES = ("output", "mlp_act", "attn_out", "mlp_out", "mlp_down_in")
+SITES: tuple[str, ...] = ("output", "mlp_act", "attn_out", "mlp_out", "mlp_down_in")
+# The backward pass and the optimizer step (capture/params.py): hooked at the layer itself.
+GRAD_SITES = ("grad_output",)
+PARAM_SITES = ("param_grad", "update", "weight")
+TRAINING_SITES = GRAD_SITES + PARAM_SITES
+SITES = SITES + TRAINING_SITES
 
 # -- what we know of the families, as data ----------------------------------------------------------
 # Self-attention sub-modules. Cross-attention (T5's EncDecAttention, BART's encoder_attn) is not
@@ -155,7 +168,7 @@ class SiteHook:
     site: str
     module: nn.Module
     module_name: str  # normalised path, for `layerscope layers` and the run's config
-    kind: str = "output"  # "output" | "input"
+    kind: str = "output"  # "output" | "input" | "grad" (backward) | "param" (optimizer step)
 
 
 # -- the structure of one block -----------------------------------------------------------------------
@@ -397,7 +410,8 @@ def _hook(layer: Layer, b: _Block, site: str, path: str, kind: str = "output") -
 
 
 def site_map(layer: Layer) -> dict[str, SiteHook | None]:
-    """Every site of ``layer`` -> its hook point, or None where the layer has no such site.
+    """Every forward site of ``layer`` -> its hook point, or None where the layer has no such site
+    (the training sites, ``TRAINING_SITES``, are all taken at the layer itself).
 
     >>> from layerscope.testing import tiny_gpt
     >>> from layerscope.capture import discover_layers
@@ -420,6 +434,18 @@ def site_map(layer: Layer) -> dict[str, SiteHook | None]:
     }
 
 
+def _training_sites(layer: Layer) -> dict[str, SiteHook | None]:
+    """The training sites of ``layer``: all at the layer itself; the parameter sites only where it
+    has parameters of its own."""
+    has_params = any(True for _ in layer.module.parameters())
+    out: dict[str, SiteHook | None] = {
+        s: SiteHook(layer, s, layer.module, layer.name, "grad") for s in GRAD_SITES
+    }
+    for s in PARAM_SITES:
+        out[s] = SiteHook(layer, s, layer.module, layer.name, "param") if has_params else None
+    return out
+
+
 def _check_site(site: str) -> None:
     if site not in SITES:
         raise ConfigError(
@@ -440,6 +466,8 @@ def resolve_site(layer: Layer, site: str) -> SiteHook | None:
     _check_site(site)
     if site == "output":
         return SiteHook(layer, "output", layer.module, layer.name, "output")
+    if site in TRAINING_SITES:
+        return _training_sites(layer)[site]
     return site_map(layer)[site]
 
 
@@ -459,9 +487,9 @@ def resolve_sites(layers: Sequence[Layer], sites: Sequence[str] | str) -> list[S
             _check_site(site)
     if not layers:
         raise ConfigError("no layers to resolve sites in; discover_layers() returned none.")
-    maps = [site_map(la) for la in layers]
-    if every:
-        sites = [s for s in SITES if any(m[s] is not None for m in maps)]
+    maps = [{**site_map(la), **_training_sites(la)} for la in layers]
+    if every:  # the forward sites: the training sites need an optimizer or a backward, so are named
+        sites = [s for s in SITES if s not in TRAINING_SITES and any(m[s] is not None for m in maps)]
     out: list[SiteHook] = []
     for site in dict.fromkeys(sites):
         hooks = [h for h in (m[site] for m in maps) if h is not None]

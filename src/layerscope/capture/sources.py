@@ -34,10 +34,13 @@ MaskSpec = str | Callable[[tuple[Any, ...], dict[str, Any]], Any] | None
 class Gate:
     """The switches every hook of one recorder reads before anything else (host bools only)."""
 
-    __slots__ = ("in_probe", "listening", "train_only")
+    __slots__ = ("in_probe", "listening", "recording", "train_only")
 
     def __init__(self, train_only: bool = True) -> None:
         self.listening = False  # on while a step that records runs (or always, with window="all")
+        # The optimizer step now running is one that records (whatever the window or probe): the
+        # parameter sites take that step itself.
+        self.recording = False
         self.in_probe = False  # a probe forward: recorded although the model is in eval mode
         self.train_only = train_only
 
@@ -98,6 +101,9 @@ class CaptureSource:
         """Entries for the run's stored config (which module each slot is recorded at)."""
         return {}
 
+    def before_collect(self, step: int) -> None:
+        """Called at each record step before the slots are collected (host side; may warn)."""
+
 
 class CaptureContext:
     """What a source's hooks see of their recorder: the gate, and where tensors go."""
@@ -105,11 +111,20 @@ class CaptureContext:
     def __init__(self, gate: Gate, masks: MaskTracker | None = None) -> None:
         self.gate = gate
         self.masks = masks
+        # For the training sites (capture/params.py), set by the Recorder:
+        self.optimizer: Any = None  # its step hooks take param_grad / update / weight
+        self.scaler: Any = None  # a GradScaler whose scale grad_output divides out
+        self.rank, self.world_size = 0, 1
+        self.update_sample: int | None = None  # update snapshots keep every k-th row of a matrix
 
     def feed(self, slot: Slot, x: torch.Tensor) -> None:
         """Fold ``x`` into ``slot`` (masked by the current batch's token mask). No host sync."""
         m = self.masks.mask_for(slot, x) if self.masks is not None else None
         slot.acc.update(x, m)
+
+    def mask_for(self, slot: Slot, x: torch.Tensor) -> torch.Tensor | None:
+        """The current batch's token mask for ``x`` of ``slot`` (None: unmasked). No host sync."""
+        return self.masks.mask_for(slot, x) if self.masks is not None else None
 
 
 class ForwardSource(CaptureSource):

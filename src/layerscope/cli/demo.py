@@ -66,13 +66,14 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
     from ..testing import GPTConfig, TrainConfig, train
 
     get_metric(metric)  # fail on a typo before training
-    # Two sites and the histograms, so that every view of the README can be tried on the demo.
+    # Two forward sites and the histograms, so that every view of the README can be tried on the
+    # demo, and each block's update (update-to-weight ratio at the optimizer steps).
     cfg = TrainConfig(
         steps=steps,
         every=every,
         model=GPTConfig(n_layer=n_layer),
         threads=threads,
-        sites=("output", "mlp_act"),
+        sites=("output", "mlp_act", "update"),
         metrics=(*TrainConfig.metrics, "hist"),
     )
     if metric not in cfg.metrics:
@@ -118,8 +119,16 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
         f"trained {steps} steps in {took:.0f}s (loss {losses[0]:.2f} -> {losses[-1]:.2f}); "
         f"recorded {len(hm.steps)} steps x {len(hm.layers)} layers"
     )
+    ratio = load(db, run="demo", metric="ratio", site="update")
+    png_update = plot(
+        ratio,
+        out_dir / "update-ratio.png",
+        scale="log",
+        title="update / weight norm ratio of each block (log) — tiny GPT demo",
+    )
     click.echo(escape_controls(f"wrote {db}"))
     click.echo(escape_controls(f"wrote {png}"))
+    click.echo(escape_controls(f"wrote {png_update}"))
     from ..analysis import report
 
     md = report(hm).save(out_dir / "report.md")

@@ -66,7 +66,8 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     default="output",
     show_default=True,
     metavar="LIST",
-    help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in, or 'all' the model has.",
+    help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in, or 'all' the model has; "
+    "weight (the checkpoint's parameters), update (the change since the previous checkpoint).",
 )
 @click.option("--layers", default=None, metavar="GLOB", help="Modules to record (default: the block stack).")
 @click.option(

@@ -123,6 +123,16 @@ class RecorderSession:
         self.last_step = start_step - 1
         return self.recorder
 
+    def before_optimizer_step(self) -> None:
+        """The trainer is about to call ``optimizer.step()`` (gradients final: param_grad, update)."""
+        if self.recorder is not None:
+            self.recorder.before_optimizer_step()
+
+    def after_optimizer_step(self) -> None:
+        """The trainer called ``optimizer.step()`` (update, weight); a no-op when nothing began."""
+        if self.recorder is not None:
+            self.recorder.after_optimizer_step()
+
     def step(self, step: int) -> bool:
         """The trainer finished optimizer step ``step``; returns whether it was recorded."""
         if self.recorder is None:

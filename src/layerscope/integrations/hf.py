@@ -10,6 +10,9 @@
 A step is the Trainer's ``state.global_step``: one optimizer update, its gradient-accumulation
 micro-batches folded in (the Trainer calls ``on_step_end`` once per update, after the optimizer).
 Under DDP/FSDP every rank records and the statistics are reduced across ranks; rank 0 writes.
+The training sites ``param_grad``, ``update`` and ``weight`` are taken at the Trainer's
+``on_pre_optimizer_step`` / ``on_optimizer_step`` events (after gradient clipping and
+unscaling); with an older transformers that lacks them, at the optimizer's own step hooks.
 Resuming from a checkpoint continues the same run from the checkpoint's step: steps recorded again
 replace their rows. Importing this module imports transformers.
 """
@@ -85,6 +88,9 @@ class LayerscopeCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         output_dir = Path(args.output_dir or ".")
         world = int(getattr(args, "world_size", 1) or 1)
+        if not _HAS_OPTIMIZER_EVENTS and kwargs.get("optimizer") is not None:
+            # No optimizer-step events in this transformers: the optimizer's own step hooks.
+            self.session.recorder_options.setdefault("optimizer", kwargs["optimizer"])
         self.session.start(
             model,
             start_step=int(state.global_step) + 1,  # resumed: the checkpoint's step, else 0
@@ -101,6 +107,13 @@ class LayerscopeCallback(TrainerCallback):
             },
         )
 
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Gradients accumulated over the micro-batches, clipped and unscaled: what the step uses.
+        self.session.before_optimizer_step()
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.session.after_optimizer_step()
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # Once per optimizer update, after optimizer.step(): the update's micro-batches have run.
         self.session.step(int(state.global_step))
@@ -111,6 +124,12 @@ class LayerscopeCallback(TrainerCallback):
     def __repr__(self) -> str:
         s = self.session
         return f"LayerscopeCallback(store={str(s.store)!r}, run={s.run!r}, every={s.every})"
+
+
+# transformers >= 4.45 has the optimizer-step events; older ones fall back to optimizer hooks.
+_HAS_OPTIMIZER_EVENTS = hasattr(TrainerCallback, "on_pre_optimizer_step") and hasattr(
+    TrainerCallback, "on_optimizer_step"
+)
 
 
 def _hf_sinks(target: Any, args: Any) -> list[Sink] | None:

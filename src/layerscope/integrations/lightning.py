@@ -124,9 +124,14 @@ class LayerscopeCallback(_pl.Callback):
             rec.load_state_dict(restored)
         self._seen_step = gs
 
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        # Gradients accumulated and unscaled (AMP): param_grad, and the update's snapshot.
+        self.session.before_optimizer_step()
+
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self.session.after_optimizer_step()  # update, weight: a no-op on micro-batches without a step
         # global_step counts optimizer updates: it moves on the last micro-batch of an accumulation.
         gs = int(trainer.global_step)
         if gs != self._seen_step:

@@ -82,6 +82,9 @@ class SlotAccumulator:
         if "hist" in spec.groups and spec.binner is None:  # a spec whose edges were set after creation
             spec.binner = HistBinner(spec.hist_edges)
         self._graph: _GraphBuffers | None = None
+        # Whether this slot carries a reference sum of squares (an update site): fixed, so that
+        # every rank's window has the same layout even where a rank fed nothing.
+        self.uses_ref = False
         self.reset()
 
     def prepare_graph(self, device: torch.device) -> None:
@@ -99,6 +102,7 @@ class SlotAccumulator:
         self.units: torch.Tensor | None = None  # (U,) float32 max|x| per unit
         self.hist: torch.Tensor | None = None  # (B,) float64
         self.fn_acc: torch.Tensor | None = None  # (F, 2): value accumulator, weight
+        self.ref: torch.Tensor | None = None  # () float64: sum of squares of the reference tensors
         self._n_eager = 0  # host-side count of eager forwards seen (no tensor involved)
         self._graph_seen = False  # a compiled forward folded in (set, never read, by the graph)
         if self._graph is not None:
@@ -110,13 +114,22 @@ class SlotAccumulator:
         return self._n_eager + int(self._graph_seen)
 
     # -- in the hook: no host sync below this line ------------------------------------------------
-    def update(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-        """Fold one activation in. ``mask``: the batch's (B, T) bool token mask, or None."""
+    def update(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, ref: torch.Tensor | None = None
+    ) -> None:
+        """Fold one activation in. ``mask``: the batch's (B, T) bool token mask, or None.
+
+        ``ref``: the reference tensor ``x`` is measured against (the weights of an update): only
+        its sum of squares is kept, and adds up (so ``ratio`` = ||x|| / ||ref|| merges exactly).
+        """
         spec = self.spec
         if mask is None and self.sample is None and spec.plain and self._update_direct(x):
             return
         self._take_pool()  # raw rows stay in the order of the forwards
         x = x.detach()
+        if ref is not None:
+            sq = ref.detach().double().square().sum()
+            self.ref = sq if self.ref is None else self.ref + sq
         v, rows = rows_view(x, mask, self.sample)
         raw, u = spec.stats_pass(v, rows)  # one pass over the groups' needs
         h = spec.binner(v, rows) if spec.binner is not None else None
@@ -347,7 +360,11 @@ def collect(
         fns = [a.window_fn() for a in accs]
         fn = torch.stack([f.to(device) if f is not None else neutral for f in fns])
     units = [u.to(device) if u is not None else None for u in (a.window_units() for a in accs)]
-    return WindowState(states, units, hist, fn, raw=raw)
+    ref = None
+    if any(a.uses_ref or a.ref is not None for a in accs):
+        zero = torch.zeros((), dtype=torch.float64, device=device)
+        ref = torch.stack([a.ref.to(device) if a.ref is not None else zero for a in accs])
+    return WindowState(states, units, hist, fn, raw=raw, ref=ref)
 
 
 def finish_states(windows: Sequence[WindowState]) -> None:
@@ -395,7 +412,8 @@ def reduce_across_ranks(ws: WindowState, spec: StatSpec, group: Any = None) -> W
     fn = None
     if p.fn is not None:
         fn = torch.stack([_fold_fn(spec.fn_metrics, p.fn[:, s]) for s in range(p.fn.shape[1])])
-    return WindowState(merge_states(p.states), units, hist, fn)
+    ref = p.ref.sum(0) if p.ref is not None else None
+    return WindowState(merge_states(p.states), units, hist, fn, ref=ref)
 
 
 def derive_values(
@@ -403,9 +421,10 @@ def derive_values(
     units: Sequence[np.ndarray | None],
     fn: np.ndarray | None,
     spec: StatSpec,
+    ref: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Metric name -> values (one per slot) from host copies of a window's statistics."""
-    s = Stats(states, units=units, eps=spec.eps)
+    s = Stats(states, units=units, eps=spec.eps, ref_sq=ref)
     out: dict[str, np.ndarray] = {}
     fi = 0
     for m in spec.metrics:

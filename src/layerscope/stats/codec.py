@@ -4,9 +4,11 @@ Two places move windows as one flat vector: a flush copies every pending window 
 one transfer, and the reduction across ranks gathers one vector per rank. Both use this codec,
 so the layout is written once::
 
-    [ states (S x N_STATE) | units of slot 0 | ... | units of slot S-1 | hist (S x B) | fn (S x F x 2) ]
+    [ states (S x N_STATE) | units of slot 0 | ... | units of slot S-1 | hist (S x B) | fn (S x F x 2) | ref (S) ]
 
-Per-slot unit widths are part of the :class:`Layout`; a slot without units has width 0. Unit
+Per-slot unit widths are part of the :class:`Layout`; a slot without units has width 0. ``ref`` (present when some
+slot has one) is the sum of squares of each slot's *reference* tensor (the weights an ``update`` is
+measured against), which adds across micro-batches, steps and ranks like a count. Unit
 maxima are non-negative, so padding a narrower (or missing) unit vector with zeros is neutral
 under the max that merges ranks.
 """
@@ -32,6 +34,7 @@ class WindowState:
     hist: torch.Tensor | None  # (S, B) float64
     fn: torch.Tensor | None  # (S, F, 2) float64
     raw: bool = False  # states not converted yet: see accumulator.collect(defer=True)
+    ref: torch.Tensor | None = None  # (S,) float64: sum of squares of each slot's reference tensor
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,11 @@ class Layout:
     units: tuple[int, ...]  # width per slot; 0 = no units
     n_bins: int = 0  # histogram bins per slot; 0 = no histogram
     n_fn: int = 0  # function metrics per slot; 0 = none
+    n_ref: int = 0  # 1 when the window carries reference sums of squares (update sites)
 
     @property
     def size(self) -> int:
-        return self.n_slots * (N_STATE + self.n_bins + 2 * self.n_fn) + sum(self.units)
+        return self.n_slots * (N_STATE + self.n_bins + 2 * self.n_fn + self.n_ref) + sum(self.units)
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Parts:
     units: list[Any | None]  # per slot: (..., width) or None
     hist: Any | None  # (..., S, B)
     fn: Any | None  # (..., S, F, 2)
+    ref: Any | None = None  # (..., S)
 
 
 def layout_of(ws: WindowState, unit_sizes: Sequence[int] | None = None) -> Layout:
@@ -72,6 +77,7 @@ def layout_of(ws: WindowState, unit_sizes: Sequence[int] | None = None) -> Layou
         sizes,
         0 if ws.hist is None else int(ws.hist.shape[1]),
         0 if ws.fn is None else int(ws.fn.shape[1]),
+        0 if ws.ref is None else 1,
     )
 
 
@@ -95,6 +101,9 @@ def pack(ws: WindowState, layout: Layout) -> torch.Tensor:
     if layout.n_fn:
         assert ws.fn is not None
         parts.append(ws.fn.reshape(-1).to(device=dev, dtype=torch.float64))
+    if layout.n_ref:
+        assert ws.ref is not None
+        parts.append(ws.ref.reshape(-1).to(device=dev, dtype=torch.float64))
     return torch.cat(parts)
 
 
@@ -116,8 +125,12 @@ def unpack(flat: Any, layout: Layout) -> Parts:
     if layout.n_fn:
         fn = flat[..., off : off + S * layout.n_fn * 2].reshape(*lead, S, layout.n_fn, 2)
         off += S * layout.n_fn * 2
+    ref = None
+    if layout.n_ref:
+        ref = flat[..., off : off + S]
+        off += S
     assert off == layout.size, (off, layout.size)
-    return Parts(states, units, hist, fn)
+    return Parts(states, units, hist, fn, ref)
 
 
 def pack_many(windows: Sequence[WindowState]) -> tuple[torch.Tensor, list[Layout]]:

@@ -325,6 +325,7 @@ class Stats:
         units: Sequence[np.ndarray | None] | None = None,
         eps: float = 1e-6,
         extra: dict[str, np.ndarray] | None = None,
+        ref_sq: np.ndarray | None = None,
     ) -> None:
         s = np.asarray(states, dtype=np.float64)
         self.raw = s
@@ -342,6 +343,15 @@ class Stats:
         self.n_nan = s[..., S_NNAN]
         self.n_posinf = s[..., S_NPINF]
         self.n_neginf = self.n - self.n_finite - self.n_nan - self.n_posinf
+        # Sum of squares of the finite values (M2 + n * mean^2): what an L2 norm is, merged exactly.
+        self.sum_sq = np.where(self.n_finite > 0, self.m2 + self.n_finite * s[..., S_MEAN] ** 2, 0.0)
+        # Sum of squares of each slot's reference tensor (the weights an update is measured
+        # against); NaN where the slot has none.
+        self.ref_sq = (
+            np.full(np.shape(self.n), np.nan)
+            if ref_sq is None
+            else np.asarray(ref_sq, dtype=np.float64).reshape(np.shape(self.n))
+        )
         has = self.n_finite > 0
         with np.errstate(all="ignore"):
             self.mean = np.where(has, s[..., S_MEAN], np.nan)

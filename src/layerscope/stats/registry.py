@@ -70,6 +70,21 @@ def _dead_frac(s: Stats) -> np.ndarray:
     return out
 
 
+def _norm(s: Stats) -> np.ndarray:
+    return np.where(s.n_finite > 0, np.sqrt(s.sum_sq), np.nan)
+
+
+def _ratio(s: Stats) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.where((s.ref_sq > 0) & (s.n_finite > 0), np.sqrt(s.sum_sq / s.ref_sq), np.nan)
+
+
+def _log_ratio(s: Stats) -> np.ndarray:
+    r = _ratio(s)
+    with np.errstate(all="ignore"):
+        return np.where(r > 0, np.log10(r), np.nan)
+
+
 _REGISTRY: dict[str, Metric] = {}
 
 
@@ -109,6 +124,16 @@ _builtin(
     {"nonfinite"},
     lambda s: s.frac(s.n_posinf + s.n_neginf),
 )
+_builtin(
+    "norm", "L2 norm of the finite values, sqrt(sum x^2) (a norm of the whole tensor)", {"moments"}, _norm
+)
+_builtin(
+    "ratio",
+    "||x|| / ||reference||: an update's norm over the norm of the weights it changed (update site)",
+    {"moments"},
+    _ratio,
+)
+_builtin("log_ratio", "log10 of ratio (update site)", {"moments"}, _log_ratio)
 _builtin(
     "hist", "fixed-edge histogram counts (stored apart; see Store.load_hist)", {"hist"}, None, scalar=False
 )

@@ -225,6 +225,16 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
         if isinstance(cfg.sites, str)
         else tuple(cfg.sites)
     )
+    grads = [s for s in sites if s in ("grad_output", "param_grad")]
+    if grads:
+        raise ConfigError(
+            f"--sites {','.join(grads)}: a checkpoint sweep runs no backward pass; record gradients "
+            "live (Recorder(sites=...)), or sweep output, weight and update (the change since the "
+            "previous checkpoint).",
+            what="site",
+            value=",".join(grads),
+            param="sites",
+        )
     compile_step_regex(cfg.step_regex)
     resolve_device(cfg.device)
     probe_file = cfg.probe if isinstance(cfg.probe, (str, os.PathLike)) else None

@@ -187,6 +187,7 @@ class CheckpointWorker:
         does not fit the model, or leaves recorded layers without an activation, is a usage error."""
         try:
             self._record(0, first_rows(self.spec.probe, 1))
+            self.recorder.forget_checkpoint()  # the model as built is no checkpoint: no update from it
         except LayerscopeError:
             raise
         except Exception as e:  # noqa: BLE001 - the probe does not fit the model: a usage error, said once

@@ -1,7 +1,7 @@
 """The demo's training loop: TinyGPT on the generated corpus, recorded by a Recorder.
 
 Read it as the plain-loop integration example: the only layerscope lines are the ``Recorder``
-and ``rec.step(step)``.
+(given the optimizer, for the ``update`` site's step hooks) and ``rec.step(step)``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def train(
         metrics=cfg.metrics,
         every=cfg.every,
         sites=cfg.sites,
+        optimizer=opt,  # param_grad / update / weight are taken at its step hooks
         notes={
             "train": {
                 "steps": cfg.steps,
