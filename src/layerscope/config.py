@@ -52,6 +52,10 @@ class RecorderConfig:
     sample: int | Mapping[str, int] | None = None
     # The statistics pass: "auto" (C on CPU, torch.compile on CUDA), "native", "compile", "eager".
     stats_backend: str = "auto"
+    # Site 'attn': query positions per attention forward whose logits are recomputed against every
+    # key (evenly spaced, the last one included; fewer when batch x heads x queries x keys would
+    # pass 2**24). None: all of them (exact, costs a (tokens x tokens) matrix per head).
+    attn_queries: int | None = 64
 
     def validate(self) -> None:
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
@@ -80,6 +84,14 @@ class RecorderConfig:
                 raise ConfigError(
                     f"sample= names sites {sorted(unknown)} that are not recorded; recorded: {list(self.sites)}."
                 )
+        if self.attn_queries is not None and (
+            not isinstance(self.attn_queries, int)
+            or isinstance(self.attn_queries, bool)
+            or self.attn_queries < 1
+        ):
+            raise ConfigError(
+                f"attn_queries={self.attn_queries!r}; pass a whole number of query positions >= 1, or None for all."
+            )
         if self.stats_backend not in BACKENDS:
             raise ConfigError(f"stats_backend={self.stats_backend!r}; pass one of {', '.join(BACKENDS)}.")
 

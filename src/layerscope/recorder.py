@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from .capture import Layer, Selection, SiteHook, discover_layers, resolve_sites, unwrap
+from .capture.headsites import HEAD_SITES, HeadSource, build_head_sources
 from .capture.sources import (
     CaptureContext,
     CaptureSource,
@@ -52,6 +53,7 @@ from .stats import (
     resolve_metrics,
     unpack_many,
 )
+from .stats.heads import head_values, reduce_heads_across_ranks
 from .store import LayerInfo, StepRecord, Store
 
 _D = RecorderConfig  # the defaults below are RecorderConfig's, defined there once
@@ -172,6 +174,7 @@ class Recorder:
         mask: MaskSpec = _D.mask,
         sample: int | Mapping[str, int] | None = _D.sample,
         stats_backend: str = _D.stats_backend,
+        attn_queries: int | None = _D.attn_queries,
         process_group: Any = None,
         source: str = "live",
         start_step: int | None = None,
@@ -194,6 +197,7 @@ class Recorder:
             mask=mask,
             sample=sample,
             stats_backend=stats_backend,
+            attn_queries=attn_queries,
         )
         self.config.validate()
         if not isinstance(model, nn.Module):
@@ -213,7 +217,8 @@ class Recorder:
             backend=stats_backend,
         )
         self.layers: list[Layer] = discover_layers(model, layers)
-        self.hooks: list[SiteHook] = resolve_sites(self.layers, self.config.sites)
+        act_sites = [s for s in self.config.sites if s not in HEAD_SITES]
+        self.hooks: list[SiteHook] = resolve_sites(self.layers, act_sites) if act_sites else []
         per_site = self.config.sample_per_site()
         stacks = sorted({la.stack for la in self.layers})
         self.slots = [
@@ -225,7 +230,19 @@ class Recorder:
         self._gate = Gate(train_only)
         self._masks = MaskTracker(unwrap(model), mask, self._gate)
         self._ctx = CaptureContext(self._gate, self._masks if mask is not None else None)
-        self.sources: list[CaptureSource] = [self._masks, *build_sources(self.slots)]
+        # attn / logits: sources with per-head states of their own (capture/headsites.py).
+        self.head_sources: list[HeadSource] = build_head_sources(
+            unwrap(model),
+            self.layers,
+            self.config.sites,
+            self._masks if mask is not None else None,
+            attn_queries,
+        )
+        self.sources: list[CaptureSource | HeadSource] = [
+            self._masks,
+            *build_sources(self.slots),
+            *self.head_sources,
+        ]
         # torch.compile ignores hooks added after a module was first compiled, so for compiled
         # models the hooks stay attached and the gate switches them on and off (dynamo guards on
         # it: one graph recording, one not, both compiled in the first `every` steps).
@@ -238,7 +255,7 @@ class Recorder:
         self._gated = hooks == "gate" or (hooks == "auto" and is_compiled(model))
         self._closed = False
         self._last_step: int | None = None
-        self._pending: list[tuple[int, WindowState]] = []
+        self._pending: list[tuple[int, WindowState, list[torch.Tensor]]] = []
         self._last_flush = time.monotonic()
         self.history: list[StepRecord] = []  # what was flushed, when store is None
         self.n_recorded = 0
@@ -349,7 +366,9 @@ class Recorder:
     @property
     def attached(self) -> bool:
         """Whether the hooks are listening now (only on steps that record, unless window="all")."""
-        return self._gate.listening and any(src.attached for src in self.sources if src.slots)
+        return self._gate.listening and any(
+            src.attached for src in self.sources if src.slots or src in self.head_sources
+        )
 
     def set_mask(self, mask: torch.Tensor | None) -> _MaskScope:
         """Use ``mask`` (batch, tokens; non-zero = real token) for the next forwards, until
@@ -392,8 +411,7 @@ class Recorder:
                 self._run_probe()
             self._record(step)
         if record or self.config.window == "step":
-            for a in self._accs:
-                a.reset()
+            self._reset()
         self._last_step = step
         self._schedule(step + 1)
         return record
@@ -403,18 +421,15 @@ class Recorder:
         p = _to_device(probe, self._device) if probe is not None else self._probe
         if p is None:
             raise ConfigError("record_probe needs a probe batch: pass probe= here or to Recorder(probe=...).")
-        for a in self._accs:
-            a.reset()
+        self._reset()
         self._run_probe(p)
         self._record(int(step))
-        for a in self._accs:
-            a.reset()
+        self._reset()
         self._last_step = int(step)
 
     def _run_probe(self, probe: Probe | None = None) -> None:
         probe = self._probe if probe is None else probe
-        for a in self._accs:
-            a.reset()  # a probe step measures the probe alone
+        self._reset()  # a probe step measures the probe alone
         was_attached = self.attached
         self._attach()
         modes = [(m, m.training) for m in self.model.modules()]
@@ -430,6 +445,12 @@ class Recorder:
             if not was_attached:
                 self._detach()
 
+    def _reset(self) -> None:
+        for a in self._accs:
+            a.reset()
+        for hs in self.head_sources:
+            hs.reset()
+
     def _reduce_device(self) -> torch.device:
         if self._backend == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
@@ -443,7 +464,10 @@ class Recorder:
         ws = collect(self._accs, self.spec, dev, defer=self.world_size == 1)
         if self.world_size > 1:
             ws = reduce_across_ranks(ws, self.spec, self._group)
-        self._pending.append((step, ws))
+        heads = [hs.snapshot(len(self.layers), dev) for hs in self.head_sources]
+        if self.world_size > 1:
+            heads = [reduce_heads_across_ranks(h, self._group) for h in heads]
+        self._pending.append((step, ws, heads))
         self.n_recorded += 1
         if (
             len(self._pending) >= self.config.flush_every
@@ -470,15 +494,20 @@ class Recorder:
             self._pending = pending + self._pending
             raise
 
-    def _to_records(self, pending: list[tuple[int, WindowState]]) -> list[StepRecord]:
-        finish_states([ws for _, ws in pending])
-        flat, layouts = pack_many([ws for _, ws in pending])  # one device -> host copy for the flush
-        host = flat.cpu().numpy()  # host sync here, once per flush
+    def _to_records(self, pending: list[tuple[int, WindowState, list[torch.Tensor]]]) -> list[StepRecord]:
+        finish_states([ws for _, ws, _ in pending])
+        flat, layouts = pack_many([ws for _, ws, _ in pending])  # one device -> host copy for the flush
+        heads = [h for _, _, hs in pending for h in hs]
+        n_flat = flat.numel()
+        if heads:
+            flat = torch.cat([flat.reshape(-1), *(h.reshape(-1).to(flat) for h in heads)])
+        host_all = flat.cpu().numpy()  # host sync here, once per flush
+        host, off = host_all[:n_flat], n_flat
         records = []
         n_layers = len(self.layers)
-        for (step, _), parts in zip(pending, unpack_many(host, layouts)):
+        for (step, _, hs), parts in zip(pending, unpack_many(host, layouts)):
             derived = derive_values(parts.states, parts.units, parts.fn, self.spec)
-            values: dict[tuple[str, str], list[float]] = {}
+            values: dict[tuple[str, str], Any] = {}
             hists: dict[str, np.ndarray] = {}
             for i, h in enumerate(self.hooks):
                 for name, arr in derived.items():
@@ -488,6 +517,12 @@ class Recorder:
                 if parts.hist is not None:
                     nb = parts.hist.shape[1]
                     hists.setdefault(h.site, np.zeros((n_layers, nb)))[h.layer.index - 1] = parts.hist[i]
+            for src, snap in zip(self.head_sources, hs):
+                state = host_all[off : off + snap.numel()].reshape(snap.shape)
+                off += snap.numel()
+                for name, arr in head_values(state, src.site).items():
+                    v = np.asarray(arr, dtype=np.float64)
+                    values[(name, src.site)] = v[:, 0] if src.site == "logits" else v
             records.append(StepRecord(step, values, hists or None, source=self.source))
         return records
 
