@@ -14,6 +14,8 @@ us down).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LayerscopeError(Exception):
     """Base of every error layerscope raises deliberately."""
@@ -55,6 +57,17 @@ class DistributedError(LayerscopeError):
     """The ranks of a distributed job disagree (layers, metrics) or a collective failed."""
 
 
+class WatchAlert(LayerscopeError):
+    """The live watch fired and the Recorder was told to stop (``on_alert="stop"``), raised from
+    ``Recorder.step`` after a final flush. ``alerts`` holds what fired."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, alerts: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.alerts = list(alerts or [])
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -64,4 +77,5 @@ __all__ = [
     "LayerscopeError",
     "NotFoundError",
     "StoreError",
+    "WatchAlert",
 ]

@@ -39,7 +39,7 @@ from .capture.sources import (
     mask_key,
 )
 from .config import RecorderConfig
-from .errors import ConfigError, DistributedError
+from .errors import ConfigError, DistributedError, WatchAlert
 from .stats import (
     SlotAccumulator,
     StatSpec,
@@ -55,6 +55,7 @@ from .stats import (
 )
 from .stats.heads import head_values, reduce_heads_across_ranks
 from .store import LayerInfo, StepRecord, Store
+from .watch import ON_ALERT, Alert, Watch, WatchSpec, as_rules
 
 _D = RecorderConfig  # the defaults below are RecorderConfig's, defined there once
 
@@ -166,7 +167,7 @@ class Recorder:
         probe: Probe | None = None,
         train_only: bool = _D.train_only,
         eps: float = _D.eps,
-        flush_every: int = _D.flush_every,
+        flush_every: int | None = None,
         flush_secs: float = _D.flush_secs,
         hist_edges: Sequence[float] | None = _D.hist_edges,
         resume: bool = _D.resume,
@@ -179,7 +180,15 @@ class Recorder:
         source: str = "live",
         start_step: int | None = None,
         hooks: str = "auto",
+        watch: WatchSpec = None,
+        on_alert: str = "warn",
     ) -> None:
+        if on_alert not in ON_ALERT:
+            raise ConfigError(f"on_alert={on_alert!r}; pass 'warn' (print and store alerts) or 'stop'.")
+        rules = as_rules(watch)
+        if flush_every is None:
+            # The watch sees values at flushes: with rules, flush (one host copy) at every recorded step.
+            flush_every = 1 if rules else _D.flush_every
         if isinstance(sites, str):
             sites = [s.strip() for s in sites.split(",") if s.strip()]
         self.config = RecorderConfig(
@@ -259,6 +268,11 @@ class Recorder:
         self._last_flush = time.monotonic()
         self.history: list[StepRecord] = []  # what was flushed, when store is None
         self.n_recorded = 0
+        self.watch: Watch | None = Watch(rules, {la.index: la.name for la in self.layers}) if rules else None
+        self.on_alert = on_alert
+        # Integrations set this: they stop their trainer themselves instead of step() raising.
+        self.stop_by_flag = False
+        self.should_stop = False
 
         self._device = self._model_device()
         if self.spec.binner is not None:
@@ -410,6 +424,16 @@ class Recorder:
             if self._probe is not None:
                 self._run_probe()
             self._record(step)
+            if self.should_stop and not self.stop_by_flag:
+                self.flush()
+                assert self.watch is not None
+                fired = [a for a in self.watch.alerts]
+                raise WatchAlert(
+                    f"layerscope watch stopped training at step {step}: {fired[0].message}"
+                    + (f" (and {len(fired) - 1} more alerts)" if len(fired) > 1 else "")
+                    + "; everything recorded is in the store. Pass on_alert='warn' to keep training.",
+                    fired,
+                )
         if record or self.config.window == "step":
             self._reset()
         self._last_step = step
@@ -484,8 +508,11 @@ class Recorder:
             return
         try:
             records = self._to_records(pending)
+            alerts = self._watch(records)
             if self.store is not None:
                 self.store.write_steps(self.run, records)
+                if alerts:
+                    self._store_alerts(alerts)
             else:
                 self.history.extend(records)
         except BaseException:
@@ -493,6 +520,35 @@ class Recorder:
             # was written before the failure is written again, which replaces it (never duplicates).
             self._pending = pending + self._pending
             raise
+
+    def _watch(self, records: Sequence[StepRecord]) -> list[Alert]:
+        """Evaluate the watch on flushed records (host values only: no sync)."""
+        if self.watch is None:
+            return []
+        new: list[Alert] = []
+        for r in records:
+            new.extend(self.watch.check(r.step, r.values))
+        if new and self.on_alert == "stop":
+            self.should_stop = True
+        return new
+
+    def _store_alerts(self, alerts: Sequence[Alert]) -> None:
+        assert self.store is not None
+        write = getattr(self.store, "write_events", None)
+        if write is None:
+            return
+        try:
+            from .store import Event  # type: ignore[attr-defined, unused-ignore]  # the events table: store schema 2
+        except ImportError:
+            return
+
+        write(
+            self.run,
+            [
+                Event(a.step, "alert", a.rule, a.message, a.site, a.metric, a.layer, a.head, a.value)
+                for a in alerts
+            ],
+        )
 
     def _to_records(self, pending: list[tuple[int, WindowState, list[torch.Tensor]]]) -> list[StepRecord]:
         finish_states([ws for _, ws, _ in pending])
