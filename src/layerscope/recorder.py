@@ -534,6 +534,9 @@ class Recorder:
 
     def _store_alerts(self, alerts: Sequence[Alert]) -> None:
         assert self.store is not None
+        log = getattr(self.store, "log_alerts", None)  # a SinkStore: TensorBoard / W&B / MLflow text
+        if log is not None:
+            log(alerts)
         write = getattr(self.store, "write_events", None)
         if write is None:
             return
