@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 # The tested torch. Users keep their own build: the package only requires torch>=2.4.
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test bench venv clean lint
+.PHONY: demo test bench venv clean lint examples
 
 $(VPY):
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,16 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy
+
+# A smoke run of every examples/*.py with a few steps, each in a fresh folder (CI runs it).
+EXAMPLE_STEPS ?= 20
+examples: $(VENV)/.installed-test
+	@set -e; for f in examples/*.py; do \
+	  d=$$(mktemp -d); echo "== $$f --steps $(EXAMPLE_STEPS)"; \
+	  (cd $$d && "$(CURDIR)/$(VPY)" "$(CURDIR)/$$f" --steps $(EXAMPLE_STEPS) >log.txt 2>&1) \
+	    || { cat $$d/log.txt; echo "$$f failed"; exit 1; }; \
+	  rm -rf $$d; \
+	done
 
 bench: $(VENV)/.installed-core
 	$(VPY) benchmarks/run_all.py

@@ -301,7 +301,10 @@ def training(args: Any, width: int, device: torch.device, rounds: int) -> tuple[
                     f"{(r - 1) * 100:+.2f}% [{(lo - 1) * 100:+.1f}, {(hi - 1) * 100:+.1f}]",
                     C.verdict(r, tgt) + f" (<= {(tgt - 1) * 100:+.1f}%)" if tgt else "",
                 ]
-            ms = C.median(r[0 if args.clock == "cpu" else 2] for rnd in v.samples for r in rnd if not r[4]) * 1e3
+            ms = (
+                C.median(r[0 if args.clock == "cpu" else 2] for rnd in v.samples for r in rnd if not r[4])
+                * 1e3
+            )
             rows.append(
                 [
                     v.name,

@@ -22,8 +22,15 @@ busy the machine is, while the throughput ratio does (run it on a quiet machine)
 
 Target (issue 9): with/without >= 0.95.
 
+``--paint`` measures instead the first paint of a long run in Chromium (issue 23): a 20,000-step
+x 96-layer run is written, served, and the page opened; the time from navigation to a drawn
+heatmap is taken in interleaved rounds, for the page as it is (an overview sized to the plot:
+``/api/heatmap?max_rows=``) and for what it did before (the whole matrix as JSON, parsed and drawn
+the same way), with the size of each answer.
+
     python benchmarks/bench_serve.py              # ~4 min on 2 CPU cores
     python benchmarks/bench_serve.py --quick      # ~1 min, rough
+    python benchmarks/bench_serve.py --paint      # ~2 min: first paint of 20,000 x 96
 """
 
 from __future__ import annotations
@@ -338,8 +345,123 @@ def bench(kind: str, rounds: int, seconds: float, poll_ms: int) -> dict[str, Any
     }
 
 
+def write_long_run(path: str, n_steps: int, n_layers: int) -> None:
+    """A run of ``n_steps`` x ``n_layers`` rms values with a one-step spike, written through Store."""
+    import numpy as np
+
+    from layerscope.store import LayerInfo, StepRecord, Store
+
+    rng = np.random.default_rng(0)
+    with Store(path) as st:
+        st.create_run("long", [LayerInfo(i + 1, f"h.{i}", "h", i + 1) for i in range(n_layers)])
+        base = 0.01 * (1 + np.linspace(0, 1, n_layers))
+        batch = []
+        for i in range(n_steps):
+            row = base * (1 + 0.5 * i / n_steps) + rng.normal(0, 2e-4, n_layers)
+            if i == n_steps // 3:
+                row[n_layers // 2 : n_layers // 2 + 4] = 0.2
+            batch.append(StepRecord(10 * (i + 1), {("rms", "output"): row.tolist()}))
+            if len(batch) == 2000:
+                st.write_steps("long", batch)
+                batch = []
+        if batch:
+            st.write_steps("long", batch)
+
+
+# The page before issue 23: the whole matrix as JSON, parsed, drawn as a heatmap (category rows).
+OLD_PAINT_JS = """async () => {
+  const t0 = performance.now();
+  const res = await fetch('/api/heatmap?run=long&metric=rms&site=output');
+  const d = await res.json();
+  const t1 = performance.now();
+  const div = document.createElement('div'); div.style.height = '480px'; document.body.append(div);
+  await Plotly.newPlot(div, [{type: 'heatmap', x: d.layers, y: d.steps.map(String), z: d.values}],
+    {yaxis: {type: 'category', autorange: 'reversed'}});
+  return [performance.now() - t0, t1 - t0, Number(res.headers.get('content-length') || 0)];
+}"""
+
+
+def paint(rounds: int, n_steps: int, n_layers: int) -> None:
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    C.header(f"bench_serve --paint: first paint of a {n_steps} x {n_layers} run in Chromium")
+    tmp = tempfile.mkdtemp(prefix="bench-paint-")
+    store = os.path.join(tmp, "runs.db")
+    t = time.perf_counter()
+    write_long_run(store, n_steps, n_layers)
+    print(f"wrote the run in {time.perf_counter() - t:.1f} s")
+    proc, url = start_server(store, 1500)
+    chromium = os.environ.get("LAYERSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    new, old, sizes = [], [], {}
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(
+                executable_path=chromium, args=["--headless=new", "--no-sandbox", "--disable-gpu"]
+            )
+            for k in range(rounds):
+                for variant in ("new", "old") if k % 2 == 0 else ("old", "new"):
+                    ctx = b.new_context(viewport={"width": 1400, "height": 1000})
+                    page = ctx.new_page()
+                    if variant == "new":
+                        got: list[int] = []
+                        page.on(
+                            "response",
+                            lambda r, got=got: (
+                                got.append(int(r.headers.get("content-length", 0)))
+                                if "/api/heatmap" in r.url
+                                else None
+                            ),
+                        )
+                        t0 = time.perf_counter()
+                        page.goto(url + "#view=run&run=long&metric=rms&site=output")
+                        page.wait_for_function(
+                            "() => { const d = document.getElementById('heatmap');"
+                            " return d && d.data && d.data[0].z.length > 0 && d.querySelector('.hm'); }",
+                            timeout=120000,
+                        )
+                        new.append(1000 * (time.perf_counter() - t0))
+                        sizes["overview"] = got[0] if got else 0
+                        sizes["rows"] = page.evaluate("document.getElementById('heatmap').data[0].z.length")
+                    else:
+                        t0 = time.perf_counter()
+                        page.goto(url + "#view=compare")  # the page, without drawing the run
+                        page.wait_for_function("() => window.Plotly !== undefined", timeout=60000)
+                        load = 1000 * (time.perf_counter() - t0)
+                        total, _fetch, size = page.evaluate(OLD_PAINT_JS)
+                        old.append(load + total)
+                        sizes["whole"] = size
+                    ctx.close()
+            b.close()
+    finally:
+        proc.kill()
+        proc.communicate()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"overview answer: {sizes.get('overview', 0) / 1e6:.2f} MB, {sizes.get('rows')} rows drawn; "
+        f"whole matrix as JSON: {sizes.get('whole', 0) / 1e6:.1f} MB"
+    )
+    print("first paint, overview (ms):   " + ", ".join(f"{x:.0f}" for x in new))
+    print("first paint, whole JSON (ms): " + ", ".join(f"{x:.0f}" for x in old))
+    print(
+        C.table(
+            ["page", "first paint, median ms", "answer"],
+            [
+                ["overview (max_rows)", f"{C.median(new):.0f}", f"{sizes.get('overview', 0) / 1e6:.2f} MB"],
+                ["whole matrix as JSON", f"{C.median(old):.0f}", f"{sizes.get('whole', 0) / 1e6:.2f} MB"],
+            ],
+            align="lrl",
+        )
+    )
+
+
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--paint", action="store_true", help="first paint of a 20,000 x 96 run in Chromium")
+    p.add_argument(
+        "--paint-steps", type=int, default=20_000, help="--paint: steps of the run (default 20000)"
+    )
     p.add_argument("--writer", choices=["recorder", "training", "store", "all"], default="all")
     p.add_argument("--rounds", type=int, default=None, help="off/on pairs (default 10; --quick 4)")
     p.add_argument("--seconds", type=float, default=None, help="seconds per window (default 2; --quick 1.5)")
@@ -347,6 +469,9 @@ def main() -> None:
         "--poll-ms", type=int, default=DEFAULT_POLL_MS, help="the page's poll interval (default: the page's)"
     )
     a = p.parse_args()
+    if a.paint:
+        paint(a.rounds or (2 if a.quick else 3), a.paint_steps, 96)
+        return
     rounds = a.rounds or (4 if a.quick else 10)
     seconds = a.seconds or (1.5 if a.quick else 2.0)
     import torch

@@ -10,6 +10,7 @@ automatically here) and the re-done steps 21..40 replace their rows instead of d
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -45,7 +46,7 @@ def loader() -> DataLoader:
     return DataLoader(TensorDataset(torch.cat(xs), torch.cat(ys)), batch_size=8)
 
 
-def fit(max_steps: int, ckpt_path: str | None = None) -> None:
+def fit(max_steps: int, every_ckpt: int, ckpt_path: str | None = None) -> None:
     trainer = L.Trainer(
         max_steps=max_steps,
         accumulate_grad_batches=2,
@@ -57,17 +58,18 @@ def fit(max_steps: int, ckpt_path: str | None = None) -> None:
         enable_model_summary=False,
         callbacks=[
             LayerscopeCallback(store=OUT / "runs.db", every=4, metrics=("rms", "std", "max_abs")),
-            L.callbacks.ModelCheckpoint(dirpath=OUT / "ckpt", every_n_train_steps=20, save_top_k=-1),
+            L.callbacks.ModelCheckpoint(dirpath=OUT / "ckpt", every_n_train_steps=every_ckpt, save_top_k=-1),
         ],
     )
     trainer.fit(TinyLM(), loader(), ckpt_path=ckpt_path)
 
 
-def main() -> None:
+def main(steps: int = 60) -> None:
     torch.manual_seed(0)
-    fit(max_steps=40)
-    step20 = next((OUT / "ckpt").glob("*step=20.ckpt"))
-    fit(max_steps=60, ckpt_path=str(step20))  # e.g. after a crash at step 40
+    third = max(1, steps // 3)
+    fit(max_steps=2 * third, every_ckpt=third)
+    ckpt = next((OUT / "ckpt").glob(f"*step={third}.ckpt"))
+    fit(max_steps=3 * third, every_ckpt=third, ckpt_path=str(ckpt))  # e.g. after a crash at step 2/3
 
     with layerscope.store.Store(OUT / "runs.db", readonly=True) as st:
         run = st.run_names()[-1]
@@ -76,5 +78,12 @@ def main() -> None:
     print("heatmap:", layerscope.plot(hm, OUT / "rms.png"))
 
 
+def steps_from_argv(default: int) -> int:
+    """``--steps N`` (CI's smoke run passes a few); the default makes the example's figure."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--steps", type=int, default=default, help=f"optimizer steps (default {default})")
+    return p.parse_args().steps
+
+
 if __name__ == "__main__":
-    main()
+    main(steps_from_argv(60))

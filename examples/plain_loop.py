@@ -10,6 +10,7 @@ draws the RMS heatmap. The resumed half continues the same run.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -35,7 +36,7 @@ def train(model, opt, corpus, steps: range, rec) -> None:
             print(f"step {step:4d}  loss {loss.item():.3f}")  # host sync: the loop's own log
 
 
-def main() -> None:
+def main(steps: int = STEPS) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     db = OUT / "runs.db"
     torch.manual_seed(0)
@@ -48,7 +49,7 @@ def main() -> None:
     with layerscope.Recorder(
         model, db, run="tiny-gpt", every=EVERY, metrics=metrics, sites=("output", "mlp_act")
     ) as rec:
-        train(model, opt, corpus, range(1, STEPS // 2 + 1), rec)
+        train(model, opt, corpus, range(1, steps // 2 + 1), rec)
         torch.save(
             {"model": model.state_dict(), "opt": opt.state_dict(), "layerscope": rec.state_dict()},
             OUT / "ckpt.pt",
@@ -62,12 +63,19 @@ def main() -> None:
         model, db, run="tiny-gpt", every=EVERY, metrics=metrics, sites=("output", "mlp_act")
     ) as rec:
         rec.load_state_dict(ckpt["layerscope"])
-        train(model, opt, corpus, range(STEPS // 2 + 1, STEPS + 1), rec)
+        train(model, opt, corpus, range(steps // 2 + 1, steps + 1), rec)
 
     hm = layerscope.load(db, run="tiny-gpt", metric="rms")
     print(f"recorded steps {hm.steps[0]}..{hm.steps[-1]} ({len(hm.steps)} rows) x {len(hm.layers)} layers")
     print("heatmap:", layerscope.plot(hm, OUT / "rms.png", title="RMS of the residual stream"))
 
 
+def steps_from_argv(default: int) -> int:
+    """``--steps N`` (CI's smoke run passes a few); the default makes the example's figure."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--steps", type=int, default=default, help=f"optimizer steps (default {default})")
+    return p.parse_args().steps
+
+
 if __name__ == "__main__":
-    main()
+    main(steps_from_argv(STEPS))

@@ -11,6 +11,7 @@ A run recorded without a sink can be sent afterwards with ``log_run``.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from layerscope.testing import Corpus, tiny_gpt
 OUT = Path("layerscope-examples/tensorboard")
 
 
-def main() -> None:
+def main(steps: int = 150) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     model = tiny_gpt(n_layer=6, n_embd=48, n_head=4, block_size=32)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -34,7 +35,7 @@ def main() -> None:
         with layerscope.Recorder(
             model, store, run="tb-demo", every=5, metrics=("rms", "kurtosis"), flush_every=5
         ) as rec:
-            for step in range(1, 151):
+            for step in range(1, steps + 1):
                 _, loss = model(*corpus.batch(8, 32, step))
                 loss.backward()
                 opt.step()
@@ -49,5 +50,12 @@ def main() -> None:
     print(f"tensorboard --logdir {OUT}")
 
 
+def steps_from_argv(default: int) -> int:
+    """``--steps N`` (CI's smoke run passes a few); the default makes the example's figure."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--steps", type=int, default=default, help=f"optimizer steps (default {default})")
+    return p.parse_args().steps
+
+
 if __name__ == "__main__":
-    main()
+    main(steps_from_argv(150))

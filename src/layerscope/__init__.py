@@ -8,8 +8,9 @@ The public API is four verbs and their data type::
             ...  # forward, backward, optimizer.step()
             rec.step(step)
     hm = layerscope.load("runs.db", metric="rms")      # Heatmap: steps x layers
-    layerscope.plot(hm, "rms.png")
+    layerscope.plot(hm, "rms.png")                      # or "rms.html"; no path: a Figure
     print(layerscope.report(hm).to_markdown())
+    layerscope.plot(layerscope.load_hist("runs.db"), "hist.png")   # if 'hist' was recorded
 
 Heavy modules (torch, matplotlib, plotly) are imported on first use, and no integration's
 framework (transformers, lightning, tensorboard) is imported by ``import layerscope``.
@@ -37,11 +38,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .recorder import Recorder
     from .render import plot
     from .store import Heatmap, load
+    from .store.histogram import Histograms, load_hist
 
 _LAZY = {
     "Recorder": "layerscope.recorder",
     "load": "layerscope.store",
     "Heatmap": "layerscope.store",
+    "load_hist": "layerscope.store.histogram",
+    "Histograms": "layerscope.store.histogram",
     "plot": "layerscope.render",
     "report": "layerscope.analysis",
     "Report": "layerscope.analysis",
@@ -68,6 +72,7 @@ __all__ = [
     "DiscoveryError",
     "DistributedError",
     "Heatmap",
+    "Histograms",
     "LayerscopeError",
     "NotFoundError",
     "Recorder",
@@ -75,6 +80,7 @@ __all__ = [
     "StoreError",
     "__version__",
     "load",
+    "load_hist",
     "plot",
     "report",
 ]

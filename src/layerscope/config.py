@@ -37,9 +37,11 @@ class RecorderConfig:
     flush_secs: float = 10.0
     # Histogram bin edges for the 'hist' metric; fixed for the run and stored with it.
     hist_edges: Sequence[float] | None = None
-    # Continue an existing run of the same name (same layers): a step recorded again replaces its
-    # rows. False makes an existing run name an error.
-    resume: bool = True
+    # An existing run of the same name: None continues it only if it holds the same recording
+    # (model architecture, metrics, sites, probe...; a restarted job) and refuses another one; True
+    # continues it whatever it holds (same layers); False refuses it. A step recorded again replaces
+    # its rows. See layerscope.recording.
+    resume: bool | None = None
     # Free-form notes stored with the run (hyper-parameters, git hash ...).
     notes: dict[str, Any] = field(default_factory=dict)
     # Token mask, so that only real tokens count (padding left out): the root model's forward
@@ -78,7 +80,7 @@ class RecorderConfig:
         for site, k in self.sample_per_site().items():
             if not isinstance(k, int) or isinstance(k, bool) or k < 1:
                 raise ConfigError(f"sample={k!r} for site {site!r}; pass a whole number of token rows >= 1.")
-        if isinstance(self.sample, Mapping):
+        if isinstance(self.sample, Mapping) and "all" not in self.sites:  # "all": checked once found
             unknown = set(self.sample) - set(self.sites)
             if unknown:
                 raise ConfigError(

@@ -15,9 +15,9 @@ copied to the host in one transfer (``Recorder.flush``). Hooks never sync.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import time
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,12 +26,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .batch import ProbeFn, check_not_empty, probe_hash, run_forward, to_device
 from .capture import Layer, Selection, SiteHook, discover_layers, resolve_sites, unwrap
 from .capture.headsites import HEAD_SITES, HeadSource, build_head_sources
+from .capture.models import callable_name
 from .capture.sources import (
     CaptureContext,
     CaptureSource,
     Gate,
+    MaskScope,
     MaskSpec,
     MaskTracker,
     Slot,
@@ -40,6 +43,7 @@ from .capture.sources import (
 )
 from .config import RecorderConfig
 from .errors import ConfigError, DistributedError, WatchAlert
+from .recording import DEFAULT_RUN, RunSpec, model_fingerprint, open_run
 from .stats import (
     SlotAccumulator,
     StatSpec,
@@ -54,7 +58,7 @@ from .stats import (
     unpack_many,
 )
 from .stats.heads import head_values, reduce_heads_across_ranks
-from .store import LayerInfo, StepRecord, Store
+from .store import Event, LayerInfo, StepRecord, Store
 from .watch import ON_ALERT, Alert, Watch, WatchSpec, as_rules
 
 _D = RecorderConfig  # the defaults below are RecorderConfig's, defined there once
@@ -78,51 +82,8 @@ def is_compiled(model: nn.Module) -> bool:
     return False
 
 
-def probe_hash(probe: Probe) -> str:
-    """A short content hash of a probe batch, stored with the run so probes are never mixed."""
-    h = hashlib.sha256()
-
-    def feed(obj: Any) -> None:
-        if isinstance(obj, torch.Tensor):
-            t = obj.detach().cpu().contiguous()
-            h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        elif isinstance(obj, np.ndarray):
-            feed(torch.from_numpy(np.ascontiguousarray(obj)))
-        elif isinstance(obj, dict):
-            for k in sorted(obj):
-                h.update(str(k).encode())
-                feed(obj[k])
-        elif isinstance(obj, (list, tuple)):
-            for o in obj:
-                feed(o)
-        else:
-            h.update(repr(obj).encode())
-
-    feed(probe)
-    return h.hexdigest()[:16]
-
-
-def run_forward(model: nn.Module, inputs: Probe) -> Any:
-    """Call ``model`` on a probe: a tensor, positional inputs (tuple/list), keyword inputs (dict), or a
-    callable taking the model."""
-    if callable(inputs) and not isinstance(inputs, (torch.Tensor, nn.Module)):
-        return inputs(model)
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
-
-
-def _to_device(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device) for v in obj)
-    return obj
+class UnreachedLayersWarning(UserWarning):
+    """Some recorded layers saw no forward at the first recorded step: their values are NaN."""
 
 
 class Recorder:
@@ -132,32 +93,67 @@ class Recorder:
         model: any ``nn.Module`` (DDP-, FSDP- or ``torch.compile``-wrapped is fine).
         store: path of the run store (created if missing), an open :class:`~layerscope.store.Store`,
             or ``None`` to keep results in memory only (``rec.history``).
-        run: the run's name; an existing run of that name is continued (``resume=True``).
+        run: the run's name. Left out: ``"run"``, or ``"run-2"``, ... when that is taken (``rec.run``
+            says which). An existing run is continued only if it holds the same recording (same
+            model architecture, metrics, sites, probe ...); see ``resume`` and docs/recording.md.
         metrics: names, a comma-separated string, or ``"all"``; see ``layerscope.stats.available_metrics()``.
         every: record steps with ``step % every == 0``.
         layers: which modules are "layers": None (discover the block stack), a glob, a list, or a
             predicate ``(name, module) -> bool``.
-        sites: per layer: ``output``, ``mlp_act``, ``attn_out``, ``mlp_out``, ``mlp_down_in`` (see docs/layers-and-sites.md).
+        sites: per layer: ``output``, ``mlp_act``, ``attn_out``, ``mlp_out``, ``mlp_down_in``, or
+            ``"all"`` the model has (see docs/layers-and-sites.md).
         window: ``"step"`` (the recorded step's forwards) or ``"all"`` (every forward since the last record).
         probe: a fixed batch; at each record step an extra no-grad, eval-mode forward on it is recorded
             instead of the training forwards, so every step is measured on the same data.
+        probe_fn: ``probe_fn(model, probe)`` runs the probe instead of ``model(probe)``, for a model
+            whose ``forward`` does not run every recorded layer (an autoencoder's ``forward`` is its
+            encoder). Layers that see no forward at the first recorded step get an
+            :class:`UnreachedLayersWarning` naming them.
         mask: only real tokens count: the name of the model's mask argument (``"attention_mask"``)
             or ``fn(args, kwargs) -> mask``; see :meth:`set_mask` for loops that need it by hand.
         sample: keep every ``rows // k``-th token row of each activation (an int, or ``{site: k}``).
         stats_backend: the statistics pass (``"auto"``, ``"native"``, ``"compile"``, ``"eager"``).
+        train_only: record forwards in training mode only (evaluation passes are not counted).
+        eps: the small number that keeps ratios such as kurtosis finite for constant activations.
+        flush_every: write to the store every N recorded steps (a host sync each time; 1 for a
+            dashboard that moves with every step).
+        flush_secs: ... or when this many seconds have passed since the last write.
+        hist_edges: the fixed bin edges of the ``hist`` metric (default: 0 and +-10^(k/4), 1e-6..1e6).
+        resume: ``None`` (default): continue an existing run ``run`` of the same recording, refuse
+            one of another; ``True``: continue it whatever it holds; ``False``: refuse any existing run.
+        notes: free-form values stored with the run (hyper-parameters, a git hash ...).
+        process_group: the DDP/FSDP group whose ranks are merged (default: the world); rank 0 writes.
+        source: what the run's rows are marked with (``"live"``; a sweep writes ``"sweep"``).
+        start_step: the first step, when a resumed loop does not start at 1.
         hooks: ``"auto"`` attaches hooks on record steps only, except for a ``torch.compile``d model,
             whose hooks stay attached and are switched by a flag (compile ignores hooks added later).
             Pass ``"gate"`` when you compile the model *after* creating the Recorder.
-        **options: the remaining fields of :class:`~layerscope.config.RecorderConfig`.
 
     Call :meth:`step` after each optimizer step, and :meth:`close` (or use ``with``) at the end.
+    The defaults are those of :class:`~layerscope.config.RecorderConfig`.
+
+    Example (the package's tiny GPT returns ``(logits, loss)``; ``store=None`` keeps the rows in
+    ``rec.history`` instead of a file)::
+
+        >>> import torch, layerscope
+        >>> from layerscope.testing import tiny_gpt
+        >>> model = tiny_gpt(n_layer=2, n_embd=16, n_head=2, block_size=8)
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> x = torch.randint(0, 256, (2, 8))
+        >>> with layerscope.Recorder(model, None, run="demo", every=2, metrics="rms,max_abs") as rec:
+        ...     for step in range(1, 5):
+        ...         logits, loss = model(x, x)
+        ...         loss.backward(); opt.step(); opt.zero_grad()
+        ...         recorded = rec.step(step)  # True on the steps it records
+        >>> [r.step for r in rec.history], len(rec.history[0].values[("rms", "output")])
+        ([2, 4], 2)
     """
 
     def __init__(
         self,
         model: nn.Module,
         store: str | os.PathLike[str] | Store | None,
-        run: str = "run",
+        run: str | None = None,
         metrics: str | Sequence[str] = _D.metrics,
         every: int = _D.every,
         layers: Selection = None,
@@ -165,12 +161,13 @@ class Recorder:
         *,
         window: str = _D.window,
         probe: Probe | None = None,
+        probe_fn: ProbeFn | None = None,
         train_only: bool = _D.train_only,
         eps: float = _D.eps,
         flush_every: int | None = None,
         flush_secs: float = _D.flush_secs,
         hist_edges: Sequence[float] | None = _D.hist_edges,
-        resume: bool = _D.resume,
+        resume: bool | None = _D.resume,
         notes: dict[str, Any] | None = None,
         mask: MaskSpec = _D.mask,
         sample: int | Mapping[str, int] | None = _D.sample,
@@ -212,7 +209,7 @@ class Recorder:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"Recorder needs a torch.nn.Module, got {type(model).__name__}.")
         self.model = model
-        self.run = run
+        self.run = run if run is not None else DEFAULT_RUN  # the store's choice replaces it below
         self.source = source
         self._group = process_group
         self.rank, self.world_size, self._backend = _dist_info(process_group)
@@ -228,6 +225,10 @@ class Recorder:
         self.layers: list[Layer] = discover_layers(model, layers)
         act_sites = [s for s in self.config.sites if s not in HEAD_SITES]
         self.hooks: list[SiteHook] = resolve_sites(self.layers, act_sites) if act_sites else []
+        if "all" in self.config.sites:  # the run records (and its config says) the sites there are
+            heads = tuple(s for s in self.config.sites if s in HEAD_SITES)
+            self.config.sites = tuple(dict.fromkeys(h.site for h in self.hooks)) + heads
+            self.config.validate()  # sample={site: k} is checked against the sites found
         per_site = self.config.sample_per_site()
         stacks = sorted({la.stack for la in self.layers})
         self.slots = [
@@ -285,8 +286,10 @@ class Recorder:
                 a.prepare_graph(self._device)
             # Graphs compiled before the hooks existed do not call them: compile again, once.
             _dynamo.reset()
-        self._probe = _to_device(probe, self._device) if probe is not None else None
+        self._probe_fn = self._check_probe(probe, probe_fn)
+        self._probe = to_device(probe, self._device) if probe is not None else None
         self._probe_hash = probe_hash(probe) if probe is not None else None
+        self.unreached: list[str] = []  # sites that saw no forward in the last recorded step
 
         self.store: Store | None = None
         self._owns_store = False
@@ -304,8 +307,12 @@ class Recorder:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
             if error is None and int(flag.item()):
                 raise DistributedError(
-                    f"rank 0 could not open run {run!r} in the store; see rank 0's error. Nothing was recorded."
+                    f"rank 0 could not open run {self.run!r} in the store; see rank 0's error. Nothing was recorded."
                 )
+            if run is None and error is None and int(flag.item()) == 0:
+                named = [self.run]  # the name rank 0's store chose (run, run-2, ...), for every rank
+                dist.broadcast_object_list(named, group=self._group, group_src=0)
+                self.run = named[0]
         if error is not None:
             if self.store is not None and self._owns_store:
                 self.store.close()
@@ -319,28 +326,27 @@ class Recorder:
         _live.add(self)
 
     def _open_store(
-        self, store: Any, run: str, model: nn.Module, source: str, resume: bool, edges: Sequence[float]
+        self,
+        store: Any,
+        run: str | None,
+        model: nn.Module,
+        source: str,
+        resume: bool | None,
+        edges: Sequence[float],
     ) -> None:
         if self.rank == 0 and store is not None:
             self.store = store if isinstance(store, Store) else Store(store)
             self._owns_store = not isinstance(store, Store)
-            run_cfg = self._run_config(edges)
-            self.store.create_run(
-                run,
-                layers=[LayerInfo(la.index, la.name, la.stack, la.depth) for la in self.layers],
-                model=type(unwrap(model)).__name__,
-                config=run_cfg,
-                source=source,
-                resume=resume,
-            )
-            old = self.store.run_config(run)
-            if self._probe_hash and old.get("probe_hash") not in (None, self._probe_hash):
-                raise ConfigError(
-                    f"run {run!r} was recorded with probe {old.get('probe_hash')}, not {self._probe_hash}; "
-                    "use the same probe or record into a new run name."
-                )
-            if self._probe_hash and old.get("probe_hash") is None:
-                self.store.update_run_config(run, probe_hash=self._probe_hash)
+            # A fresh name when run is None; the same recording continues; another is refused.
+            self.run = open_run(self.store, run, resume, self.run_spec(), source=source)
+
+    def run_spec(self) -> RunSpec:
+        """How this recorder describes its run to the store (layers, model class, config)."""
+        return RunSpec(
+            layers=[LayerInfo(la.index, la.name, la.stack, la.depth) for la in self.layers],
+            model=type(unwrap(self.model)).__name__,
+            config=self._run_config(self.spec.hist_edges),
+        )
 
     # -- set-up ------------------------------------------------------------------------------
     def _model_device(self) -> torch.device:
@@ -355,9 +361,14 @@ class Recorder:
         cfg["hist_edges"] = list(edges) if self.spec.hist_edges else None
         cfg["world_size"] = self.world_size
         cfg["probe_hash"] = self._probe_hash
+        if self._probe_fn is not None:
+            cfg["probe_fn"] = callable_name(self._probe_fn)
         cfg["n_params"] = int(sum(p.numel() for p in self.model.parameters()))
-        for src in self.sources:
-            cfg.update(src.run_config())
+        cfg["model_fingerprint"] = model_fingerprint(self.model)
+        for src in self.sources:  # each source adds its own entries (site_modules merge across sources)
+            for key, val in src.run_config().items():
+                both = isinstance(val, dict) and isinstance(cfg.get(key), dict)
+                cfg[key] = {**cfg[key], **val} if both else val
         cfg["stacks"] = sorted({la.stack for la in self.layers})
         return cfg
 
@@ -384,7 +395,7 @@ class Recorder:
             src.attached for src in self.sources if src.slots or src in self.head_sources
         )
 
-    def set_mask(self, mask: torch.Tensor | None) -> _MaskScope:
+    def set_mask(self, mask: torch.Tensor | None) -> MaskScope:
         """Use ``mask`` (batch, tokens; non-zero = real token) for the next forwards, until
         ``set_mask(None)``; or as a context manager, for the forwards inside ``with``.
 
@@ -394,10 +405,10 @@ class Recorder:
                 hidden = model.encoder(batch["input_ids"])
         """
         prev = self._masks.explicit
-        self._masks.set(None if mask is None else _to_device(mask, self._device))
+        self._masks.set(None if mask is None else to_device(mask, self._device))
         if self._ctx.masks is None and mask is not None:
             self._ctx.masks = self._masks
-        return _MaskScope(self._masks, prev)
+        return MaskScope(self._masks, prev)
 
     def _schedule(self, next_step: int) -> None:
         listen = self._probe is None and (self.config.window == "all" or next_step % self.config.every == 0)
@@ -442,7 +453,7 @@ class Recorder:
 
     def record_probe(self, step: int, probe: Probe | None = None) -> None:
         """Record ``step`` now from one eval-mode, no-grad forward on ``probe`` (or the recorder's probe)."""
-        p = _to_device(probe, self._device) if probe is not None else self._probe
+        p = to_device(probe, self._device) if probe is not None else self._probe
         if p is None:
             raise ConfigError("record_probe needs a probe batch: pass probe= here or to Recorder(probe=...).")
         self._reset()
@@ -461,7 +472,7 @@ class Recorder:
         self._gate.in_probe = True
         try:
             with torch.no_grad():
-                run_forward(self.model, probe)
+                run_forward(self.model, probe, self._probe_fn)
         finally:
             self._gate.in_probe = False
             for m, mode in modes:
@@ -483,6 +494,7 @@ class Recorder:
         return self._device
 
     def _record(self, step: int) -> None:
+        self._check_reached(step)
         dev = self._reduce_device()
         # A single process defers turning raw sums into states to the flush (one batched call).
         ws = collect(self._accs, self.spec, dev, defer=self.world_size == 1)
@@ -498,6 +510,42 @@ class Recorder:
             or time.monotonic() - self._last_flush >= self.config.flush_secs
         ):
             self.flush()
+
+    # -- probe_fn and the layers the forwards reached -------------------------------------------
+    @staticmethod
+    def _check_probe(probe: Probe | None, probe_fn: ProbeFn | None) -> ProbeFn | None:
+        if probe_fn is not None and (probe is None or not callable(probe_fn)):
+            what = "needs probe= (the batch it is called with)" if probe is None else "is not callable"
+            raise ConfigError(
+                f"probe_fn={probe_fn!r} {what}; pass probe_fn=fn(model, batch) with probe=batch."
+            )
+        if probe is not None and not callable(probe):
+            check_not_empty(probe, "probe=")
+        return probe_fn
+
+    def _check_reached(self, step: int) -> None:
+        """Note the sites that saw no forward since the window began (a host-side count: no sync);
+        at the first recorded step, warn about them: their values are NaN."""
+        self.unreached = [_site_label(h) for h, acc in zip(self.hooks, self._accs) if acc.n_updates == 0]
+        if self.n_recorded or not self.unreached or self.rank != 0:
+            return
+        n, total = len(self.unreached), len(self.hooks)
+        if self._probe is not None:
+            fix = (
+                "the probe's forward does not run them: pass probe_fn=fn(model, batch) that does"
+                " (e.g. lambda m, x: m.decoder(m.encoder(x))), or leave them out with layers=."
+            )
+        else:
+            fix = (
+                "they did not run in train mode in this step's forwards: record only the layers "
+                "that run (layers=), or train_only=False for modules kept in eval mode."
+            )
+        warnings.warn(
+            f"layerscope: {n} of {total} recorded sites saw no forward at step {step}, so their values "
+            f"are NaN: {', '.join(self.unreached[:8])}{' ...' if n > 8 else ''}; {fix}",
+            UnreachedLayersWarning,
+            stacklevel=4,
+        )
 
     # -- host side ---------------------------------------------------------------------------
     def flush(self) -> None:
@@ -522,36 +570,27 @@ class Recorder:
             raise
 
     def _watch(self, records: Sequence[StepRecord]) -> list[Alert]:
-        """Evaluate the watch on flushed records (host values only: no sync)."""
+        """Evaluate the watch on flushed records (host values only: no sync); each record carries
+        its alerts as events, written in the step's transaction."""
         if self.watch is None:
             return []
         new: list[Alert] = []
         for r in records:
-            new.extend(self.watch.check(r.step, r.values))
+            fired = self.watch.check(r.step, r.values)
+            if fired:
+                r.events = [
+                    Event(a.step, "alert", a.rule, a.message, a.site, a.metric, a.layer, a.head, a.value)
+                    for a in fired
+                ]
+            new.extend(fired)
         if new and self.on_alert == "stop":
             self.should_stop = True
         return new
 
     def _store_alerts(self, alerts: Sequence[Alert]) -> None:
-        assert self.store is not None
         log = getattr(self.store, "log_alerts", None)  # a SinkStore: TensorBoard / W&B / MLflow text
         if log is not None:
             log(alerts)
-        write = getattr(self.store, "write_events", None)
-        if write is None:
-            return
-        try:
-            from .store import Event  # type: ignore[attr-defined, unused-ignore]  # the events table: store schema 2
-        except ImportError:
-            return
-
-        write(
-            self.run,
-            [
-                Event(a.step, "alert", a.rule, a.message, a.site, a.metric, a.layer, a.head, a.value)
-                for a in alerts
-            ],
-        )
 
     def _to_records(self, pending: list[tuple[int, WindowState, list[torch.Tensor]]]) -> list[StepRecord]:
         finish_states([ws for _, ws, _ in pending])
@@ -627,17 +666,8 @@ class Recorder:
         )
 
 
-class _MaskScope:
-    """What :meth:`Recorder.set_mask` returns: as a context manager, restores the previous mask."""
-
-    def __init__(self, tracker: MaskTracker, prev: torch.Tensor | None) -> None:
-        self._tracker, self._prev = tracker, prev
-
-    def __enter__(self) -> _MaskScope:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._tracker.explicit = self._prev
+def _site_label(h: SiteHook) -> str:
+    return h.layer.name if h.site == "output" else f"{h.layer.name} ({h.site})"
 
 
 # Recorders still open at interpreter exit are flushed, so a script that forgets close() keeps its data.

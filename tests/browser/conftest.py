@@ -27,11 +27,15 @@ ARGS = [
 
 @pytest.fixture(scope="session")
 def browser():
+    # CI installs chromium (.ci/run), so there its absence fails; a laptop without it skips.
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail(f"chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium")
         pytest.skip("chromium is not installed (apt-get install chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        import playwright.sync_api as sync_api  # the test extra installs it: missing is a failure
+    except ImportError as e:
+        pytest.fail(f"playwright is not installed ({e}); pip install -e '.[test]'", pytrace=False)
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:

@@ -118,8 +118,8 @@ def test_bundle_page_draws_every_figure_offline(page, tmp_path):
 
     path = write_bundle(hms, tmp_path / "bundle")
     open_plot(page, path)
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8")
-    assert page.locator(".js-plotly-plot").count() == 4
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 12")
+    assert page.locator(".js-plotly-plot").count() == 6  # heatmap, profile, lines per metric
     assert page.blocked_requests == []
     assert page.locator("section#rms-output .report h3").first.inner_text().startswith("rms across layers")
     assert page.locator("g.hm image").count() == 2

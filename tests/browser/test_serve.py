@@ -20,8 +20,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-pytest.importorskip("flask")
-
 from layerscope.store import LayerInfo, StepRecord, Store
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -256,7 +254,12 @@ def test_a_store_that_does_not_exist_yet_fills_in(page, tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path) -> None:
     proc, url = _start_server(tmp_path / "runs.db")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    try:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:  # a server that did not stop is killed, never left behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err

@@ -38,7 +38,11 @@ def test_runs_table_and_json(cli, demo_dir: Path) -> None:
     r = cli("runs", str(demo_dir / "runs.db"), "--format", "json")
     (info,) = json.loads(r.stdout)
     assert info["run"] == "demo" and info["steps"] == 10 and info["layers"] == 4
-    assert {"rms", "mean", "std", "max_abs"} <= set(info["metrics"]) and info["sites"] == ["output"]
+    # The demo records block outputs and MLP activations (and histograms), so every README view runs on it.
+    assert {"rms", "mean", "std", "max_abs"} <= set(info["metrics"]) and info["sites"] == [
+        "mlp_act",
+        "output",
+    ]
 
 
 @pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
@@ -59,7 +63,7 @@ def test_export_tidy_rows(cli, demo_dir: Path, tmp_path: Path) -> None:
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["run", "step", "layer", "layer_name", "site", "metric", "value"]
     n_metrics = len({r["metric"] for r in rows})
-    assert len(rows) == 10 * 4 * n_metrics
+    assert len(rows) == 10 * 4 * n_metrics * 2  # two sites: output and mlp_act
     assert {r["layer_name"] for r in rows} == {"h.0", "h.1", "h.2", "h.3"}
 
 

@@ -5,43 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from layerscope.store import LayerInfo, StepRecord, Store
-
-N_LAYERS = 6
-STEPS = list(range(10, 130, 10))
-
-
-def make_store(path: Path) -> Path:
-    """Runs 'base' and 'lr_hi' of a 6-layer model; lr_hi grows faster with depth and has one +inf."""
-    rng = np.random.default_rng(0)
-    with Store(path) as st:
-        for r, run in enumerate(("base", "lr_hi")):
-            st.create_run(run, [LayerInfo(j + 1, f"blocks.{j}") for j in range(N_LAYERS)])
-            recs = []
-            for k, step in enumerate(STEPS):
-                rms = [0.1 * (j + 1) * (1 + k / 10) * (1 + 0.3 * r * j * k / 100) for j in range(N_LAYERS)]
-                if run == "lr_hi" and step == 90:
-                    rms[4] = float("inf")
-                recs.append(
-                    StepRecord(
-                        step,
-                        {
-                            ("rms", "output"): rms,
-                            ("mean", "output"): list(rng.normal(0, 0.01, N_LAYERS)),
-                            ("rms", "mlp_act"): [2 * x for x in rms],
-                        },
-                    )
-                )
-            st.write_steps(run, recs)
-    return path
+from tests.stores import two_runs
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    return make_store(tmp_path_factory.mktemp("cmp") / "runs.db")
+    return two_runs(tmp_path_factory.mktemp("cmp") / "runs.db")
 
 
 def test_help_texts_have_examples(cli):
@@ -112,12 +82,32 @@ def test_view_writes_an_offline_bundle(cli, store, tmp_path):
     d = tmp_path / "report"
     r = cli("view", str(store), "--run", "lr_hi", "-o", str(d))
     assert r.returncode == 0, r.stderr
-    assert "2 heatmaps: rms, mean" in r.stdout
+    # Every recorded metric at every recorded site (what `view --help` promises), not output only.
+    assert "3 heatmaps: rms, rms (mlp_act), mean" in r.stdout
     text = (d / "index.html").read_text(encoding="utf-8")
-    assert text.count("plotly.js v") == 1
+    (js,) = d.glob("plotly-*.min.js")  # one shared copy beside the page, not inside it
+    assert text.count("plotly.js v") == 0 and f'src="{js.name}"' in text
     assert '<section id="rms-output">' in text and '<section id="mean-output">' in text
+    assert '<section id="rms-mlp-act">' in text
     assert "<code>rms</code> across layers and training steps" in text  # the analysis report
-    assert text.count('class="plotly-graph-div"') == 4
+    assert text.count('class="plotly-graph-div"') == 9  # heatmap, profile, lines per section
+    r = cli(
+        "view",
+        str(store),
+        "--run",
+        "lr_hi",
+        "--site",
+        "output",
+        "--plotly",
+        "inline",
+        "-o",
+        str(tmp_path / "one"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2 heatmaps: rms, mean" in r.stdout and [p.name for p in (tmp_path / "one").iterdir()] == [
+        "index.html"
+    ]
+    assert (tmp_path / "one" / "index.html").read_text(encoding="utf-8").count("plotly.js v") == 1
 
 
 def test_view_site_all_and_errors(cli, store, tmp_path):

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests._require import require
 
 from layerscope.cli.main import main
 
@@ -15,7 +16,7 @@ SITES = ["output", "mlp_act", "attn_out", "mlp_out", "mlp_down_in"]
 
 @pytest.fixture(scope="module")
 def t5_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers")
     folder = tmp_path_factory.mktemp("t5-tiny")
     transformers.T5Config(
         num_layers=2,

@@ -5,44 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from layerscope.store import LayerInfo, StepRecord, Store
-
-N_LAYERS = 6
-STEPS = list(range(10, 130, 10))
-
-
-def make_store(path: Path, runs=("base", "lr_hi")) -> Path:
-    """Two runs of a 6-layer model: rms/mean at the block output, rms at mlp_act; an anomaly in lr_hi."""
-    rng = np.random.default_rng(0)
-    with Store(path) as st:
-        for r, run in enumerate(runs):
-            st.create_run(run, [LayerInfo(j + 1, f"blocks.{j}") for j in range(N_LAYERS)])
-            recs = []
-            for k, step in enumerate(STEPS):
-                rms = [0.1 * (j + 1) * (1 + k / 10) * (1 + 0.3 * r * j * k / 100) for j in range(N_LAYERS)]
-                if run == "lr_hi" and step == 90:
-                    rms[4] = float("inf")
-                mean = list(rng.normal(0, 0.01, N_LAYERS))
-                recs.append(
-                    StepRecord(
-                        step,
-                        {
-                            ("rms", "output"): rms,
-                            ("mean", "output"): mean,
-                            ("rms", "mlp_act"): [2 * x for x in rms],
-                        },
-                    )
-                )
-            st.write_steps(run, recs)
-    return path
+from tests.stores import two_runs
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    return make_store(tmp_path_factory.mktemp("store") / "runs.db")
+    return two_runs(tmp_path_factory.mktemp("store") / "runs.db")
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import accelerate  # noqa: F401 - the Trainer needs it (a failure, not a skip, when missing)
 import numpy as np
 import pytest
-
-pytest.importorskip("transformers")
-pytest.importorskip("accelerate")  # the Trainer needs it
-
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 

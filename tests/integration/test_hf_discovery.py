@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 import torch
+from tests._require import require
 
 import layerscope
 from layerscope.capture import discover_layers, model_from_hf_config, site_map
 from layerscope.errors import ConfigError, NotFoundError
 
-transformers = pytest.importorskip("transformers")
+transformers = require("transformers")
 T = transformers
 
 SMALL = dict(vocab_size=96)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests._require import require
 
-L = pytest.importorskip("lightning.pytorch")
+L = require("lightning.pytorch")
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*LeafSpec.*"),  # lightning vs torch 2.13, not ours

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests._require import require
 
 import layerscope
 from layerscope.errors import ConfigError
@@ -56,7 +57,7 @@ def recorded(tmp_path) -> Path:
 
 
 def test_live_tensorboard_event_file_holds_scalars_and_the_heatmap_image(tmp_path):
-    pytest.importorskip("tensorboard")
+    require("tensorboard")
     tb = tmp_path / "tb"
     # flush_every=2: the sink sees the steps at each of the recorder's flushes, not one by one.
     with SinkStore(tmp_path / "runs.db", [TensorBoardSink(log_dir=tb)]) as st:
@@ -81,7 +82,7 @@ def test_live_tensorboard_event_file_holds_scalars_and_the_heatmap_image(tmp_pat
 
 
 def test_log_run_sends_a_finished_run_to_a_users_summary_writer(tmp_path, recorded):
-    pytest.importorskip("tensorboard")
+    require("tensorboard")
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path / "tb"))
@@ -95,7 +96,7 @@ def test_log_run_sends_a_finished_run_to_a_users_summary_writer(tmp_path, record
 
 
 def test_log_heatmap_for_one_picture(tmp_path, recorded):
-    pytest.importorskip("tensorboard")
+    require("tensorboard")
     hm = layerscope.load(recorded, run="r", metric="rms")
     png = log_heatmap(hm, TensorBoardSink(log_dir=tmp_path / "tb"), step=100)
     assert png.read_bytes()[:8] == PNG_MAGIC
@@ -138,7 +139,7 @@ def test_unknown_target_is_one_clear_error():
 
 
 def test_wandb_offline_run_gets_scalars_and_the_heatmap(tmp_path, recorded, monkeypatch):
-    wandb = pytest.importorskip("wandb")
+    wandb = require("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -157,7 +158,7 @@ def test_wandb_offline_run_gets_scalars_and_the_heatmap(tmp_path, recorded, monk
 
 
 def test_mlflow_file_store_gets_scalars_and_the_heatmap(tmp_path, recorded, monkeypatch):
-    pytest.importorskip("mlflow")
+    require("mlflow")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow >= 3.x keeps file stores behind a flag
     from mlflow.tracking import MlflowClient
 

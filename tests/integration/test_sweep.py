@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file, save_model
+from tests._require import require
 
 from layerscope.errors import CheckpointError, ConfigError, DataError, NotFoundError
 from layerscope.recorder import Recorder, probe_hash
@@ -195,7 +196,7 @@ def test_every_format_equals_a_direct_forward(tmp_path: Path, probe: torch.Tenso
 
 
 def test_real_lightning_checkpoint(tmp_path: Path, probe: torch.Tensor) -> None:
-    L = pytest.importorskip("lightning.pytorch")
+    L = require("lightning.pytorch")
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
@@ -234,7 +235,7 @@ def test_real_lightning_checkpoint(tmp_path: Path, probe: torch.Tensor) -> None:
 
 
 def test_hf_checkpoint_folders_with_hf_flag(tmp_path: Path, probe: torch.Tensor) -> None:
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers")
     cfg = transformers.GPT2Config(n_layer=3, n_embd=32, n_head=2, n_positions=16, vocab_size=256)
     models = {}
     for step in (10, 20, 30):
@@ -639,3 +640,38 @@ def test_cli_help_and_usage_errors(tmp_path: Path) -> None:
     )
     assert isinstance(r.exception, ConfigError) and "either --model or --hf" in str(r.exception)
     assert not (tmp_path / "r.db").exists()  # nothing written on a usage error
+
+
+def test_recorder_options_match_a_live_run_recorded_with_them(tmp_path: Path, probe: torch.Tensor) -> None:
+    """A live run with its own eps and histogram edges; the sweep passes the same through
+    recorder_options, and the numbers agree (the histograms bin by the same edges)."""
+    db, ck = tmp_path / "runs.db", tmp_path / "ck"
+    ck.mkdir()
+    opts = {"eps": 1e-2, "hist_edges": [-1.0, -0.1, 0.0, 0.1, 1.0]}
+    model = _model(4)
+    with Recorder(model, db, run="live", metrics="rms,zero_frac,hist", probe=probe, **opts) as rec:
+        rec.record_probe(5)
+    torch.save(model.state_dict(), ck / "step_5.pt")
+    res = sweep(
+        ck,
+        store=db,
+        run="swept",
+        probe=probe,
+        model=FACTORY,
+        metrics="rms,zero_frac,hist",
+        recorder_options=opts,
+    )
+    assert res.exit_code == 0
+    with Store(db, readonly=True) as st:
+        assert st.run_config("swept")["hist_edges"] == opts["hist_edges"]
+        for metric in ("rms", "zero_frac"):
+            np.testing.assert_allclose(
+                st.load("swept", metric).values, st.load("live", metric).values, rtol=1e-6
+            )
+        np.testing.assert_array_equal(st.load_hist("swept")[0], st.load_hist("live")[0])
+    with pytest.raises(ConfigError, match=r"recorder_options sets probe, which the sweep sets itself"):
+        sweep(ck, store=db, run="x", probe=probe, model=FACTORY, recorder_options={"probe": probe})
+    with pytest.raises(
+        ConfigError, match=r"recorder_options has 'epss', which Recorder does not take; pass some of .*eps"
+    ):
+        sweep(ck, store=db, run="x", probe=probe, model=FACTORY, recorder_options={"epss": 1e-3})

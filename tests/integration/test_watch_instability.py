@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 import layerscope
@@ -19,7 +20,7 @@ def test_watch_fires_before_the_loss_is_nan(store_path) -> None:
     opt = torch.optim.SGD(m.parameters(), lr=0.3)
     first_nan = None
     with layerscope.Recorder(
-        m, None, run="diverge", sites=("output", "attn", "logits"), every=1, watch=True
+        m, store_path, run="diverge", sites=("output", "attn", "logits"), every=1, watch=True
     ) as rec:
         for step in range(1, 200):
             if step > 40:
@@ -38,3 +39,11 @@ def test_watch_fires_before_the_loss_is_nan(store_path) -> None:
     first_alert = min(a.step for a in rec.watch.alerts)
     assert 40 < first_alert < first_nan
     assert all(a.step > 40 for a in rec.watch.alerts)  # nothing while training was healthy
+    # Stored with the run: the events table, and the per-head max logit series.
+    with layerscope.store.Store(store_path, readonly=True) as st:
+        events = st.events("diverge")
+        assert [(e.step, e.layer, e.rule) for e in events] == [
+            (a.step, a.layer, a.rule) for a in rec.watch.alerts
+        ]
+        hm = st.load_heads("diverge", "max_logit", "attn", step=first_alert)
+        assert hm.values.shape == (4, 4) and np.isfinite(hm.values).all()

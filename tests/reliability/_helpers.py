@@ -8,12 +8,13 @@ import hashlib
 import os
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.stores import make_store
 
-from layerscope.store import LayerInfo, StepRecord, Store
+__all__ = ["make_store"]  # re-exported: the one store-making helper lives in tests/stores.py
 
 HERE = Path(__file__).resolve().parent
 HOSTILE_RUN = "<img src=x onerror=alert(1)>"
@@ -22,36 +23,6 @@ HOSTILE_LAYER = "<script>alert(1)</script>"
 
 def sha(path: str | os.PathLike[str]) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def make_store(
-    path: str | os.PathLike[str],
-    runs: Sequence[str] = ("a",),
-    n_layers: int = 3,
-    steps: Iterable[int] = (10, 20, 30),
-    metrics: Sequence[str] = ("rms", "mean"),
-    layer_names: Sequence[str] | None = None,
-) -> Path:
-    """A store with ``runs``, each ``n_layers`` x ``steps`` of ``metrics`` at site 'output'."""
-    names = list(layer_names) if layer_names is not None else [f"h.{i}" for i in range(n_layers)]
-    steps = list(steps)
-    with Store(path) as st:
-        for run in runs:
-            st.create_run(run, [LayerInfo(i + 1, names[i]) for i in range(n_layers)])
-            st.write_steps(
-                run,
-                [
-                    StepRecord(
-                        s,
-                        {
-                            (m, "output"): [float(s) * (k + 1) + j for j in range(n_layers)]
-                            for k, m in enumerate(metrics)
-                        },
-                    )
-                    for s in steps
-                ],
-            )
-    return Path(path)
 
 
 def assert_whole(
@@ -85,9 +56,11 @@ def assert_whole(
             bad = {s: c for s, c in per_step.items() if c != n_layers * pairs}
             assert not bad, f"run {name}: steps with a part of their rows: {bad} (want {n_layers * pairs})"
             if hists:
-                per_hist = dict(
+                per_hist = dict(  # step -> layers with a histogram (one row per step: n_layers x n_bins)
                     con.execute(
-                        "SELECT step, count(*) FROM hists WHERE run_id=? GROUP BY step", (run_id,)
+                        "SELECT r.step, sum(length(r.vals)) / (8 * max(s.inner)) FROM series_rows r "
+                        "JOIN series s ON s.id = r.series_id WHERE s.run_id=? AND s.kind='hist' GROUP BY r.step",
+                        (run_id,),
                     ).fetchall()
                 )
                 assert sorted(per_hist) == steps and set(per_hist.values()) <= {n_layers}, (name, per_hist)

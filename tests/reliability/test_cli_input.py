@@ -11,8 +11,6 @@ run ``python -m layerscope`` as a subprocess, as a user does.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +23,6 @@ from layerscope.cli.main import COMMANDS
 # COMMANDS but missing here fails test_every_command_is_in_the_matrix: add it when it lands.
 SOURCE_CMDS = ("plot", "report", "view", "compare")  # a run store or a CSV
 ALL_CMDS = ("demo", "runs", "plot", "export", "report", "layers", "compare", "view", "sweep", "serve")
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 @pytest.fixture(scope="module")
@@ -104,29 +95,8 @@ def argv(
 
 
 def need(cmd: str) -> None:
-    if cmd not in COMMANDS:
-        pytest.skip(f"`layerscope {cmd}` is not registered in cli/main.py COMMANDS yet")
-
-
-@pytest.fixture
-def cli_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    """Run layerscope's CLI entry point in this process; exit code and output as a user sees them."""
-    from layerscope.cli.main import main
-
-    monkeypatch.delenv("LAYERSCOPE_DEBUG", raising=False)
-    monkeypatch.setenv("COLUMNS", "120")
-
-    def run(*args: str | os.PathLike[str]) -> Result:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return run
+    # A command that disappeared is a failure, not a skip (a regression must not pass as "skipped").
+    assert cmd in COMMANDS, f"`layerscope {cmd}` is not registered in cli/main.py COMMANDS"
 
 
 def test_every_command_is_in_the_matrix() -> None:
@@ -278,8 +248,7 @@ def test_edge_shapes_from_a_store_work(cli_main, tmp_path: Path, shape: str) -> 
         tmp_path / "runs.db", runs=("a", "b"), n_layers=n_layers, steps=range(10, 10 * n_steps + 1, 10)
     )
     for cmd in ("runs", "plot", "report", "export", "view", "compare"):
-        if cmd not in COMMANDS:
-            continue
+        need(cmd)
         extra = ("--run", "a") if cmd in ("plot", "report", "view") else ()
         r = cli_main(*argv(cmd, tmp_path, tmp_path, store, extra=extra))
         assert r.returncode == 0, (cmd, r.stderr)
@@ -384,3 +353,219 @@ def test_bad_option_value_is_one_line(
 
 def test_unknown_command_is_one_line(cli_main) -> None:
     error_line(cli_main("plott"), 2, "'plott'", "layerscope --help")  # type: ignore[arg-type]
+
+
+# -- pipes, sockets and devices given as an input: refused in one line, never opened -----------------
+def _special(path: Path, kind: str) -> Path:
+    """A named pipe nobody writes (opening it blocks forever), a socket, or a link to /dev/zero (a
+    character device whose reading never ends), at ``path``."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        import socket
+
+        cwd = os.getcwd()
+        os.chdir(path.parent)  # AF_UNIX paths are limited to ~108 bytes: bind the short name
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.bind(path.name)
+            s.close()
+        finally:
+            os.chdir(cwd)
+    else:
+        path.symlink_to("/dev/zero")
+    return path
+
+
+SPECIAL_CASES = [
+    (c, "source") for c in ("runs", "export", "plot", "report", "view", "compare", "layers", "serve", "sweep")
+] + [("sweep", "probe"), ("sweep", "store")]
+
+
+@pytest.mark.timeout(120)  # a regression blocks on the pipe: fail, do not hang the suite
+@pytest.mark.parametrize("kind", ["fifo", "socket", "device"])
+@pytest.mark.parametrize("cmd,role", SPECIAL_CASES, ids=[f"{c}-{r}" for c, r in SPECIAL_CASES])
+def test_pipe_socket_or_device_as_an_input(
+    cli_main, inputs: Path, tmp_path: Path, cmd: str, role: str, kind: str
+) -> None:
+    need(cmd)
+    name = {"probe": "probe.pt", "store": "sweep.db"}.get(
+        role, "config.json" if cmd == "layers" else "in.csv"
+    )
+    if cmd in ("runs", "export", "compare", "serve"):
+        name = "runs.db"
+    path = _special(tmp_path / name, kind)
+    r = cli_main(*argv(cmd, inputs, tmp_path, path, role))
+    line = error_line(r, 2, "not a regular file")  # type: ignore[arg-type]
+    assert {"fifo": "named pipe", "socket": "socket", "device": "character device"}[kind] in line
+
+
+# -- an output that is an input: refused in one line, before anything is written -------------------
+def _link(kind: str, target: Path, at: Path) -> Path:
+    if kind == "symlink":
+        at.symlink_to(target)
+    elif kind == "hardlink":
+        os.link(target, at)
+    return at
+
+
+# (command, how the output relates to the input) -> the output path; every writing command.
+_NOT_MADE = {  # combinations that cannot be written: -o of plot/compare/demo must be a figure name
+    **{(c, k): "" for c in ("plot", "compare", "demo") for k in ("same", "wal", "shm")},
+    ("view", "same"): "view -o is a folder",
+    ("sweep", "wal"): "",
+    ("sweep", "shm"): "",
+}
+OUT_IS_IN = [
+    (c, k)
+    for c in ("export", "report-o", "report-json", "plot", "compare", "view", "sweep", "demo")
+    for k in ("same", "symlink", "hardlink", "wal", "shm")
+    if (c, k) not in _NOT_MADE
+] + [("sweep", "checkpoint"), ("sweep", "new-checkpoint")]
+
+
+@pytest.mark.parametrize("cmd,kind", OUT_IS_IN, ids=[f"{c}-{k}" for c, k in OUT_IS_IN])
+def test_output_that_is_an_input(cli_main, inputs: Path, tmp_path: Path, cmd: str, kind: str) -> None:
+    import shutil
+
+    from tests.reliability._helpers import sha
+
+    need(cmd.split("-")[0])
+    store = Path(shutil.copy(inputs / ("two.db" if cmd == "compare" else "one.db"), tmp_path / "in.db"))
+    src = store
+    suffix = {"export": ".csv", "report-o": ".md", "report-json": ".json", "plot": ".png", "compare": ".png"}
+    if kind in ("same", "wal", "shm"):
+        out = Path(f"{store}{'' if kind == 'same' else '-' + kind}")
+    else:
+        out = tmp_path / f"out{suffix.get(cmd, '.db')}"
+    if cmd == "view":
+        (tmp_path / "bundle").mkdir()
+        out = tmp_path / "bundle" / "index.html"
+        if kind in ("wal", "shm"):
+            out.symlink_to(f"{store}-{kind}")
+    if kind in ("symlink", "hardlink"):
+        _link(kind, store, out)
+    before = {p.name: sha(p) for p in tmp_path.iterdir() if p.is_file()}
+    if cmd == "export":
+        args = ["export", src, "-o", out]
+    elif cmd == "report-o":
+        args = ["report", src, "-o", out]
+    elif cmd == "report-json":
+        args = ["report", src, "--json", out]
+    elif cmd == "plot":
+        args = ["plot", src, "-o", out]
+    elif cmd == "compare":
+        args = ["compare", src, "--run", "a", "--run", "b", "-o", out]
+    elif cmd == "view":
+        args = ["view", src, "-o", out.parent]
+    elif cmd == "demo":  # the figure or the report would land on the demo's own store
+        d = tmp_path / "demo"
+        d.mkdir()
+        shutil.copy(store, d / "runs.db")
+        _link("symlink" if kind == "symlink" else "hardlink", d / "runs.db", d / "heatmap.png")
+        before = {"runs.db": sha(d / "runs.db")}
+        args = ["demo", "--out", d, "--steps", "2", "--every", "1", "--layers", "1"]
+    else:  # sweep: --store is its probe, or a checkpoint (there, or to be) of CKPT_DIR
+        ck = Path(shutil.copytree(inputs / "ckpts", tmp_path / "ckpts"))
+        probe = Path(shutil.copy(inputs / "probe.pt", tmp_path / "probe.pt"))
+        make = {
+            "same": lambda: probe,
+            "symlink": lambda: _link("symlink", ck / "step_100.pt", tmp_path / "runs2.db"),  # a checkpoint
+            "hardlink": lambda: _link("hardlink", probe, tmp_path / "runs2.db"),  # the probe
+            "checkpoint": lambda: ck / "step_100.pt",
+            "new-checkpoint": lambda: ck / "step_200.safetensors",  # the next sweep would read it
+        }
+        out = make[kind]()
+        before = {p.name: sha(p) for p in (probe, *ck.iterdir())}
+        args = ["sweep", ck, "--model", "layerscope.testing.model:tiny_gpt", "--probe", probe]
+        args += ["--store", out, "--run", "r"]
+    r = cli_main(*args)
+    error_line(r, 2)  # type: ignore[arg-type]
+    assert any(w in r.stderr for w in ("would destroy an input", "would read it as a checkpoint")), r.stderr
+    if cmd == "demo":
+        assert sha(tmp_path / "demo" / "runs.db") == before["runs.db"]
+    elif cmd == "sweep":
+        assert {p.name: sha(p) for p in (probe, *ck.iterdir())} == before
+        assert not (tmp_path / "ckpts" / "step_200.safetensors").exists()
+    else:
+        after = {p.name: sha(p) for p in tmp_path.iterdir() if p.is_file()}
+        assert after == before, "an input (or a file beside it) changed, or a file was left behind"
+
+
+def test_the_same_file_given_as_two_outputs(cli_main, inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.md"
+    error_line(cli_main("report", inputs / "one.db", "-o", out, "--json", out), 2, "its own file")  # type: ignore[arg-type]
+    assert not out.exists()
+
+
+# -- names holding control characters: every message stays one physical line ------------------------
+HOSTILE_NAMES = {
+    "newline": "x\nerror: forged",
+    "cr": "x\rerror: forged",
+    "esc": "x\x1b[31mred",
+    "tab": "x\ty",
+    "bidi": "x\u202egpj.db",
+    "line-separator": "x\u2028y",
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_NAMES))
+@pytest.mark.parametrize("cmd,role", PATH_CASES, ids=[f"{c}-{r}" for c, r in PATH_CASES])
+def test_control_characters_in_a_path_stay_escaped(
+    cli_main, inputs: Path, tmp_path: Path, cmd: str, role: str, hostile: str
+) -> None:
+    need(cmd)
+    missing = tmp_path / f"no {HOSTILE_NAMES[hostile]} here" / ("probe.pt" if role == "probe" else "runs.db")
+    r = cli_main(*argv(cmd, inputs, tmp_path, missing, role))
+    line = error_line(r, 2, "does not exist")  # type: ignore[arg-type]
+    assert line.isprintable(), repr(line)  # no raw newline, CR, ESC, tab or bidi control: one line
+
+
+HOSTILE_OPTIONS = [
+    ("plot", ["--run", HOSTILE_NAMES["newline"]], "run"),
+    ("report", ["--run", "a", "--metric", HOSTILE_NAMES["esc"]], "metric"),
+    ("view", ["--run", "a", "--metric", "rms", "--site", HOSTILE_NAMES["bidi"]], "site"),
+    ("export", ["--run", HOSTILE_NAMES["cr"]], "run"),
+    ("compare", ["--run", "a", "--run", HOSTILE_NAMES["line-separator"]], "run"),
+    ("sweep", ["--metrics", "rms," + HOSTILE_NAMES["esc"]], "metric"),
+    ("sweep", ["--sites", HOSTILE_NAMES["newline"]], "site"),
+]
+
+
+@pytest.mark.parametrize(
+    "cmd,opts,what", HOSTILE_OPTIONS, ids=[f"{c}-{w}-{i}" for i, (c, _, w) in enumerate(HOSTILE_OPTIONS)]
+)
+def test_control_characters_in_run_metric_site_names_stay_escaped(
+    cli_main, inputs: Path, tmp_path: Path, cmd: str, opts: list[str], what: str
+) -> None:
+    need(cmd)
+    extra = tuple(opts)
+    src = None if cmd == "sweep" else inputs / "two.db"
+    r = cli_main(*argv(cmd, inputs, tmp_path, src, "source", extra=extra))
+    line = error_line(r, 2, what)  # type: ignore[arg-type]
+    assert line.isprintable(), repr(line)
+
+
+CSV_OUT_IS_IN = [
+    ("report", "-o", "same"),
+    ("report", "--json", "same"),
+    ("report", "--json", "hardlink"),
+    ("plot", "-o", "hardlink"),
+    ("view", "-o", "symlink"),
+]
+
+
+@pytest.mark.parametrize("cmd,opt,kind", CSV_OUT_IS_IN, ids=["-".join(c) for c in CSV_OUT_IS_IN])
+def test_an_output_that_is_its_csv_input(cli_main, tmp_path: Path, cmd: str, opt: str, kind: str) -> None:
+    from tests.reliability._helpers import sha
+
+    src = _write_wide(tmp_path / "values.csv", 3, 4)
+    out = src if kind == "same" else tmp_path / ("fig.png" if cmd == "plot" else "out.json")
+    if cmd == "view":
+        (tmp_path / "b").mkdir()
+        out = _link(kind, src, tmp_path / "b" / "index.html").parent
+    elif kind != "same":
+        _link(kind, src, out)
+    before = sha(src)
+    error_line(cli_main(cmd, src, opt, out), 2, "would destroy an input")  # type: ignore[arg-type]
+    assert sha(src) == before

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import layerscope.sweep.discover as discover
 from layerscope.errors import LayerscopeError
 from layerscope.store.csvio import read_csv
 
@@ -186,9 +187,6 @@ def test_read_csv_tidy_cells_land_where_they_belong(cells: list[tuple[int, int, 
 
 
 # -- the checkpoint step parser --------------------------------------------------------------------
-discover = pytest.importorskip(
-    "layerscope.sweep.discover", reason="the sweep (sweep/discover.py) has not landed"
-)
 
 _PART = st.one_of(
     st.sampled_from(

@@ -528,7 +528,7 @@ def test_markdown_sections_and_bands() -> None:
     ]
     assert "- **Layers 1–4** (flat, low): between 0.0002 and 0.00085 throughout" in md
     assert "- **Layers 9–12** (rise then fall, high)" in md
-    assert "every 30k" in md and "30k–300k" in md
+    assert "every 30000" in md and "30000–300000" in md  # steps in text are exact (issue 23)
 
 
 def test_interpretation_is_hedged_and_tied_to_observations() -> None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 import layerscope
-from layerscope.errors import ConfigError
+from layerscope.errors import ConfigError, RunExistsError
 from layerscope.store import Store
 from layerscope.testing import tiny_gpt
 
@@ -229,3 +229,27 @@ def test_the_mask_belongs_to_its_forward_only() -> None:
     rec.close()
     want = float(model.h[0](x).detach().double().pow(2).mean().sqrt())
     assert rec.history[1].values[("rms", "output")][0] == pytest.approx(want, rel=1e-5)
+
+
+def test_sample_per_site_with_sites_all() -> None:
+    """sites="all" is expanded before sample= is applied, so {site: k} reaches that site's slots."""
+    model = tiny_gpt(n_layer=2, n_embd=16, n_head=2, block_size=8)
+    rec = layerscope.Recorder(model, None, sites="all", sample={"mlp_act": 4})
+    assert "mlp_act" in rec.config.sites and "all" not in rec.config.sites
+    assert {s.hook.site: s.acc.sample for s in rec.slots} == {
+        site: 4 if site == "mlp_act" else None for site in rec.config.sites
+    }
+    rec.close()
+    with pytest.raises(ConfigError, match="not recorded"):
+        layerscope.Recorder(model, None, sites="all", sample={"no_such_site": 4})
+
+
+@pytest.mark.parametrize("change", [{"mask": "attention_mask"}, {"sample": 4}])
+def test_another_mask_or_sample_is_another_recording(store_path, change: dict) -> None:
+    """resume=None (the default) continues only the same recording: masked or sampled values are
+    not comparable with the run's, so a restart that changes them is refused."""
+    model = tiny_gpt(n_layer=2, n_embd=16, n_head=2, block_size=8)
+    layerscope.Recorder(model, store_path, run="a").close()
+    with pytest.raises(RunExistsError, match="holds another recording"):
+        layerscope.Recorder(model, store_path, run="a", **change)
+    layerscope.Recorder(model, store_path, run="a", stats_backend="eager").close()  # the same numbers

@@ -170,11 +170,27 @@ def test_bundle_has_a_section_per_heatmap_with_report(tmp_path):
     out = write_bundle(m, tmp_path / "rep", source="runs<1>.db", title="Run <r>")
     assert out == tmp_path / "rep" / "index.html"
     text = out.read_text(encoding="utf-8")
-    assert text.count("plotly.js v") == 1 and external_refs(text) == []
+    # plotly.js once, beside the page, shared by every page of the folder; the page loads it locally
+    (js,) = (tmp_path / "rep").glob("plotly-*.min.js")
+    assert "plotly.js v" in js.read_text(encoding="utf-8")[:300] and text.count("plotly.js v") == 0
+    assert f'<script type="text/javascript" src="{js.name}"></script>' in text and external_refs(text) == []
     assert '<section id="rms-output">' in text and '<section id="mean-output">' in text
-    assert text.count('class="plotly-graph-div"') == 4  # heatmap + lines per metric
+    assert text.count('class="plotly-graph-div"') == 6  # heatmap + profile + lines per metric
+    assert text.count('type="range"') == 2  # a step slider per metric
     assert "<h3><code>rms</code> across layers and training steps</h3>" in text  # the report, rendered
     assert "<title>Run &lt;r&gt;</title>" in text and "runs&lt;1&gt;.db" in text
+
+
+def test_bundle_inline_is_one_file_and_a_second_bundle_reuses_plotly_js(tmp_path):
+    m = [hm(np.ones((3, 2)))]
+    one = write_bundle(m, tmp_path / "one", plotly="inline")
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["index.html"]
+    assert one.read_text(encoding="utf-8").count("plotly.js v") == 1
+    write_bundle(m, tmp_path / "two")
+    (js,) = (tmp_path / "two").glob("plotly-*.min.js")
+    before = js.stat().st_mtime_ns
+    write_bundle(m, tmp_path / "two")  # an identical copy is there: not written again
+    assert js.stat().st_mtime_ns == before
 
 
 def test_bundle_with_log_keeps_metrics_without_positive_values_linear(tmp_path):

@@ -7,18 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from layerscope._format import format_step
+from layerscope._format import step_label
 from layerscope.errors import ConfigError
+from layerscope.render.labels import layer_ticks, nice_ticks, row_axis, step_edges
 from layerscope.render.options import RenderOptions, parse_figsize
-from layerscope.render.scale import (
-    cell_kinds,
-    color_scale,
-    is_signed,
-    layer_ticks,
-    nice_ticks,
-    row_axis,
-    step_edges,
-)
+from layerscope.render.scale import cell_kinds, color_scale, is_signed
 from layerscope.render.static import block_mean, text_colors
 
 # --- options -------------------------------------------------------------------------------
@@ -184,7 +177,7 @@ def test_uneven_steps_equal_rows_labelled_by_their_own_step():
     r = row_axis(steps, true_steps=False, max_labels=12)
     assert not r.in_steps and r.uniform
     assert len(r.ticks) <= 12
-    assert r.labels == [format_step(steps[int(i)]) for i in r.ticks]
+    assert r.labels == [step_label(steps[int(i)]) for i in r.ticks]
     assert r.ticks[0] == 0 and r.ticks[-1] == len(steps) - 1
 
 

@@ -184,7 +184,7 @@ def test_anomaly_cells_are_drawn_distinctly_and_named(tmp_path):
     assert colls["cells-+inf"].get_hatch() == "////" and colls["cells--inf"].get_hatch() == "\\\\\\\\"
     out = plot_heatmap(h, tmp_path / "a.png", dpi=100)
     fig = heatmap_figure(h, dpi=100)
-    from layerscope.render.static import _layout_once
+    from layerscope.render.mpl import _layout_once
 
     _layout_once(fig, 100)
     grey = np.array([int(MISSING_GREY[i : i + 2], 16) / 255 for i in (1, 3, 5)])
@@ -222,7 +222,7 @@ def test_a_one_step_spike_survives_thousands_of_rows(tmp_path):
     h = hm(v, steps=[10 * (i + 1) for i in range(2000)])
     out = plot_heatmap(h, tmp_path / "spike.png", figsize=(6, 5), dpi=100)
     fig = heatmap_figure(h, figsize=(6, 5), dpi=100)
-    from layerscope.render.static import _layout_once
+    from layerscope.render.mpl import _layout_once
 
     _layout_once(fig, 100)
     img = read_png(out)

@@ -10,13 +10,12 @@ import math
 import re
 import shutil
 import sqlite3
+import struct
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-
-pytest.importorskip("flask")
 
 import layerscope
 from layerscope.errors import ConfigError, StoreError
@@ -320,12 +319,18 @@ def test_a_step_being_written_is_invisible_until_committed_and_does_not_block(cl
     w = sqlite3.connect(store, isolation_level=None)
     try:
         w.execute("BEGIN IMMEDIATE")  # the writer holds the write lock mid-step
-        w.executemany("INSERT INTO metric_values VALUES (1, 'std', 'output', 40, ?, 1.5)", [(1,), (2,)])
+        (sid,) = w.execute(
+            "SELECT id FROM series WHERE run_id=1 AND metric='std' AND site='output'"
+        ).fetchone()
+        w.execute(
+            "INSERT INTO series_rows(series_id, step, vals) VALUES (?, 40, ?)",
+            (sid, struct.pack("<3d", *[1.5] * 3)),
+        )
         t0 = time.monotonic()
         d = _get(client, "/api/heatmap?run=a&metric=std&since_step=30")
         assert time.monotonic() - t0 < 1.0  # WAL: the read did not wait for the lock
         assert d["steps"] == []  # half a step is never visible
-        w.execute("INSERT INTO metric_values VALUES (1, 'std', 'output', 40, 3, 1.5)")
+        w.execute("INSERT INTO steps(run_id, variant, step, source, time) VALUES (1, '', 40, 'live', 0)")
         w.execute("COMMIT")
     finally:
         w.close()
@@ -335,13 +340,13 @@ def test_a_step_being_written_is_invisible_until_committed_and_does_not_block(cl
 
 def test_incremental_read_is_one_index_range_not_a_scan(store: Path) -> None:
     with reader.open_readonly(store) as st:
-        plan = st.conn.execute(
-            "EXPLAIN QUERY PLAN SELECT step, layer, value FROM metric_values WHERE run_id=? AND metric=? "
-            "AND site=? AND step>? ORDER BY step, layer",
-            (1, "rms", "output", 10),
+        plan = st.conn.execute(  # the query Store.load(since_step=) runs
+            "EXPLAIN QUERY PLAN SELECT step, part, vals FROM series_rows WHERE series_id=? AND step>? "
+            "ORDER BY step, part",
+            (1, 10),
         ).fetchall()
     detail = " ".join(str(r[-1]) for r in plan)
-    assert "PRIMARY KEY (run_id=? AND metric=? AND site=? AND step>?)" in detail, detail
+    assert "PRIMARY KEY (series_id=? AND step>?)" in detail, detail
     assert "TEMP B-TREE" not in detail
 
 

@@ -69,7 +69,7 @@ def test_errors_list_what_exists(store_path) -> None:
         st.create_run("a", _layers(2))
         st.create_run("b", _layers(2))
         st.write_step("a", StepRecord(1, {("rms", "output"): [1, 2]}))
-    with pytest.raises(NotFoundError, match="holds 2 runs.*'a', 'b'.*--run"):
+    with pytest.raises(NotFoundError, match="holds 2 runs.*'a', 'b'.*run='a'"):
         layerscope.load(store_path)
     with pytest.raises(NotFoundError, match="run 'zz' not found.*'a', 'b'"):
         layerscope.load(store_path, run="zz")
@@ -141,21 +141,3 @@ def test_load_since_step_returns_only_new_rows(store_path) -> None:
         assert empty.steps == [] and empty.values.shape == (0, 2)
         with pytest.raises(NotFoundError, match="recorded metrics"):
             st.load("a", "zz", since_step=3)
-
-
-def test_store_without_matrix_rows_is_read_and_upgraded(store_path) -> None:
-    """A store written before matrix_rows existed: read from the long rows, filled in on a writable open."""
-    vals = np.array([[1.0, np.nan, 3.0], [4.0, 5.0, np.inf]])
-    with Store(store_path) as st:
-        st.create_run("a", _layers(3))
-        st.write_steps("a", [StepRecord(s, {("m", "output"): vals[i]}) for i, s in enumerate([1, 2])])
-    c = sqlite3.connect(store_path)
-    c.execute("DROP TABLE matrix_rows")
-    c.commit()
-    c.close()
-    np.testing.assert_array_equal(layerscope.load(store_path, metric="m").values, vals)  # read-only fallback
-    Store(store_path).close()  # a writable open adds and fills the table
-    c = sqlite3.connect(store_path)
-    assert c.execute("SELECT count(*) FROM matrix_rows").fetchone()[0] == 2
-    c.close()
-    np.testing.assert_array_equal(layerscope.load(store_path, metric="m").values, vals)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .._format import format_step, format_value
+from .._format import format_percent, format_step, format_value
 from ..errors import ConfigError, NotFoundError
 from ..store.heatmap import Heatmap
 from . import patterns as P
@@ -67,6 +67,7 @@ class Report:
     """
 
     data: dict[str, Any] = field(repr=False)
+    heatmap: Heatmap | None = field(default=None, repr=False, compare=False)  # what was analysed (notebooks)
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the report as plain JSON types (NaN and inf are None)."""
@@ -108,6 +109,18 @@ class Report:
 
     def _repr_markdown_(self) -> str:  # Jupyter
         return self.to_markdown()
+
+    def _repr_html_(self) -> str:  # Jupyter: the heatmap, then the text
+        from ..render.notebook import report_html
+
+        return report_html(self.to_markdown(), self.heatmap)
+
+    def _repr_png_(self) -> bytes | None:  # the heatmap the report analyses
+        if self.heatmap is None:
+            return None
+        from ..render.notebook import heatmap_png
+
+        return heatmap_png(self.heatmap)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,15 +204,6 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return _write(p, text)
 
 
-def format_percent(x: float) -> str:
-    """How the report quotes a stored percentage (already rounded to 2 significant digits).
-
-    >>> format_percent(100.0), format_percent(9.2), format_percent(0.0084)
-    ('100%', '9.2%', '0.0084%')
-    """
-    return f"{x:g}%"
-
-
 def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
@@ -230,7 +234,7 @@ def report(heatmap: Heatmap, *, scale: str = "auto", thresholds: Thresholds | No
         raise ConfigError(f"scale {scale!r} is not one of auto, linear, log; pass one of those.")
     # Extreme inputs (1e308, 5e-324) overflow a ratio or two; those come out as None, not as warnings.
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        return Report(_Analysis(heatmap, scale, t).run())
+        return Report(_Analysis(heatmap, scale, t).run(), heatmap)
 
 
 class _Analysis:

@@ -16,7 +16,7 @@ from .discovery import (
     normalize_name,
     unwrap,
 )
-from .models import load_model_spec, model_from_hf_config
+from .models import load_function, load_model_spec, model_from_hf_config
 from .sites import SITES, SiteHook, extract_tensor, resolve_site, resolve_sites, site_map
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "discover_layers",
     "extract_tensor",
     "find_stacks",
+    "load_function",
     "load_model_spec",
     "matches",
     "model_from_hf_config",

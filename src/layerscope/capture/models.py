@@ -19,7 +19,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .._io import refuse_special_file
 from ..errors import ConfigError, NotFoundError
 
 _ATTR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -37,6 +38,20 @@ def _err(e: BaseException) -> str:
     """An exception as ``Type: message`` on one line, without a trailing period (ours follows)."""
     text = " ".join(str(e).split()).rstrip(".")
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+# The name a spec's .py file is imported under (not importable by that name: it names the file's hash).
+FILE_MODULE_PREFIX = "_layerscope_model_"
+
+
+def callable_name(fn: Any) -> str:
+    """``pkg.module:fn``, or ``path/to/file.py:fn`` for a function imported from a file (as
+    ``--probe-fn`` does): how a run's config names the function it was recorded with."""
+    module = getattr(fn, "__module__", None) or "?"
+    if module.startswith(FILE_MODULE_PREFIX):  # a .py file imported by load_function
+        code = getattr(fn, "__code__", None)
+        module = code.co_filename if code is not None else module
+    return f"{module}:{getattr(fn, '__qualname__', type(fn).__name__)}"
 
 
 _SPEC_HELP = (
@@ -59,28 +74,30 @@ def _on_sys_path(folder: str) -> Iterator[None]:
                 sys.path.remove(folder)
 
 
-def _split_spec(spec: str) -> tuple[str, str]:
+def _split_spec(spec: str, what: str = "model spec", help: str = _SPEC_HELP) -> tuple[str, str]:
     if not isinstance(spec, str) or spec.count(":") < 1:
-        raise ConfigError(f"model spec {spec!r} has no ':'; {_SPEC_HELP}.")
+        raise ConfigError(f"{what} {spec!r} has no ':'; {help}.")
     target, _, attr = spec.rpartition(":")
     if not target or not _ATTR_RE.match(attr):
-        raise ConfigError(f"model spec {spec!r} is not of the form MODULE:FACTORY; {_SPEC_HELP}.")
+        raise ConfigError(f"{what} {spec!r} is not of the form MODULE:{_attr_kind(what)}; {help}.")
     return target, attr
+
+
+def _attr_kind(what: str) -> str:
+    return "FACTORY" if what == "model spec" else "FUNCTION"
 
 
 def _is_file_target(target: str) -> bool:
     return target.endswith(".py") or "/" in target or os.sep in target
 
 
-def _import_file(path: Path, spec: str) -> ModuleType:
+def _import_file(path: Path, spec: str, what: str = "model spec") -> ModuleType:
     if not path.is_file():
-        raise NotFoundError(f"model spec {spec!r}: file {str(path)!r} does not exist; check the path.")
-    name = f"_layerscope_model_{abs(hash(str(path.resolve())))}"
+        raise NotFoundError(f"{what} {spec!r}: file {str(path)!r} does not exist; check the path.")
+    name = f"{FILE_MODULE_PREFIX}{abs(hash(str(path.resolve())))}"
     mspec = importlib.util.spec_from_file_location(name, path)
     if mspec is None or mspec.loader is None:
-        raise ConfigError(
-            f"model spec {spec!r}: {str(path)!r} cannot be imported as Python; pass a .py file."
-        )
+        raise ConfigError(f"{what} {spec!r}: {str(path)!r} cannot be imported as Python; pass a .py file.")
     module = importlib.util.module_from_spec(mspec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
@@ -88,31 +105,31 @@ def _import_file(path: Path, spec: str) -> ModuleType:
     except Exception as e:
         sys.modules.pop(name, None)
         raise ConfigError(
-            f"model spec {spec!r}: importing {str(path)!r} raised {_err(e)}; fix that file "
+            f"{what} {spec!r}: importing {str(path)!r} raised {_err(e)}; fix that file "
             "(LAYERSCOPE_DEBUG=1 shows the traceback)."
         ) from e
     return module
 
 
-def _import_module(target: str, spec: str) -> ModuleType:
+def _import_module(target: str, spec: str, what: str = "model spec", help: str = _SPEC_HELP) -> ModuleType:
     if not _MODULE_RE.match(target):
-        raise ConfigError(f"model spec {spec!r}: {target!r} is not a module name; {_SPEC_HELP}.")
+        raise ConfigError(f"{what} {spec!r}: {target!r} is not a module name; {help}.")
     try:
         return importlib.import_module(target)
     except ModuleNotFoundError as e:
         parts = target.split(".")
         if e.name in {".".join(parts[: i + 1]) for i in range(len(parts))}:
             raise NotFoundError(
-                f"model spec {spec!r}: no module named {e.name!r} (searched the current folder and sys.path); "
+                f"{what} {spec!r}: no module named {e.name!r} (searched the current folder and sys.path); "
                 "check the spelling, install the package, or pass a file such as 'path/to/model.py:factory'."
             ) from e
         raise ConfigError(
-            f"model spec {spec!r}: importing {target!r} failed because it imports {e.name!r}, which is not "
+            f"{what} {spec!r}: importing {target!r} failed because it imports {e.name!r}, which is not "
             "installed; install it in this environment."
         ) from e
     except Exception as e:
         raise ConfigError(
-            f"model spec {spec!r}: importing {target!r} raised {_err(e)}; fix that module "
+            f"{what} {spec!r}: importing {target!r} raised {_err(e)}; fix that module "
             "(LAYERSCOPE_DEBUG=1 shows the traceback)."
         ) from e
 
@@ -152,25 +169,8 @@ def load_model_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn.Mo
     """
     target, attr = _split_spec(spec)
     kwargs = dict(kwargs or {})
-    is_file = _is_file_target(target)
-    folder = str(Path(target).expanduser().resolve().parent) if is_file else os.getcwd()
-    with _on_sys_path(folder):
-        module = _import_file(Path(target).expanduser(), spec) if is_file else _import_module(target, spec)
-        obj: Any = module
-        for part in attr.split("."):
-            if not hasattr(obj, part):
-                have = _callables(module)
-                close = difflib.get_close_matches(attr, have, n=1)
-                raise NotFoundError(
-                    f"model spec {spec!r}: {target!r} has no attribute {attr!r}; "
-                    + (f"did you mean {target}:{close[0]}? " if close else "")
-                    + (
-                        f"callables defined there: {', '.join(have[:12])}."
-                        if have
-                        else "it defines no callables."
-                    )
-                )
-            obj = getattr(obj, part)
+    with _on_sys_path(_spec_folder(target)):
+        obj = _resolve_attr(spec, target, attr, "model spec", _SPEC_HELP)
         if isinstance(obj, nn.Module):
             if kwargs:
                 raise ConfigError(
@@ -196,6 +196,69 @@ def load_model_spec(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn.Mo
             "factory return the model itself (not a tuple, a state dict or a config)."
         )
     return model
+
+
+def _spec_folder(target: str) -> str:
+    return str(Path(target).expanduser().resolve().parent) if _is_file_target(target) else os.getcwd()
+
+
+def _resolve_attr(spec: str, target: str, attr: str, what: str, help: str) -> Any:
+    """Import ``target`` (a module or a .py file) and return its (dotted) attribute ``attr``."""
+    if _is_file_target(target):
+        module = _import_file(Path(target).expanduser(), spec, what)
+    else:
+        module = _import_module(target, spec, what, help)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            have = _callables(module)
+            close = difflib.get_close_matches(attr, have, n=1)
+            raise NotFoundError(
+                f"{what} {spec!r}: {target!r} has no attribute {attr!r}; "
+                + (f"did you mean {target}:{close[0]}? " if close else "")
+                + (
+                    f"callables defined there: {', '.join(have[:12])}."
+                    if have
+                    else "it defines no callables."
+                )
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+_FN_HELP = (
+    "pass 'package.module:function' or 'path/to/file.py:function', where function takes (model, batch) "
+    "and runs the model on the batch"
+)
+
+
+def load_function(spec: str, what: str = "--probe-fn", n_args: int = 2) -> Callable[..., Any]:
+    """Import (without calling) the function a ``"package.module:fn"`` or ``"path/to/file.py:fn"`` spec
+    names, and check that it can be called with ``n_args`` positional arguments.
+
+    >>> load_function("layerscope.batch:run_forward").__name__
+    'run_forward'
+
+    Raises:
+        ConfigError: the spec is malformed, importing it fails, or it names something that is not a
+            function of ``n_args`` arguments.
+        NotFoundError: the module, file or attribute does not exist.
+    """
+    target, attr = _split_spec(spec, what, _FN_HELP)
+    with _on_sys_path(_spec_folder(target)):
+        fn = _resolve_attr(spec, target, attr, what, _FN_HELP)
+    if not callable(fn) or isinstance(fn, type):
+        raise ConfigError(f"{what} {spec!r} names a {type(fn).__name__}, not a function; {_FN_HELP}.")
+    try:
+        inspect.signature(fn).bind(*([None] * n_args))
+    except TypeError:
+        raise ConfigError(
+            f"{what} {spec!r}: {attr}{inspect.signature(fn)} cannot be called with {n_args} arguments; "
+            f"{_FN_HELP}."
+        ) from None
+    except ValueError:  # no signature (a builtin): let the call decide
+        pass
+    return fn
 
 
 def _check_arguments(fn: Any, kwargs: Mapping[str, Any], spec: str) -> None:
@@ -247,8 +310,10 @@ _HF_SUFFIX_TO_AUTO = (
 
 def _read_config(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     p = Path(path).expanduser()
+    refuse_special_file(p, "Hugging Face config")  # a FIFO would block forever
     if p.is_dir():
         p = p / "config.json"
+        refuse_special_file(p, "Hugging Face config")
         if not p.is_file():
             raise NotFoundError(
                 f"no config.json in folder {str(path)!r}; pass a Hugging Face config.json or "

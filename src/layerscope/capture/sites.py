@@ -423,7 +423,8 @@ def site_map(layer: Layer) -> dict[str, SiteHook | None]:
 def _check_site(site: str) -> None:
     if site not in SITES:
         raise ConfigError(
-            f"unknown site {site!r}; sites are {', '.join(SITES)} (or select any module with layers='glob')."
+            f"unknown site {site!r}; sites are {', '.join(SITES)}, or 'all' (or select any module with "
+            "layers='glob')."
         )
 
 
@@ -443,16 +444,24 @@ def resolve_site(layer: Layer, site: str) -> SiteHook | None:
 
 
 def resolve_sites(layers: Sequence[Layer], sites: Sequence[str] | str) -> list[SiteHook]:
-    """Every (layer, site) hook point that exists, site by site; a site found in no layer is an error."""
+    """Every (layer, site) hook point that exists, site by site; a site found in no layer is an error.
+
+    ``"all"`` is every site that exists in at least one layer (as ``plot --site all`` reads every
+    recorded one).
+    """
     if isinstance(sites, str):
         sites = [s.strip() for s in sites.split(",") if s.strip()]
     if not sites:
         raise ConfigError("no sites given; pass e.g. sites=('output',).")
+    every = "all" in sites
     for site in sites:
-        _check_site(site)
+        if site != "all":
+            _check_site(site)
     if not layers:
         raise ConfigError("no layers to resolve sites in; discover_layers() returned none.")
     maps = [site_map(la) for la in layers]
+    if every:
+        sites = [s for s in SITES if any(m[s] is not None for m in maps)]
     out: list[SiteHook] = []
     for site in dict.fromkeys(sites):
         hooks = [h for h in (m[site] for m in maps) if h is not None]

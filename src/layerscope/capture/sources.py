@@ -270,6 +270,19 @@ class MaskTracker(CaptureSource):
 _SOURCES: dict[str, type[CaptureSource]] = dict.fromkeys(SITES, ForwardSource)
 
 
+class MaskScope:
+    """What ``Recorder.set_mask`` returns: as a context manager, restores the previous mask."""
+
+    def __init__(self, tracker: MaskTracker, prev: torch.Tensor | None) -> None:
+        self._tracker, self._prev = tracker, prev
+
+    def __enter__(self) -> MaskScope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tracker.explicit = self._prev
+
+
 def register_source(sites: Sequence[str], cls: type[CaptureSource]) -> None:
     """Make ``cls`` the source of ``sites`` (a new kind of site plugs in here)."""
     for s in sites:
@@ -296,6 +309,7 @@ __all__ = [
     "CaptureSource",
     "ForwardSource",
     "Gate",
+    "MaskScope",
     "MaskSpec",
     "MaskTracker",
     "Slot",

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .plot import echo_warnings, parse_list, render_options, select_heatmaps, style_options
+from .plot import diff_style_options, echo_warnings, parse_list, render_options, select_heatmaps
 
 
 @click.command("compare")
@@ -49,7 +49,7 @@ from .plot import echo_warnings, parse_list, render_options, select_heatmaps, st
     show_default=True,
     help="Summary format on stdout.",
 )
-@style_options
+@diff_style_options
 def compare(
     store: str,
     runs: tuple[str, ...],
@@ -75,21 +75,23 @@ def compare(
     """
     from pathlib import Path
 
-    from ..errors import NotFoundError
+    from .._io import check_outputs_are_not_inputs
+    from ..errors import NotFoundError, escape_controls, quote
     from ..render import plot as draw
     from ..render.diff import difference, summarize
-    from ..render.static import ALL_FORMATS, check_output_path
+    from ..render.output import ALL_FORMATS, check_output_path
     from ._common import echo_json
 
     if output is not None:
         check_output_path(output, ALL_FORMATS)
+        check_outputs_are_not_inputs([("-o", output)], [("STORE", store)])
     if not Path(store).exists() or Path(store).is_dir():
         from ..sources import open_heatmap
 
         open_heatmap(store)  # raises the one-line NotFoundError: missing, or a folder
     if len(runs) not in (0, 2):
         raise click.UsageError(
-            f"give exactly two runs (--run A --run B), got {len(runs)}: {', '.join(runs)}."
+            f"give exactly two runs (--run A --run B), got {len(runs)}: {', '.join(map(quote, runs))}."
         )
     if not runs:
         from ..store import Store
@@ -98,7 +100,7 @@ def compare(
             names = st.run_names()
         if len(names) != 2:
             raise click.UsageError(
-                f"{store!r} holds {len(names)} runs ({', '.join(names) or 'none'}); "
+                f"{quote(store)} holds {len(names)} runs ({', '.join(map(quote, names)) or 'none'}); "
                 "choose two with --run A --run B."
             )
         runs = (names[0], names[1])
@@ -106,14 +108,15 @@ def compare(
         raise click.UsageError("--log cannot show differences (they take both signs); use --symlog.")
     run_a, run_b = runs
     if run_a == run_b:
-        raise click.UsageError(f"--run {run_a} given twice; compare two different runs.")
+        raise click.UsageError(f"--run {quote(run_a)} given twice; compare two different runs.")
     metrics, sites = parse_list(metric), parse_list(site)
     side_a = select_heatmaps(store, run_a, metrics, sites)
     side_b = {(h.metric, h.site): h for h in select_heatmaps(store, run_b, metrics, sites)}
     pairs = [(a, side_b[(a.metric, a.site)]) for a in side_a if (a.metric, a.site) in side_b]
     if not pairs:
         raise NotFoundError(
-            f"runs {run_a!r} and {run_b!r} have no metric and site in common for --metric {metric}."
+            f"runs {quote(run_a)} and {quote(run_b)} have no metric and site in common for --metric "
+            f"{quote(metric)}."
         )
     summaries = [summarize(a, b, relative) for a, b in pairs]
     if fmt == "json":
@@ -124,10 +127,12 @@ def compare(
                 f = s.facts
                 click.echo(
                     ("\n" if k else "")
-                    + (f["metric"] if f["site"] == "output" else f"{f['metric']} ({f['site']})")
+                    + escape_controls(
+                        f["metric"] if f["site"] == "output" else f"{f['metric']} ({f['site']})"
+                    )
                 )
             for line in s.sentences:
-                click.echo(f"  {line}" if len(summaries) > 1 else line)
+                click.echo(escape_controls(f"  {line}" if len(summaries) > 1 else line))
     if output is None:
         return
     diffs = [difference(a, b, relative) for a, b in pairs]
@@ -143,4 +148,4 @@ def compare(
             output,
             **{f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)},
         )
-    click.echo(f"wrote {path}", err=fmt == "json")
+    click.echo(escape_controls(f"wrote {path}"), err=fmt == "json")

@@ -41,7 +41,8 @@ import click
     "--threads", type=click.IntRange(1, 256), default=None, help="Torch CPU threads (default: torch's)."
 )
 def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: int | None) -> None:
-    """Train a tiny GPT on a generated corpus while recording every layer, then draw the heatmap.
+    """Train a tiny GPT on a generated corpus while recording every layer (block outputs and MLP
+    activations, with histograms), then draw the heatmap and write the report.
 
     Needs no download: the model is built from a config and the corpus is generated. Takes about
     a minute on a 2-core laptop with the defaults.
@@ -57,14 +58,23 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..errors import ConfigError, NotFoundError
+    from .._io import check_outputs_are_not_inputs
+    from ..errors import ConfigError, NotFoundError, escape_controls, quote
     from ..render import plot
     from ..stats import get_metric
     from ..store import Store, load
     from ..testing import GPTConfig, TrainConfig, train
 
     get_metric(metric)  # fail on a typo before training
-    cfg = TrainConfig(steps=steps, every=every, model=GPTConfig(n_layer=n_layer), threads=threads)
+    # Two sites and the histograms, so that every view of the README can be tried on the demo.
+    cfg = TrainConfig(
+        steps=steps,
+        every=every,
+        model=GPTConfig(n_layer=n_layer),
+        threads=threads,
+        sites=("output", "mlp_act"),
+        metrics=(*TrainConfig.metrics, "hist"),
+    )
     if metric not in cfg.metrics:
         cfg.metrics = (*cfg.metrics, metric)
     if steps // every < 1:
@@ -73,9 +83,13 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
         )
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
-        raise NotFoundError(f"--out {out!r} is a file; give a folder.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise NotFoundError(f"--out {quote(out)} is a file; give a folder.")
     db = out_dir / "runs.db"
+    # The figure and the report must not land on the store (a link left in the folder, say).
+    check_outputs_are_not_inputs(
+        [("--out", out_dir / "heatmap.png"), ("--out", out_dir / "report.md")], [("the demo's store", db)]
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
     if db.exists():  # a fresh demo run each time; other runs in the store are left alone
         with Store(db) as st:
             if "demo" in st.run_names():
@@ -104,9 +118,9 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
         f"trained {steps} steps in {took:.0f}s (loss {losses[0]:.2f} -> {losses[-1]:.2f}); "
         f"recorded {len(hm.steps)} steps x {len(hm.layers)} layers"
     )
-    click.echo(f"wrote {db}")
-    click.echo(f"wrote {png}")
+    click.echo(escape_controls(f"wrote {db}"))
+    click.echo(escape_controls(f"wrote {png}"))
     from ..analysis import report
 
     md = report(hm).save(out_dir / "report.md")
-    click.echo(f"wrote {md}")
+    click.echo(escape_controls(f"wrote {md}"))

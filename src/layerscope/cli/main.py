@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from ..errors import LayerscopeError, escape_controls, one_line, quote
+
 # name -> "module:attribute". One file per command (group); add a line here to add a command.
 COMMANDS: dict[str, str] = {
     "demo": "layerscope.cli.demo:demo",
@@ -28,8 +30,19 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Interrupted(Exception):
+    """Ctrl-C inside a command. Click turns a KeyboardInterrupt into its own "Aborted." (exit 1);
+    carried past it as this, :func:`main` says what Ctrl-C left behind and exits 130."""
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported only when used (torch/matplotlib import is slow)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _Interrupted() from e
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -74,30 +87,29 @@ def _debug() -> bool:
     return os.environ.get("LAYERSCOPE_DEBUG", "") not in ("", "0", "false", "no")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+INTERRUPTED = "Interrupted; everything flushed so far is kept."
 
 
 def _click_message(e: click.ClickException) -> str:
     """Click's usage errors as one line: the problem, then where the usage is explained."""
-    msg = _one_line(e.format_message()).rstrip(".")
+    msg = one_line(e.format_message()).rstrip(".")
     ctx = getattr(e, "ctx", None)
     if isinstance(e, click.UsageError) and ctx is not None:
-        return f"{msg}; see '{ctx.command_path} --help'."
+        return f"{msg}; see {quote(ctx.command_path + ' --help')}."
     return f"{msg}."
 
 
 def _os_message(e: OSError) -> str:
     """An operating-system error (disk full, permission, missing folder) that escaped a command."""
-    what = e.strerror or _one_line(str(e)) or type(e).__name__
-    where = f"{e.filename!s}: " if e.filename else ""
-    return f"{where}{what}; check the path, its permissions and the free disk space, or choose another path."
+    what = e.strerror or one_line(str(e)) or type(e).__name__
+    where = f"{quote(e.filename)}: " if e.filename else ""
+    return escape_controls(
+        f"{where}{what}; check the path, its permissions and the free disk space, or choose another path."
+    )
 
 
 def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
     """Run the CLI; return/exit with 0 on success, 1 on a failure, 2 on a usage error."""
-    from ..errors import LayerscopeError
-
     try:
         rv = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
         if isinstance(rv, int) and rv:
@@ -113,19 +125,27 @@ def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
             raise
         click.echo(f"error: {_click_message(e)}", err=True)
         sys.exit(e.exit_code)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
+    except (click.Abort, _Interrupted, KeyboardInterrupt):
+        # Ctrl-C (click's Abort is Ctrl-C while it parsed). Every store write is one transaction.
+        click.echo(INTERRUPTED, err=True)
+        sys.exit(130)
     except LayerscopeError as e:
         if _debug():
             raise
-        click.echo(f"error: {e}", err=True)
+        click.echo(f"error: {e.render(cli=True)}", err=True)  # the CLI's wording: --run, not run=
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted; everything flushed so far is kept.", err=True)
-        sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
+    except UnicodeEncodeError as e:  # a name from argv that is not UTF-8 (bytes the shell passed raw)
+        if _debug():
+            raise
+        bad = e.object[e.start : e.end] if isinstance(e.object, str) else ""
+        click.echo(
+            f"error: a name or path holds {escape_controls(repr(bad))}, which is not UTF-8 text and "
+            "cannot be stored or looked up; pass names as UTF-8.",
+            err=True,
+        )
+        sys.exit(2)
     except OSError as e:  # the machine let us down (disk full, permissions): not a bug, one line
         if _debug():
             raise
@@ -135,8 +155,8 @@ def main(argv: list[str] | None = None, prog_name: str = "layerscope") -> Any:
         if _debug():
             raise
         click.echo(
-            f"error: unexpected {type(e).__name__}: {e}. This is a bug in layerscope; rerun with "
-            "LAYERSCOPE_DEBUG=1 and report the traceback.",
+            f"error: unexpected {type(e).__name__}: {one_line(str(e))}. This is a bug in layerscope; "
+            "rerun with LAYERSCOPE_DEBUG=1 and report the traceback.",
             err=True,
         )
         sys.exit(1)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..errors import escape_controls, quote
 from ._common import run_option, source_argument
 
 PREFERRED = ("rms", "mean", "std", "max_abs", "kurtosis")  # "all" lists these first, then the rest A-Z
@@ -24,7 +25,7 @@ def parse_list(value: str | None) -> list[str] | None:
         return None
     items = list(dict.fromkeys(x.strip() for x in value.split(",") if x.strip()))
     if not items:
-        raise click.BadParameter(f"{value!r} names nothing; pass e.g. rms or rms,kurtosis.")
+        raise click.BadParameter(f"{quote(value)} names nothing; pass e.g. rms or rms,kurtosis.")
     return items
 
 
@@ -66,7 +67,7 @@ def select_heatmaps(
         run = st.resolve_run(run)
         pairs = st.metrics(run)
         if not pairs:
-            raise NotFoundError(f"run {run!r} in {source!r} has no recorded steps yet.")
+            raise NotFoundError(f"run {quote(run)} in {quote(source)} has no recorded steps yet.")
         recorded_m = _order(sorted({m for m, _ in pairs}))
         recorded_s = sorted({s for _, s in pairs}, key=lambda s: (s != "output", s))
         all_m = metrics is not None and "all" in metrics
@@ -82,8 +83,8 @@ def select_heatmaps(
                     st.load(run, m, s)  # raises NotFoundError naming what was recorded
         if not out:
             raise NotFoundError(
-                f"no recorded (metric, site) pair of run {run!r} matches --metric {','.join(ms)} --site "
-                f"{','.join(ss)}; recorded: {', '.join(f'{m}@{s}' for m, s in pairs)}."
+                f"no recorded (metric, site) pair of run {quote(run)} matches --metric {quote(','.join(ms))} "
+                f"--site {quote(','.join(ss))}; recorded: {', '.join(f'{m}@{s}' for m, s in pairs)}."
             )
         return out
 
@@ -100,40 +101,43 @@ def _figsize(ctx: click.Context, param: click.Parameter, value: str | None) -> t
         raise click.BadParameter(str(e)) from None
 
 
-def style_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The drawing options every drawing command takes (they map onto RenderOptions)."""
+def _style_decorators(diff: bool) -> list[Callable[..., Any]]:
+    if diff:
+        cmap_help = "Matplotlib colormap of the difference. Default: RdBu_r (blue: B lower, red: B higher), centred at 0."
+        vmin_help = "Low end of the colour scale. Default: -max |B - A| (symmetric about 0)."
+        vmax_help = "High end of the colour scale. Default: +max |B - A|."
+    else:
+        cmap_help = (
+            "Matplotlib colormap. Default: magma; RdBu_r centred at 0 for signed data and --symlog; "
+            "viridis (by depth) for --kind lines, plasma (by step) for --kind profile."
+        )
+        vmin_help = (
+            "Low end of the colour scale (lines, profile: of the y axis). Default: min(0, data); the "
+            "smallest positive value with --log."
+        )
+        vmax_help = "High end of the colour scale (lines, profile: y axis). Default: data max."
     opts = [
-        click.option(
-            "--cmap",
-            default=None,
-            metavar="NAME",
-            help="Matplotlib colormap. Default: magma; RdBu_r centred at 0 for signed data, --symlog "
-            "and differences; viridis (by depth) for --kind lines.",
-        ),
-        click.option(
-            "--vmin",
-            type=float,
-            default=None,
-            help="Low end of the colour scale (lines: of the y axis). Default: min(0, data); the "
-            "smallest positive value with --log.",
-        ),
-        click.option(
-            "--vmax",
-            type=float,
-            default=None,
-            help="High end of the colour scale (lines: y axis). Default: data max.",
-        ),
+        click.option("--cmap", default=None, metavar="NAME", help=cmap_help),
+        click.option("--vmin", type=float, default=None, help=vmin_help),
+        click.option("--vmax", type=float, default=None, help=vmax_help),
+    ]
+    # A difference takes both signs: compare keeps --log only to say so (hidden from its help).
+    opts.append(
         click.option(
             "--log",
             "log_scale",
             is_flag=True,
+            hidden=diff,
             help="Logarithmic colour scale (positive values; cells <= 0 are marked).",
-        ),
+        )
+    )
+    opts += [
         click.option(
             "--symlog",
             is_flag=True,
-            help="Symmetric log scale for signed metrics (mean, min, max): linear within "
-            "+-LINTHRESH, logarithmic beyond, diverging colours centred at 0.",
+            help="Symmetric log scale for signed values"
+            + (" (differences)" if diff else " (mean, min, max)")
+            + ": linear within +-LINTHRESH, logarithmic beyond, diverging colours centred at 0.",
         ),
         click.option(
             "--linthresh",
@@ -155,7 +159,12 @@ def style_options(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Where the colour bar goes.",
         ),
-        click.option("--title", default=None, help="Figure title ('' for none). Default: metric and run."),
+        click.option(
+            "--title",
+            default=None,
+            help="Figure title ('' for none). Default: "
+            + ("the metric and B - A." if diff else "metric and run."),
+        ),
         click.option(
             "--figsize",
             callback=_figsize,
@@ -176,8 +185,36 @@ def style_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Place rows at their true step values, so uneven recording intervals show "
             "(default: one equal row per recorded step).",
         ),
+        plotly_option,
     ]
-    for o in reversed(opts):
+    return opts
+
+
+def plotly_option_with(default: str) -> Callable[..., Any]:
+    """``--plotly inline|directory``: where an HTML page finds plotly.js."""
+    return click.option(
+        "--plotly",
+        type=click.Choice(["inline", "directory"]),
+        default=default,
+        show_default=True,
+        help="HTML only: embed plotly.js in the page (one self-contained file, ~4.8 MB) or write it "
+        "once beside the page (plotly-VERSION.min.js, shared by every page in that folder).",
+    )
+
+
+plotly_option = plotly_option_with("inline")
+
+
+def style_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The drawing options of ``plot`` (they map onto RenderOptions)."""
+    for o in reversed(_style_decorators(diff=False)):
+        f = o(f)
+    return f
+
+
+def diff_style_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The drawing options of ``compare``: the same flags, help written for a difference (no --log)."""
+    for o in reversed(_style_decorators(diff=True)):
         f = o(f)
     return f
 
@@ -197,6 +234,7 @@ def render_options(
     figsize: tuple[float, float] | None = None,
     dpi: int = 150,
     true_steps: bool = False,
+    plotly: str = "inline",
     **extra: Any,
 ) -> Any:
     """CLI flags -> RenderOptions (a usage error when flags contradict each other)."""
@@ -219,6 +257,7 @@ def render_options(
         figsize=figsize,
         dpi=dpi,
         true_steps=true_steps,
+        plotly=plotly,
         **extra,
     )
 
@@ -250,23 +289,46 @@ def echo_warnings() -> Iterator[None]:
 @run_option
 @click.option(
     "--metric",
+    "--metrics",
+    "metric",
     default=None,
     metavar="LIST",
     help="Metric(s) to draw, comma-separated, or 'all'. Several give small multiples (static) or "
-    "a switcher (HTML). Default: rms for a store; the CSV's own metric.",
+    "a switcher (HTML); 'hist' draws the recorded histograms (bins x steps per layer). "
+    "Default: rms for a store; the CSV's own metric.",
 )
 @click.option(
     "--site",
+    "--sites",
+    "site",
     default=None,
     metavar="LIST",
     help="Site(s), comma-separated, or 'all': output (default), mlp_act, attn_out, mlp_out, mlp_down_in.",
 )
 @click.option(
     "--kind",
-    type=click.Choice(["heatmap", "lines"]),
+    type=click.Choice(["heatmap", "lines", "profile"]),
     default="heatmap",
     show_default=True,
-    help="heatmap: layer x step cells; lines: value against step, one line per layer coloured by depth.",
+    help="heatmap: layer x step cells; lines: value against step, one line per layer coloured by "
+    "depth; profile: value against depth at a few steps (--step), one line per step.",
+)
+@click.option(
+    "--step",
+    "--steps",
+    "at_steps",
+    default=None,
+    metavar="LIST",
+    help="--kind profile: the recorded steps to draw, comma-separated. Default: 6 spread over the run.",
+)
+@click.option(
+    "--layer",
+    "--layers",
+    "layers",
+    default=None,
+    metavar="LIST",
+    help="--metric hist: the layer(s) to draw, comma-separated, or 'all'. Default: all layers, or 12 "
+    "spread over the depth when there are more than 16.",
 )
 @style_options
 @click.option(
@@ -291,6 +353,8 @@ def plot(
     metric: str | None,
     site: str | None,
     kind: str,
+    at_steps: str | None,
+    layers: str | None,
     shared_scale: bool | None,
     ncols: int | None,
     **style: Any,
@@ -299,8 +363,10 @@ def plot(
 
     Steps run down (first at the top, labels like 30k / 1.2M), layers across; missing/NaN cells are
     grey and +-inf hatched, each named in a legend when present. Comma lists of metrics or sites
-    draw small multiples of one run. An .html FILE is one self-contained page (plotly embedded,
-    no network): hover a cell for its layer, layer name, step and exact value.
+    draw small multiples of one run. An .html FILE is one page that works offline: hover a cell for
+    its layer, layer name, step and exact value; below the map, the profile at a step follows a
+    step slider and the hover. Long runs keep their spikes: when there are more steps than pixel
+    rows, each row shows the most extreme value of its block of steps.
 
     \b
     Examples:
@@ -309,20 +375,96 @@ def plot(
       layerscope plot runs.db --metric mean --symlog --colorbar bottom --figsize 7,4 --dpi 300 -o mean.png
       layerscope plot runs.db --metric rms,kurtosis --site output,mlp_act -o grid.png
       layerscope plot runs.db --kind lines -o lines.svg
-      layerscope plot runs.db --metric all -o explore.html
+      layerscope plot runs.db --kind profile --step 100,300,600 -o profile.png
+      layerscope plot runs.db --metric hist --layer 7 -o hist7.png
+      layerscope plot runs.db --metric all -o explore.html --plotly directory
       layerscope plot values.csv --annotate --true-steps -o values.svg
     """
+    from .._io import check_outputs_are_not_inputs
     from ..render import plot as draw
-    from ..render.static import ALL_FORMATS, check_output_path
+    from ..render.output import ALL_FORMATS, check_output_path
 
     check_output_path(output, ALL_FORMATS)
-    opts = render_options(kind, shared_scale=shared_scale, ncols=ncols, **style)
-    hms = select_heatmaps(source, run, parse_list(metric), parse_list(site))
+    check_outputs_are_not_inputs([("-o", output)], [("SOURCE", source)])
+    metrics = parse_list(metric)
+    if metrics and "hist" in metrics:
+        _plot_hist(source, output, run, metrics, parse_list(site), kind, layers, ncols, style)
+        return
+    if layers is not None:
+        raise click.UsageError("--layer selects the layers of --metric hist; for a heatmap, drop it.")
+    if at_steps is not None and kind != "profile":
+        raise click.UsageError("--step picks the steps of --kind profile; add --kind profile or drop --step.")
+    steps = _whole_list(at_steps, "--step") if at_steps is not None else None
+    opts = render_options(kind, shared_scale=shared_scale, ncols=ncols, at_steps=steps, **style)
+    hms = select_heatmaps(source, run, metrics, parse_list(site))
+    if kind == "profile" and len(hms) > 1 and not output.lower().endswith((".html", ".htm")):
+        raise click.UsageError(
+            "--kind profile draws one metric and site in a static figure; name one (or write .html)."
+        )
     with echo_warnings():
         path = draw(hms if len(hms) > 1 else hms[0], output, **_as_kwargs(opts))
     what = ", ".join(h.metric if h.site == "output" else f"{h.metric} ({h.site})" for h in hms)
     hm = hms[0]
-    click.echo(f"wrote {path} ({len(hm.steps)} steps x {len(hm.layers)} layers, {what})")
+    click.echo(escape_controls(f"wrote {path} ({len(hm.steps)} steps x {len(hm.layers)} layers, {what})"))
+
+
+def _whole_list(value: str, flag: str) -> tuple[int, ...]:
+    items = parse_list(value) or []
+    try:
+        return tuple(int(x) for x in items)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a list of whole numbers; pass e.g. 100,200.", param_hint=flag
+        ) from None
+
+
+def _plot_hist(
+    source: str,
+    output: str,
+    run: str | None,
+    metrics: list[str],
+    sites: list[str] | None,
+    kind: str,
+    layers: str | None,
+    ncols: int | None,
+    style: dict[str, Any],
+) -> None:
+    """``--metric hist``: bins x steps per layer, from the recorded histogram counts."""
+    from ..render import plot as draw
+    from ..sources import is_csv
+    from ..store.histogram import load_histograms
+
+    if metrics != ["hist"]:
+        raise click.UsageError(
+            "--metric hist draws its own view (bins x steps per layer); plot it alone, without "
+            f"{','.join(m for m in metrics if m != 'hist')}."
+        )
+    if kind != "heatmap":
+        raise click.UsageError("--kind applies to metrics; --metric hist has one view, drop --kind.")
+    if is_csv(source):
+        raise click.UsageError("histograms live in a run store (.db), not in a CSV.")
+    if sites and (len(sites) > 1 or sites == ["all"]):
+        raise click.UsageError("--metric hist draws one site at a time; pass one --site.")
+    if style.get("log_scale") or style.get("symlog") or style.get("annotate"):
+        raise click.UsageError(
+            "histogram counts are always on a log colour scale; drop --log/--symlog/--annotate."
+        )
+    h = load_histograms(source, run, (sites or ["output"])[0])
+    chosen = None if layers is None or layers.strip() == "all" else _whole_list(layers, "--layer")
+    if layers is not None and layers.strip() == "all":
+        chosen = tuple(h.layers)
+    opts = render_options("heatmap", ncols=ncols, layers=chosen, **style)
+    path = draw(h, output, **_as_kwargs(opts))
+    from ..render.hist import default_layers
+
+    shown = list(chosen) if chosen is not None else default_layers(h.layers)
+    few = ", ".join(map(str, shown)) if len(shown) <= 12 else f"{len(shown)} layers"
+    click.echo(
+        escape_controls(
+            f"wrote {path} (histograms of {len(h.steps)} steps, layer{'s' if len(shown) > 1 else ''} {few}, "
+            f"site {h.site})"
+        )
+    )
 
 
 def _as_kwargs(opts: Any) -> dict[str, Any]:

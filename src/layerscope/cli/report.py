@@ -10,13 +10,13 @@ from ._common import run_option, site_option, source_argument
 
 
 def _check_destination(path: str) -> None:
-    from ..errors import NotFoundError
+    from ..errors import NotFoundError, quote
 
     p = Path(path)
     if p.is_dir():
-        raise NotFoundError(f"{path!r} is a folder; pass a file name such as {str(p / 'report.md')!r}.")
+        raise NotFoundError(f"{quote(path)} is a folder; pass a file name such as {quote(p / 'report.md')}.")
     if not p.parent.exists():
-        raise NotFoundError(f"folder {str(p.parent)!r} for {path!r} does not exist; create it first.")
+        raise NotFoundError(f"folder {quote(p.parent)} for {quote(path)} does not exist; create it first.")
 
 
 @click.command("report")
@@ -76,13 +76,16 @@ def report(
       layerscope report runs.db --metric kurtosis -o report.md --json report.json
       layerscope report values.csv --json - | jq '.observations[].kind'
     """
+    from .._io import check_outputs_are_not_inputs
     from ..analysis import report as analyse
     from ..analysis.report import write_text_atomic
+    from ..errors import escape_controls
     from ..sources import open_heatmap
 
     for dest in (output, None if json_path == "-" else json_path):  # fail before any work or any write
         if dest:
             _check_destination(dest)
+    check_outputs_are_not_inputs([("-o", output), ("--json", json_path)], [("SOURCE", source)])
     hm = open_heatmap(source, run=run, metric=metric, site=site)
     rep = analyse(hm, scale=scale)
     md = rep.to_markdown()
@@ -99,7 +102,9 @@ def report(
     if written:
         n_obs = len(rep.data["observations"])
         click.echo(
-            f"wrote {', '.join(written)} ({len(hm.steps)} steps x {len(hm.layers)} layers, "
-            f"{hm.metric}, {n_obs} observations)",
+            escape_controls(
+                f"wrote {', '.join(written)} ({len(hm.steps)} steps x {len(hm.layers)} layers, "
+                f"{hm.metric}, {n_obs} observations)"
+            ),
             err=stdout_used,
         )

@@ -39,7 +39,9 @@ from ._common import store_argument
 )
 def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) -> None:
     """Serve a dashboard for STORE at http://127.0.0.1:8050/: runs, metric and site pickers, the
-    interactive heatmap, per-layer lines, the report, and a two-run comparison.
+    interactive heatmap (a long run is drawn from an overview that keeps its spikes; zoom for
+    detail), per-layer lines, the profile at a step with its slider, histograms, the report, and a
+    two-run comparison. Needs flask: pip install 'layerscope[serve]'.
 
     The page polls for new steps, so leave it open while a run records into STORE (which need not
     exist yet). The server only reads the store and never holds up the process writing it.
@@ -50,6 +52,15 @@ def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) ->
       layerscope serve runs.db --port 8051 --open
       layerscope serve runs.db --host 0.0.0.0      # reachable from other machines: no password!
     """
+    from ..errors import ConfigError
+
+    try:  # the dashboard is the one user of a web server: flask is the [serve] extra
+        import flask  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "layerscope serve needs flask, which is not installed; install it with: "
+            "pip install 'layerscope[serve]'"
+        ) from None
     from ..serve import serve as run_server
 
     run_server(

@@ -34,12 +34,26 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     help="Input batch: .pt/.npy/.npz/.safetensors (a tensor, or a dict of tensors passed as keyword "
     "arguments), or a text file with --tokenizer bytes.",
 )
+@click.option(
+    "--probe-fn",
+    "probe_fn",
+    default=None,
+    metavar="PKG.MODULE:FN",
+    help="Function fn(model, batch) that runs the probe (default: model(batch)), for a model whose "
+    "forward does not run every recorded layer, e.g. an autoencoder's decoder. A .py file works too.",
+)
 @click.option("--store", required=True, metavar="STORE", help="Run store to write (created if missing).")
 @click.option(
-    "--run", "run", required=True, metavar="NAME", help="Run to write; an existing run is continued."
+    "--run",
+    "run",
+    required=True,
+    metavar="NAME",
+    help="Run to write; an existing run of the same sweep (model, folder, settings) is continued.",
 )
 @click.option(
     "--metrics",
+    "--metric",
+    "metrics",
     default=",".join(DEFAULT_METRICS),
     show_default=True,
     metavar="LIST",
@@ -47,10 +61,12 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
 )
 @click.option(
     "--sites",
+    "--site",
+    "sites",
     default="output",
     show_default=True,
     metavar="LIST",
-    help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in.",
+    help="Comma-separated sites: output, mlp_act, attn_out, mlp_out, mlp_down_in, or 'all' the model has.",
 )
 @click.option("--layers", default=None, metavar="GLOB", help="Modules to record (default: the block stack).")
 @click.option(
@@ -73,6 +89,12 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     help="Split a text probe into rows of N tokens (default: one row).",
 )
 @click.option("--force", is_flag=True, help="Recompute steps already in the store.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Add to --run even if it holds another recording (another model, checkpoint folder or "
+    "settings); without it such a run is refused.",
+)
 @click.option(
     "--trust-checkpoints",
     "trust",
@@ -113,6 +135,7 @@ def sweep(
     model: str | None,
     hf: bool,
     probe: str,
+    probe_fn: str | None,
     store: str,
     run: str,
     metrics: str,
@@ -122,6 +145,7 @@ def sweep(
     tokenizer: str | None,
     seq_len: int | None,
     force: bool,
+    resume: bool,
     trust: bool,
     workers: int,
     device: str,
@@ -135,7 +159,9 @@ def sweep(
     too), Lightning .ckpt and nanoGPT ckpt.pt files. Steps already in the run are skipped (--force
     redoes them), so an interrupted sweep continues where it stopped. Checkpoints are never
     unpickled beyond tensors unless --trust-checkpoints is given. A checkpoint that cannot be used
-    gets one line and the sweep goes on; the exit code is then 1.
+    gets one line and the sweep goes on; the exit code is then 1. If the probe's forward leaves
+    recorded layers without an activation (an autoencoder whose forward is its encoder), the sweep
+    stops before writing anything: pass --probe-fn to say how the probe runs.
 
     Under torchrun, write `-m --` before `layerscope`: torchrun would otherwise read our --run as
     its own --run-path. Each rank sweeps every N-th checkpoint; rank 0 writes the store. See
@@ -148,6 +174,8 @@ def sweep(
       layerscope sweep pythia-70m/ --hf --probe probe.pt --store runs.db --run pythia --workers 4
       layerscope sweep runs/ --model mypkg.model:build --probe prompt.txt --tokenizer bytes \\
           --seq-len 64 --store runs.db --run sweep --step-regex 'epoch(\\d+)'
+      layerscope sweep ae/ --model ae.py:build --probe-fn ae.py:reconstruct --probe x.pt \\
+          --store runs.db --run ae
       torchrun --nproc-per-node 2 -m -- layerscope sweep ckpts/ --model mypkg.model:build \\
           --probe probe.pt --store runs.db --run sweep
     """
@@ -164,6 +192,7 @@ def sweep(
         run,
         probe,
         model=model,
+        probe_fn=probe_fn,
         hf=hf,
         metrics=metrics,
         sites=sites,
@@ -172,6 +201,7 @@ def sweep(
         tokenizer=tokenizer,
         seq_len=seq_len,
         force=force,
+        resume=True if resume else None,  # without --resume: only a run of this same sweep continues
         trust=trust,
         workers=workers,
         device=device,
@@ -192,6 +222,9 @@ def sweep(
             "--workers with torchrun: torchrun already starts one sweep process per rank; "
             "drop --workers, or run without torchrun."
         )
+    from pathlib import Path
+
+    existed = Path(store).exists()
     own_group = launched and not dist.is_initialized()
     if own_group:
         dist.init_process_group("gloo")  # CPU collectives: only step records travel between ranks
@@ -202,6 +235,8 @@ def sweep(
         except LayerscopeError as e:
             if rank != 0:  # rank 0 says it once
                 raise SystemExit(e.exit_code) from None
+            if not existed:
+                _remove_if_empty(store)  # a refused sweep leaves no empty store behind
             raise
         finally:
             if listener is not None:
@@ -217,6 +252,26 @@ def sweep(
     if result.exit_code:
         raise click.exceptions.Exit(result.exit_code)  # 1: some checkpoints failed (said above)
     return 0
+
+
+def _remove_if_empty(store: str) -> None:
+    """Delete a store this sweep created if no step was recorded into it (the sweep was refused)."""
+    from pathlib import Path
+
+    from ..errors import LayerscopeError
+    from ..store import Store
+
+    p = Path(store)
+    if not p.is_file():
+        return
+    try:
+        with Store(p, readonly=True) as st:
+            if any(row[5] for row in st.run_table()):  # steps recorded: keep everything
+                return
+    except LayerscopeError:
+        return  # not a store we can read: leave it alone
+    for f in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm")):
+        f.unlink(missing_ok=True)
 
 
 class _Display:
@@ -260,9 +315,12 @@ class _Display:
         self.task = self.progress.add_task("sweep", total=todo, last="")
 
     def _line(self, text: str) -> None:
-        # soft_wrap: one problem, one line, whatever the terminal's width (greppable, as the tests do)
+        # soft_wrap: one problem, one line, whatever the terminal's width (greppable, as the tests do);
+        # a file name holding a newline or an escape sequence is escaped, never printed raw.
+        from ..errors import escape_controls
+
         (self.progress.console if self.progress is not None else self.console).print(
-            text, markup=False, highlight=False, soft_wrap=True
+            escape_controls(text), markup=False, highlight=False, soft_wrap=True
         )
 
     def on_problem(self, problem: Any) -> None:
@@ -277,6 +335,9 @@ class _Display:
     def on_identical(self, name: str, same_as: str) -> None:
         self._line(f"warning: {name} holds the same weights as {same_as}")
 
+    def on_warning(self, message: str) -> None:
+        self._line(f"warning: {message}")
+
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -284,27 +345,30 @@ class _Display:
 
 
 def _summary(res: Any, ckpt_dir: str) -> None:
+    from ..errors import escape_controls
+
+    def echo(text: str) -> None:
+        click.echo(escape_controls(text))
+
     n = len(res.written)
     per = f", {res.seconds / n:.2f}s per checkpoint" if n else ""
     procs = f" on {res.processes} processes" if res.processes > 1 else ""
-    click.echo(
+    echo(
         f"swept {n} checkpoint{'s' * (n != 1)} of {ckpt_dir} into run {res.run!r} of {res.store} "
         f"in {res.seconds:.1f}s{per}{procs}"
     )
     if res.skipped:
-        click.echo(
+        echo(
             f"skipped {len(res.skipped)} step{'s' * (len(res.skipped) != 1)} already in the run "
             "(--force recomputes them)"
         )
     if res.identical:
-        click.echo(
+        echo(
             f"{len(res.identical)} checkpoint{'s' * (len(res.identical) != 1)} with the same weights as another:"
         )
         for a, b in res.identical:
-            click.echo(f"  {a} = {b}")
+            echo(f"  {a} = {b}")
     if res.failed:
-        click.echo(
-            f"{len(res.failed)} checkpoint{'s' * (len(res.failed) != 1)} failed (the others are recorded):"
-        )
+        echo(f"{len(res.failed)} checkpoint{'s' * (len(res.failed) != 1)} failed (the others are recorded):")
         for p in res.failed:
-            click.echo(f"  {p.message.splitlines()[0]}")
+            echo(f"  {p.message.splitlines()[0] if p.message else ''}")

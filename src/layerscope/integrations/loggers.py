@@ -1,6 +1,8 @@
 """Send layerscope's numbers where people already look: TensorBoard, Weights & Biases, MLflow.
 
-A :class:`Sink` turns recorded steps into per-layer scalars (``layerscope/<metric>/<site>/layer_<i>``)
+A :class:`Sink` turns recorded steps into per-layer scalars (``layerscope/<metric>/<site>/layer_<i>``),
+recorded ``hist`` counts into per-layer histograms (``layerscope/hist/<site>/layer_<i>``: TensorBoard's
+``add_histogram_raw``, W&B's ``wandb.Histogram(np_histogram=...)``; MLflow has no histogram type)
 and a :class:`~layerscope.store.Heatmap` into a PNG image (``layerscope/heatmap/<metric>/<site>``).
 Each sink imports its package on first use; a missing package is a :class:`~layerscope.errors.ConfigError`
 that names the extra to install.
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -39,6 +40,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..store import Heatmap, StepRecord, Store
+from ._histograms import HistogramData, attach_hists, histogram_data, layer_stats
+from ._images import _read_png, render_png
 
 SINK_NAMES = ("tensorboard", "wandb", "mlflow")
 
@@ -67,6 +70,8 @@ class Sink:
             :meth:`SinkStore.log_images`: ``None`` (every recorded metric) or a list (``()`` for none).
         prefix: the first part of every tag.
         plot_options: passed to :func:`layerscope.plot` (``cmap``, ``dpi``, ...).
+        histograms: log the recorded ``hist`` counts of each layer as a histogram (when the backend
+            has histograms and the run recorded ``hist``).
     """
 
     kind = "sink"
@@ -78,6 +83,7 @@ class Sink:
         images: Sequence[str] | None = None,
         prefix: str = "layerscope",
         plot_options: dict[str, Any] | None = None,
+        histograms: bool = True,
     ) -> None:
         if isinstance(scalars, str) or isinstance(images, str):
             raise ConfigError(
@@ -87,6 +93,7 @@ class Sink:
         self.images = None if images is None else tuple(images)
         self.prefix = prefix.strip("/")
         self.plot_options = {"dpi": 100, **(plot_options or {})}
+        self.histograms = bool(histograms)
 
     # -- what a backend implements -------------------------------------------------------------
     def add_scalars(self, values: dict[str, float], step: int) -> None:
@@ -96,6 +103,9 @@ class Sink:
     def add_image(self, tag: str, png: Path, step: int) -> None:
         """Log the PNG file ``png`` as image ``tag`` at ``step``."""
         raise NotImplementedError
+
+    def add_histogram(self, tag: str, hist: HistogramData, step: int) -> None:
+        """Log one layer's histogram at ``step`` (backends without histograms ignore it)."""
 
     def add_alert(self, message: str, step: int) -> None:
         """Send a watch alert as text (the default: a no-op, for backends without text)."""
@@ -121,9 +131,30 @@ class Sink:
         return self.images is None or metric in self.images
 
     # -- shared logic --------------------------------------------------------------------------
-    def log_records(self, records: Iterable[StepRecord]) -> None:
-        """Log the per-layer scalars of recorded steps (what the recorder writes to the store)."""
+    def hist_tag(self, site: str, layer: int, n_layers: int) -> str:
+        return f"{self.prefix}/hist/{site}/layer_{layer:0{len(str(max(n_layers, 1)))}d}"
+
+    def log_histograms(self, records: Iterable[StepRecord], edges: Sequence[float] | None) -> None:
+        """Log the recorded ``hist`` counts of each layer (``edges``: the run's bin edges)."""
+        if not self.histograms or not edges:
+            return
+        e = np.asarray(edges, dtype=np.float64)
+        for rec in records:
+            for site, counts in (rec.hists or {}).items():
+                c = np.asarray(counts, dtype=np.float64)
+                for j in range(c.shape[0]):
+                    hd = histogram_data(c[j], e, layer_stats(rec, site, j))
+                    if hd is not None:
+                        self.add_histogram(self.hist_tag(site, j + 1, c.shape[0]), hd, int(rec.step))
+
+    def log_records(self, records: Iterable[StepRecord], hist_edges: Sequence[float] | None = None) -> None:
+        """Log the per-layer scalars of recorded steps (what the recorder writes to the store), and
+        their histograms when ``hist_edges`` (the run's bin edges) are given."""
+        records = list(records)
+        if hist_edges is not None:
+            self.log_histograms(records, hist_edges)
         if self.scalars is False:
+            self.flush()
             return
         for rec in records:
             values: dict[str, float] = {}
@@ -161,36 +192,6 @@ class Sink:
         return (
             f"{type(self).__name__}(prefix={self.prefix!r}, scalars={self.scalars!r}, images={self.images!r})"
         )
-
-
-_TMP: tempfile.TemporaryDirectory[str] | None = None
-
-
-def render_png(heatmap: Heatmap, *, title: str | None = None, **plot_options: Any) -> Path:
-    """Render ``heatmap`` with :func:`layerscope.plot` into a PNG in a per-process temporary folder."""
-    global _TMP
-    from ..render import plot
-
-    if _TMP is None:
-        _TMP = tempfile.TemporaryDirectory(prefix="layerscope-img-")
-    name = f"{heatmap.run}-{heatmap.metric}-{heatmap.site}"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    path = Path(_TMP.name) / f"{safe}-{time.monotonic_ns()}.png"
-    if title is None:
-        title = f"{heatmap.run + ': ' if heatmap.run else ''}{heatmap.metric} ({heatmap.site})"
-    return Path(plot(heatmap, path, title=title, **plot_options))
-
-
-def _read_png(path: Path) -> np.ndarray:
-    """A PNG as an (H, W, 3) uint8 array."""
-    import matplotlib.image as mpimg
-
-    img = mpimg.imread(path)  # float32 in [0, 1] for PNG
-    if img.dtype != np.uint8:
-        img = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    return np.ascontiguousarray(img[..., :3])
 
 
 # -- TensorBoard -------------------------------------------------------------------------------
@@ -237,6 +238,22 @@ class TensorBoardSink(Sink):
 
     def add_image(self, tag: str, png: Path, step: int) -> None:
         self.writer.add_image(tag, _read_png(png), global_step=step, dataformats="HWC")
+
+    def add_histogram(self, tag: str, hist: HistogramData, step: int) -> None:
+        w = self.writer
+        if not hasattr(w, "add_histogram_raw"):
+            return
+        w.add_histogram_raw(
+            tag,
+            min=hist.min,
+            max=hist.max,
+            num=hist.num,
+            sum=hist.sum,
+            sum_squares=hist.sum_squares,
+            bucket_limits=hist.edges[1:].tolist(),  # each bucket's right edge; the first starts at min
+            bucket_counts=hist.counts.tolist(),
+            global_step=step,
+        )
 
     def add_alert(self, message: str, step: int) -> None:
         self.writer.add_text(f"{self.prefix}/alerts", message, global_step=step)
@@ -290,6 +307,10 @@ class WandbSink(Sink):
 
     def add_image(self, tag: str, png: Path, step: int) -> None:
         self.run.log({tag: self._wandb.Image(str(png)), f"{self.prefix}/step": step})
+
+    def add_histogram(self, tag: str, hist: HistogramData, step: int) -> None:
+        h = self._wandb.Histogram(np_histogram=(hist.counts.tolist(), hist.edges.tolist()))
+        self.run.log({tag: h, f"{self.prefix}/step": step})
 
     def add_alert(self, message: str, step: int) -> None:
         self.run.log({f"{self.prefix}/alert": message, f"{self.prefix}/step": step})
@@ -434,11 +455,18 @@ class SinkStore(Store):
 
     def write_steps(self, run: str, records: Sequence[StepRecord]) -> None:
         super().write_steps(run, records)  # the store first: it is the record of truth
+        edges = self._hist_edges(run) if any(r.hists for r in records) else None
         for sink in self.sinks:
             try:
-                sink.log_records(records)
+                sink.log_records(records, edges)
             except Exception as e:  # noqa: BLE001 - a dashboard outage must not stop training
                 self._sink_failed(sink, e)
+
+    def _hist_edges(self, run: str) -> list[float] | None:
+        cache = self.__dict__.setdefault("_edges", {})
+        if run not in cache:
+            cache[run] = self.run_config(run).get("hist_edges")
+        return cache[run]
 
     def log_alerts(self, alerts: Sequence[Any]) -> None:
         """Send the watch's alerts (objects with ``message`` and ``step``) to every sink as text."""
@@ -539,8 +567,12 @@ def log_run(
                 f"recorded: {st.metrics(run)}."
             )
         hms = [st.load(run, m, s) for m, s in pairs]
+        records = _heatmaps_to_records(hms)
+        edges = st.run_config(run).get("hist_edges")
+        if edges:
+            attach_hists(st, run, records, sites)
         for sink in sinks:
-            sink.log_records(_heatmaps_to_records(hms))
+            sink.log_records(records, edges)
             if images:
                 for hm in hms:
                     if sink.wants_image(hm.metric):
@@ -573,6 +605,7 @@ __all__ = [
     "WandbSink",
     "as_sink",
     "as_sinks",
+    "histogram_data",
     "log_heatmap",
     "log_run",
     "render_png",

@@ -1,5 +1,7 @@
 """The report bundle: ``DIR/index.html`` with, for each metric and site, the interactive heatmap,
-the per-layer lines and the analysis report, in one offline file (plotly.js embedded once).
+the profile at a step (with its slider), the per-layer lines and the analysis report, then the
+recorded histograms; offline. plotly.js is written once beside it (``DIR/plotly-VERSION.min.js``,
+shared by every page in the folder) or, with ``plotly="inline"``, embedded in the one file.
 
 >>> import layerscope                                                    # doctest: +SKIP
 >>> from layerscope.render.bundle import write_bundle                    # doctest: +SKIP
@@ -24,8 +26,11 @@ from .._io import write_text_atomic
 from .._version import __version__
 from ..errors import ConfigError, StoreError
 from ..store.heatmap import Heatmap
-from .html import figure_div, heatmap_figure, lines_figure, page
+from ..store.histogram import Histograms
+from .html import heatmap_figure, lines_figure
+from .html_views import hist_figure, link_data, profile_figure
 from .options import RenderOptions
+from .page import figure_div, page, plotly_assets
 
 _INLINE_CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
@@ -150,11 +155,16 @@ def write_bundle(
     *,
     title: str | None = None,
     source: str | None = None,
+    hists: Sequence[Histograms] = (),
+    plotly: str = "directory",
     **kw: Any,
 ) -> Path:
-    """Write ``out_dir/index.html``: per heatmap, its interactive heatmap, lines and report; offline.
+    """Write ``out_dir/index.html``: per heatmap, its interactive heatmap, its profile at a step,
+    its lines and its report; then the histograms of ``hists``; offline.
 
-    The report text comes from :func:`layerscope.analysis.report` (computed from the numbers).
+    ``plotly``: ``"directory"`` writes plotly.js once beside the page (shared by every page in
+    ``out_dir``), ``"inline"`` embeds it. The report text comes from
+    :func:`layerscope.analysis.report` (computed from the numbers).
     """
     from ..analysis import report
 
@@ -184,10 +194,16 @@ def write_bundle(
     meta.append(f"layerscope {html.escape(__version__)}")
     used: set[str] = set()
     anchors = [_anchor(hm, used) for hm in hms]
+    hist_anchors = [
+        _anchor(Heatmap(np.zeros((0, 0)), [], [], metric="hist", site=h.site), used) for h in hists
+    ]
     nav = " ".join(f'<a href="#{a}">{html.escape(_section_title(hm))}</a>' for a, hm in zip(anchors, hms))
+    nav += "".join(
+        f' <a href="#{a}">hist{html.escape(_site(h.site))}</a>' for a, h in zip(hist_anchors, hists)
+    )
     sep = " \u00b7 "
     parts = [f"<h1>{html.escape(head)}</h1>", f'<p class="meta">{sep.join(meta)}</p>']
-    if len(hms) > 1:
+    if len(hms) + len(hists) > 1:
         parts.append(f"<nav>{nav}</nav>")
     for k, (hm, anchor) in enumerate(zip(hms, anchors)):
         md = report(hm).to_markdown()
@@ -198,8 +214,27 @@ def write_bundle(
             # A log scale cannot show a metric with no positive value; this one stays linear.
             h_opts, l_opts = hm_opts.replace(scale="linear"), ln_opts.replace(scale="linear")
             parts.append('<p class="meta">No positive values: drawn on a linear scale.</p>')
-        parts.append(f'<div class="figure">{figure_div(heatmap_figure([hm], h_opts), f"heatmap-{k}")}</div>')
+        heat = heatmap_figure([hm], h_opts)
+        prof = profile_figure([hm], h_opts.replace(title=""), at="last")
+        parts.append(f'<div class="figure">{figure_div(heat, f"heatmap-{k}")}</div>')
+        parts.append(f'<div class="figure">{figure_div(prof, f"profile-{k}")}</div>')
+        parts.append(link_data([hm], heat, f"heatmap-{k}", f"profile-{k}", h_opts))
         parts.append(f'<div class="figure">{figure_div(lines_figure([hm], l_opts), f"lines-{k}")}</div>')
         parts.append(f'<div class="report">{markdown_to_html(md)}</div>')
         parts.append("</section>")
-    return write_text_atomic(d / "index.html", page(head, "\n".join(parts)))
+    for k, (h, anchor) in enumerate(zip(hists, hist_anchors)):
+        parts.append(f'<section id="{anchor}">')
+        parts.append(f"<h2>Histograms{html.escape(_site(h.site))}</h2>")
+        parts.append(
+            '<p class="meta">Value bins across, steps down, colour = how many values fell in the bin '
+            "(log scale); one panel per layer.</p>"
+        )
+        fig = hist_figure(h, opts.replace(title="", cmap=None))
+        parts.append(f'<div class="figure">{figure_div(fig, f"hist-{k}")}</div>')
+        parts.append("</section>")
+    head_html = plotly_assets(d, plotly)
+    return write_text_atomic(d / "index.html", page(head, "\n".join(parts), head=head_html))
+
+
+def _site(site: str) -> str:
+    return "" if not site or site == "output" else f" ({site})"

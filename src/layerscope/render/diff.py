@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .._format import format_value
+from .._format import format_percent, format_signed, format_value
 from ..errors import ConfigError, NotFoundError
 from ..store.heatmap import Heatmap
 
@@ -279,11 +279,11 @@ def summarize(a: Heatmap, b: Heatmap, relative: bool = False, top: int = TOP) ->
         s.append("The runs are identical on every compared cell.")
         return DiffSummary(facts, s)
 
-    def v(x: float) -> str:
-        return format_value(x, 3) + unit
+    def v(x: float) -> str:  # percentages in plain digits (issue 23): 2420%, not 2.42e+03%
+        return format_percent(x, 3) if unit == "%" else format_value(x, 3)
 
     def sv(x: float) -> str:
-        return ("+" if x > 0 else "") + v(x)
+        return format_signed(x, 3, unit)
 
     ab = (
         f" ({name_a} {format_value(mx['a'], 3) if mx['a'] is not None else 'inf'}, "
@@ -312,8 +312,8 @@ def summarize(a: Heatmap, b: Heatmap, relative: bool = False, top: int = TOP) ->
         s.append(txt + ".")
     hi_pct, lo_pct = facts["share_b_higher"] * 100, facts["share_b_lower"] * 100
     s.append(
-        f"{name_b} is higher than {name_a} in {format_value(hi_pct, 2)}% of the compared cells and lower in "
-        f"{format_value(lo_pct, 2)}% (mean {noun}: {sv(facts['mean_diff'])})."
+        f"{name_b} is higher than {name_a} in {format_percent(hi_pct, 2)} of the compared cells and lower in "
+        f"{format_percent(lo_pct, 2)} (mean {noun}: {sv(facts['mean_diff'])})."
     )
     if facts["onset_step"] is not None and len(al.steps) > 1:
         s.append(f"{mag} first reaches half its maximum at step {facts['onset_step']}.")

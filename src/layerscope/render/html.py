@@ -1,13 +1,19 @@
-"""Interactive HTML (plotly): one self-contained file that works offline.
+"""Interactive HTML (plotly): one self-contained page that works offline.
 
-plotly.js is embedded inline (never a CDN), so the page draws with networking off. Hovering a cell
-shows the layer, its name, the step and the exact value (Python's shortest round-trip text of the
-float64, so it can be copied back into code); missing/NaN cells read "missing / NaN" and
-infinite ones "+inf"/"-inf". Several heatmaps get a metric/site switcher (a dropdown).
+plotly.js is embedded inline (never a CDN) or, with ``plotly="directory"``, written once beside
+the page as ``plotly.min.js`` and shared by every page in that folder; either way the page draws
+with networking off. Hovering a cell shows the layer, its name, the step and the exact value
+(Python's shortest round-trip text of the float64, so it can be copied back into code);
+missing/NaN cells read "missing / NaN" and infinite ones "+inf"/"-inf". Several heatmaps get a
+metric/site switcher (a dropdown).
 
-Every user-supplied string (run, metric, site, layer names, titles) is escaped before plotly sees
-it: plotly renders titles, labels and hover text as a subset of HTML and substitutes ``%{...}`` in
-hover templates, so a layer named ``<b>x</b>`` or ``%{z}`` is shown literally, never interpreted.
+A map with more steps than the plot has pixel rows is reduced (:mod:`.reduce`): each row of
+the overview is a block of steps showing its most extreme value, so a one-step spike stays
+visible, and the hover names the exact step it came from. Zooming in redraws the visible steps
+from the full matrix embedded in the page; below the map, the profile (value against depth) at
+a step follows the hover and a step slider (:mod:`.html_views`).
+
+Every user-supplied string is escaped (:func:`~layerscope.render._plotly.esc`).
 
 >>> import numpy as np
 >>> from layerscope.store.heatmap import Heatmap
@@ -26,110 +32,50 @@ from typing import Any
 
 import numpy as np
 
-from .._format import format_step, format_value
+from .._format import format_value, step_label
 from .._io import write_text_atomic
 from ..store.heatmap import Heatmap
+from ._plotly import (
+    PLOT_HEIGHT,
+    base_layout,
+    colorbar_dict,
+    colorscale,
+    esc,
+    layer_labels,
+    max_rows,
+    switcher_menu,
+    value_texts,
+)
+from .html_views import link_data, profile_figure
+from .labels import default_title, is_even, metric_label, nice_ticks, row_axis
 from .options import MAX_ANNOTATE, RenderOptions
-from .scale import KIND_LABELS, MISSING_GREY, ColorScale, cell_kinds, color_scale, is_even, nice_ticks, symlog
-from .static import default_title, metric_label
+from .output import HTML_FORMATS, check_output_path
+from .page import figure_div, page, plotly_assets
+from .reduce import Reduced, reduce_rows
+from .scale import (
+    DEPTH,
+    KIND_LABELS,
+    MISSING_GREY,
+    ColorScale,
+    auto_linthresh,
+    cell_kinds,
+    color_scale,
+    depth_colors,
+    finite_values,
+    rgb_text,
+    shared_default,
+    symlog,
+)
 
-PLOT_HEIGHT = 640  # px, when no figsize is given; the width follows the page
-CONFIG = {
-    "responsive": True,
-    "displaylogo": False,
-    "scrollZoom": False,
-    "toImageButtonOptions": {"format": "png", "scale": 2},
-}
-FONT = "-apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
-
-
-def esc(text: Any) -> str:
-    """Escape a user string for plotly (and HTML): tags shown literally, ``%{`` not a template."""
-    return _html.escape(str(text), quote=True).replace("%", "&#37;")
-
-
-def value_texts(values: np.ndarray) -> list[list[str]]:
-    """Hover text per cell: the exact float (shortest round-trip repr), or what the cell is."""
-    out = []
-    for row in np.asarray(values, dtype=np.float64).tolist():
-        out.append(
-            [
-                repr(v)
-                if v == v and v not in (float("inf"), float("-inf"))
-                else ("missing / NaN" if v != v else ("+inf" if v > 0 else "\u2212inf"))
-                for v in row
-            ]
-        )
-    return out
+__all__ = ["esc", "heatmap_figure", "lines_figure", "value_texts", "write_html"]
 
 
-def colorscale(name: str, n: int = 33) -> list[list[Any]]:
-    """A matplotlib colormap as a plotly colorscale (``n`` stops), so HTML and PNG match."""
-    from matplotlib import colormaps
-
-    cm = colormaps[name]
-    out = []
-    for t in np.linspace(0.0, 1.0, n):
-        r, g, b, _ = cm(float(t))
-        out.append([float(t), f"rgb({round(r * 255)},{round(g * 255)},{round(b * 255)})"])
-    return out
-
-
-def _colorbar(cs: ColorScale, label: str, where: str) -> dict[str, Any]:
-    cb: dict[str, Any] = {"title": {"text": esc(label)}, "outlinewidth": 0, "thickness": 16}
-    if where == "right":
-        cb["title"]["side"] = "right"  # along the bar; a horizontal bar keeps it at its left end
-    if where == "bottom":
-        cb.update(
-            {
-                "orientation": "h",
-                "yref": "container",
-                "y": 0.07,
-                "yanchor": "bottom",
-                "x": 0.5,
-                "xanchor": "center",
-                "len": 0.9,
-            }
-        )
-    if cs.kind == "log":
-        lo, hi = np.log10(cs.lo), np.log10(cs.hi)
-        ks: list[float] = [float(k) for k in range(int(np.ceil(lo)), int(np.floor(hi)) + 1)] or [
-            float(lo),
-            float(hi),
-        ]
-        cb.update(
-            {
-                "tickvals": [float(k) for k in ks],
-                "ticktext": [f"1e{int(k)}" if k == int(k) else format_value(10**k) for k in ks],
-            }
-        )
-    elif cs.kind == "symlog":
-        lt = cs.linthresh or 1.0
-        vals = [0.0]
-        m = max(abs(cs.lo), abs(cs.hi))
-        k = int(np.ceil(np.log10(lt)))
-        while 10.0**k <= m * 1.0001:
-            vals += [10.0**k, -(10.0**k)]
-            k += 1
-        vals = sorted(v for v in vals if cs.lo <= v <= cs.hi)
-        cb.update(
-            {"tickvals": symlog(np.array(vals), lt).tolist(), "ticktext": [format_value(v, 2) for v in vals]}
-        )
-    return cb
-
-
-def _layer_labels(hm: Heatmap) -> list[str]:
-    """Category per column: '3 · h.2' (escaped), or just '3' when the name is the number."""
-    out = []
-    for layer, name in zip(hm.layers, hm.layer_names):
-        out.append(esc(layer) if str(name) == str(layer) else f"{esc(layer)} \u00b7 {esc(name)}")
-    return out
-
-
-def _panel_label(hm: Heatmap, hms: Sequence[Heatmap]) -> str:
-    from .multiples import panel_title
-
-    return panel_title(hm, hms) if len(hms) > 1 else hm.metric
+def step_tick_dict(steps: Sequence[int], max_ticks: int = 8) -> dict[str, Any]:
+    """Axis ticks for a numeric step axis: round integer steps (never 2.5), short labels."""
+    if not len(steps):
+        return {}
+    ticks = list(steps) if len(steps) <= max_ticks else nice_ticks(steps[0], steps[-1], max_ticks)
+    return {"tickvals": [int(t) for t in ticks], "ticktext": [step_label(t) for t in ticks]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,36 +83,52 @@ def _panel_label(hm: Heatmap, hms: Sequence[Heatmap]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _rows(hm: Heatmap, red: Reduced, numeric_y: bool) -> list[Any]:
+    """The y of each shown row: its step (a block's centre when reduced), or a category label."""
+    steps = np.asarray(hm.steps, dtype=np.int64)
+    if numeric_y:
+        if not red.reduced:
+            return [int(s) for s in steps]
+        return [float((steps[a] + steps[b - 1]) / 2) for a, b in zip(red.starts, red.stops)]
+    return [str(int(steps[a])) for a in red.starts]
+
+
 def _heatmap_panel(
     hm: Heatmap, opts: RenderOptions, cs: ColorScale, visible: bool
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Traces (heatmap, infinity marks, legend keys) and axis layout for one heatmap."""
+) -> tuple[list[dict[str, Any]], dict[str, Any], Reduced]:
+    """Traces (heatmap, infinity marks, legend keys), axis layout and the reduction of one heatmap."""
     vals = np.asarray(hm.values, dtype=np.float64)
     n_steps, n_layers = vals.shape
-    xcats = _layer_labels(hm)
+    xcats = layer_labels(hm)
     numeric_y = opts.true_steps or is_even(hm.steps)
-    y: Any = [int(s) for s in hm.steps] if numeric_y else [str(s) for s in hm.steps]
-    zc = cs.transform(vals)
+    red = reduce_rows(vals, max_rows(opts))
+    y = _rows(hm, red, numeric_y)
     label = opts.label or metric_label(hm)
-    ystep = "%{y:d}" if numeric_y else "%{y}"
+    if red.reduced:  # each cell names the step its value came from
+        steps = np.asarray(hm.steps, dtype=np.int64)
+        ystep = "%{text}"
+    else:
+        ystep = "%{y:d}" if numeric_y else "%{y}"
     hover = f"layer %{{x}}<br>step {ystep}<br>{esc(label)} = %{{customdata}}<extra></extra>"
     trace: dict[str, Any] = {
         "type": "heatmap",
         "name": esc(label),
         "x": xcats,
         "y": y,
-        "z": zc,
-        "customdata": value_texts(vals),
+        "z": cs.transform(red.values),
+        "customdata": value_texts(red.values),
         "hovertemplate": hover,
         "hoverongaps": True,
         "colorscale": colorscale(cs.cmap),
         "zmin": float(cs.transform(np.array([cs.lo]))[0]),
         "zmax": float(cs.transform(np.array([cs.hi]))[0]),
-        "colorbar": _colorbar(cs, label, opts.colorbar),
+        "colorbar": colorbar_dict(cs, label, opts.colorbar),
         "visible": visible,
         "xgap": 0,
         "ygap": 0,
     }
+    if red.reduced:
+        trace["text"] = steps[red.src].astype(str).tolist()
     if cs.center is not None and cs.kind == "linear":
         trace["zmid"] = cs.center
     if opts.annotate and n_steps <= MAX_ANNOTATE and n_layers <= MAX_ANNOTATE:
@@ -174,16 +136,18 @@ def _heatmap_panel(
         trace["texttemplate"] = "%{text}"
     traces = [trace]
     kinds = cell_kinds(vals, cs.kind)
+    block_of = np.repeat(np.arange(len(red.starts)), red.stops - red.starts)  # full row -> shown row
     marks = {"+inf": "triangle-up", "-inf": "triangle-down", "nonpos": "circle-open"}
     for kind, symbol in marks.items():
         if kind in kinds:
             ii, jj = np.nonzero(kinds[kind])
+            ys = [int(hm.steps[int(i)]) for i in ii] if numeric_y else [y[int(block_of[i])] for i in ii]
             traces.append(
                 {
                     "type": "scatter",
                     "mode": "markers",
                     "x": [xcats[j] for j in jj],
-                    "y": [y[i] for i in ii],
+                    "y": ys,
                     "hoverinfo": "skip",
                     "showlegend": False,
                     "marker": {"symbol": symbol, "color": "#202020", "size": 9 if n_steps <= 60 else 6},
@@ -229,21 +193,20 @@ def _heatmap_panel(
     }
     height = opts.figsize[1] * 100 if opts.figsize else PLOT_HEIGHT
     n_y = int(np.clip((height - 80 - (175 if opts.colorbar == "bottom" else 105)) // 26, 3, 20))
+    yaxis: dict[str, Any]
     if numeric_y:
         ticks = [int(s) for s in hm.steps] if n_steps <= n_y else nice_ticks(hm.steps[0], hm.steps[-1], n_y)
         yaxis = {
             "type": "linear",
             "title": {"text": "Steps"},
             "tickvals": ticks,
-            "ticktext": [format_step(t) for t in ticks],
+            "ticktext": [step_label(t) for t in ticks],
             "autorange": "reversed",
             "showgrid": False,
             "zeroline": False,
         }
     else:
-        from .scale import row_axis
-
-        rows = row_axis(hm.steps, False, n_y)
+        rows = row_axis([hm.steps[int(a)] for a in red.starts], False, n_y)
         yaxis = {
             "type": "category",
             "title": {"text": "Steps"},
@@ -252,107 +215,41 @@ def _heatmap_panel(
             "autorange": "reversed",
             "showgrid": False,
         }
-    return traces, {"xaxis": xaxis, "yaxis": yaxis}
+    return traces, {"xaxis": xaxis, "yaxis": yaxis}, red
+
+
+def _title(hm: Heatmap, opts: RenderOptions) -> str:
+    return esc(opts.title if opts.title is not None else default_title(hm))
 
 
 def heatmap_figure(hms: Sequence[Heatmap], options: RenderOptions | None = None, **kw: Any) -> dict[str, Any]:
-    """A plotly figure (as a dict) of one or several heatmaps, with a switcher for several."""
+    """A plotly figure (as a dict) of one or several heatmaps, with a switcher for several.
+
+    ``fig["meta"]["layerscope"]`` says, per heatmap, which trace draws it and how it was reduced:
+    what the page's script needs to redraw the steps of a zoom from the full matrix.
+    """
     opts = (
         options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
     )
     hms = list(hms)
-    from .multiples import shared_default
-
     shared = len(hms) > 1 and shared_default(hms, opts)
     shared_cs = color_scale([h.values for h in hms], opts, "the heatmaps", hms[0].metric) if shared else None
     data: list[dict[str, Any]] = []
     panels = []
+    reductions = []
     for k, hm in enumerate(hms):
         cs = shared_cs or color_scale([hm.values], opts, f"{hm.metric!r} ({hm.site})", hm.metric)
-        traces, axes = _heatmap_panel(hm, opts, cs, visible=k == 0)
-        panels.append((len(data), len(traces), axes, _title(hm, hms, opts)))
+        traces, axes, red = _heatmap_panel(hm, opts, cs, visible=k == 0)
+        reductions.append(
+            {"trace": len(data), "factor": red.factor, "scale": cs.kind, "linthresh": cs.linthresh}
+        )
+        panels.append((len(data), len(traces), axes, _title(hm, opts)))
         data += traces
-    layout = _layout(opts, panels[0][3], bg=MISSING_GREY, switcher=len(hms) > 1)
+    layout = base_layout(opts, panels[0][3], bg=MISSING_GREY, switcher=len(hms) > 1)
     layout.update(panels[0][2])
     if len(hms) > 1:
-        layout["updatemenus"] = [_switcher(hms, panels, len(data))]
-    return {"data": data, "layout": layout}
-
-
-def _title(hm: Heatmap, hms: Sequence[Heatmap], opts: RenderOptions) -> str:
-    if opts.title is not None:
-        return esc(opts.title)
-    base = default_title(hm)
-    if hm.site and hm.site != "output":
-        base = base.replace(f"{hm.metric} per layer", f"{hm.metric} ({hm.site}) per layer", 1)
-    return esc(base)
-
-
-def _layout(opts: RenderOptions, title: str, bg: str, switcher: bool = False) -> dict[str, Any]:
-    lay: dict[str, Any] = {
-        "title": {"text": title, "x": 0.5, "xanchor": "center"},
-        "font": {"family": FONT, "size": 13, "color": "#222"},
-        "paper_bgcolor": "white",
-        "plot_bgcolor": bg,
-        # Bottom up: the legend of missing/infinite cells, the horizontal colour bar if asked for, the axis.
-        "margin": {
-            "l": 70,
-            "r": 30,
-            "t": 80 if title or switcher else 30,
-            "b": 175 if opts.colorbar == "bottom" else 105,
-        },
-        "legend": {
-            "orientation": "h",
-            "x": 0.5,
-            "xanchor": "center",
-            "yref": "container",
-            "y": 0.005,
-            "yanchor": "bottom",
-            "bgcolor": "rgba(255,255,255,0)",
-        },
-        "hoverlabel": {
-            "bgcolor": "white",
-            "font": {"family": "ui-monospace, Menlo, Consolas, monospace", "size": 13},
-        },
-        "height": int(opts.figsize[1] * 100) if opts.figsize else PLOT_HEIGHT,
-    }
-    if opts.figsize:
-        lay["width"] = int(opts.figsize[0] * 100)
-    return lay
-
-
-def _switcher(
-    hms: Sequence[Heatmap], panels: list[tuple[int, int, dict[str, Any], str]], n: int
-) -> dict[str, Any]:
-    buttons = []
-    for k, (start, count, axes, title) in enumerate(panels):
-        vis = [start <= i < start + count for i in range(n)]
-        relayout: dict[str, Any] = {"title.text": title}
-        for ax_name, ax in axes.items():
-            for key, val in ax.items():
-                if key == "title":
-                    relayout[f"{ax_name}.title.text"] = val["text"]
-                else:
-                    relayout[f"{ax_name}.{key}"] = val
-        buttons.append(
-            {
-                "label": esc(_panel_label(hms[k], hms)),
-                "method": "update",
-                "args": [{"visible": vis}, relayout],
-            }
-        )
-    return {
-        "type": "dropdown",
-        "buttons": buttons,
-        "active": 0,
-        "x": 0.0,
-        "xanchor": "left",
-        "y": 1.02,
-        "yanchor": "bottom",
-        "showactive": True,
-        "bgcolor": "white",
-        "name": "switcher",
-    }
+        layout["updatemenus"] = [switcher_menu(hms, panels, len(data))]
+    return {"data": data, "layout": layout, "meta": {"layerscope": reductions}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,9 +259,6 @@ def _switcher(
 
 def lines_figure(hms: Sequence[Heatmap], options: RenderOptions | None = None, **kw: Any) -> dict[str, Any]:
     """A plotly figure (as a dict): value against step, one line per layer coloured by depth."""
-    from .lines import depth_colors
-    from .scale import DEPTH, auto_linthresh, finite_values
-
     opts = (
         options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
     )
@@ -385,9 +279,9 @@ def lines_figure(hms: Sequence[Heatmap], options: RenderOptions | None = None, *
             lt = opts.linthresh or auto_linthresh(finite_values([vals]))
             y = symlog(y, lt)
         start = len(data)
-        names = _layer_labels(hm)
+        names = layer_labels(hm)
         for j in range(n_layers):
-            rgb = "rgb({},{},{})".format(*(round(c * 255) for c in colors[j][:3]))
+            rgb = rgb_text(colors[j])
             data.append(
                 {
                     "type": "scatter",
@@ -484,63 +378,20 @@ def lines_figure(hms: Sequence[Heatmap], options: RenderOptions | None = None, *
                 rng = symlog(np.array(rng), lt).tolist()
             yaxis["range"] = rng
         xaxis = {"title": {"text": "Step"}, "gridcolor": "#e6e6e6", "zeroline": False, "hoverformat": "d"}
-        panels.append((start, len(data) - start, {"xaxis": xaxis, "yaxis": yaxis}, _title(hm, hms, opts)))
-    layout = _layout(opts, panels[0][3], bg="white", switcher=len(hms) > 1)
+        xaxis.update(step_tick_dict(hm.steps))
+        panels.append((start, len(data) - start, {"xaxis": xaxis, "yaxis": yaxis}, _title(hm, opts)))
+    layout = base_layout(opts, panels[0][3], bg="white", switcher=len(hms) > 1)
     layout.update(panels[0][2])
     layout["hovermode"] = "closest"
     layout["yaxis2"] = {"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True}
     if len(hms) > 1:
-        layout["updatemenus"] = [_switcher(hms, panels, len(data))]
+        layout["updatemenus"] = [switcher_menu(hms, panels, len(data))]
     return {"data": data, "layout": layout}
 
 
 # --------------------------------------------------------------------------------------------
-# Pages
+# The page
 # --------------------------------------------------------------------------------------------
-
-
-def figure_div(fig: dict[str, Any], div_id: str) -> str:
-    """A ``<div>`` plus the script that draws ``fig`` into it (plotly.js must be on the page)."""
-    import plotly.io as pio
-
-    return pio.to_html(
-        fig,
-        config=CONFIG,
-        include_plotlyjs=False,
-        full_html=False,
-        validate=False,
-        div_id=div_id,
-        default_height=f"{fig['layout'].get('height', PLOT_HEIGHT)}px",
-    )
-
-
-def plotly_script() -> str:
-    """plotly.js, inline: the page never fetches anything."""
-    from plotly.offline import get_plotlyjs
-
-    return f'<script type="text/javascript">{get_plotlyjs()}</script>'
-
-
-PAGE_CSS = """
-body { font-family: -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif; margin: 0;
-       color: #222; background: #fafafa; }
-main { max-width: 1200px; margin: 0 auto; padding: 16px 24px 48px; }
-h1 { font-size: 1.5em; margin: 0.6em 0 0.2em; } h2 { font-size: 1.25em; margin-top: 2em; }
-.figure { background: white; border: 1px solid #e3e3e3; border-radius: 6px; margin: 12px 0; padding: 4px; }
-.meta { color: #666; font-size: 0.9em; } code { background: #f0f0f0; padding: 0 3px; border-radius: 3px; }
-nav a { margin-right: 1em; } .report { background: white; border: 1px solid #e3e3e3; border-radius: 6px;
-       padding: 4px 20px; line-height: 1.45; }
-"""
-
-
-def page(title: str, body: str) -> str:
-    """A complete, self-contained HTML page: ``title`` is escaped here, ``body`` must be HTML already."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_html.escape(title)}</title>\n<style>{PAGE_CSS}</style>\n{plotly_script()}\n</head>\n"
-        f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n"
-    )
 
 
 def write_html(
@@ -549,15 +400,32 @@ def write_html(
     options: RenderOptions | None = None,
     **kw: Any,
 ) -> Path:
-    """Write one self-contained interactive page of ``hms`` (heatmaps, or lines with kind='lines')."""
-    from .static import check_output_path
+    """Write one interactive page of ``hms``: heatmaps (with the profile at a step below them),
+    per-layer lines (``kind="lines"``) or profiles (``kind="profile"``).
 
-    out = check_output_path(path, (".html", ".htm"))
+    ``options.plotly`` says where plotly.js goes: ``"inline"`` (default: one self-contained file)
+    or ``"directory"`` (``plotly.min.js`` beside the page, written once, shared by every page there).
+    """
+    out = check_output_path(path, HTML_FORMATS)
     opts = (
         options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
     )
     hms = [hms] if isinstance(hms, Heatmap) else list(hms)
-    fig = lines_figure(hms, opts) if opts.kind == "lines" else heatmap_figure(hms, opts)
+    if opts.kind == "lines":
+        fig = lines_figure(hms, opts)
+        body = f'<div class="figure">{figure_div(fig, "layerscope-plot")}</div>'
+    elif opts.kind == "profile":
+        fig = profile_figure(hms, opts)
+        body = f'<div class="figure">{figure_div(fig, "layerscope-plot")}</div>'
+        body += link_data(hms, fig, "", "layerscope-plot", opts)
+    else:
+        fig = heatmap_figure(hms, opts)
+        prof = profile_figure(hms, opts.replace(title=None, figsize=None), at="last")
+        body = (
+            f'<div class="figure">{figure_div(fig, "layerscope-plot")}</div>\n'
+            f'<div class="figure">{figure_div(prof, "layerscope-profile")}</div>\n'
+            + link_data(hms, fig, "layerscope-plot", "layerscope-profile", opts)
+        )
     title = opts.title if opts.title else _html.unescape(fig["layout"]["title"]["text"])
-    body = f'<div class="figure">{figure_div(fig, "layerscope-plot")}</div>'
-    return write_text_atomic(out, page(title or "layerscope", body))
+    head = plotly_assets(out.parent, opts.plotly)
+    return write_text_atomic(out, page(title or "layerscope", body, head=head))

@@ -20,22 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .._format import format_step
+from .._format import step_label
 from ..store.heatmap import Heatmap
+from .labels import default_title, metric_label, nice_ticks
+from .mpl import colorbar_kwargs, new_figure, save_figure
 from .options import RenderOptions, RenderWarning
-from .scale import DEPTH, KIND_LABELS, auto_linthresh, cell_kinds, finite_values, nice_ticks
-from .static import check_output_path, default_title, metric_label, new_figure, save_figure
-
-
-def depth_colors(n_layers: int, cmap: str = DEPTH) -> np.ndarray:
-    """(n_layers, 4) RGBA: layer 1 at the dark end of ``cmap``, the deepest layer at the light end.
-
-    The light end is trimmed (to 92%) so the deepest line stays visible on white.
-    """
-    from matplotlib import colormaps
-
-    pos = np.linspace(0.0, 0.92, n_layers) if n_layers > 1 else np.array([0.0])
-    return colormaps[cmap](pos)
+from .output import check_output_path
+from .scale import DEPTH, KIND_LABELS, auto_linthresh, cell_kinds, depth_colors, finite_values
 
 
 def draw_lines(
@@ -53,6 +44,7 @@ def draw_lines(
     from matplotlib.collections import LineCollection
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
 
     if opts.annotate:
         warnings.warn(
@@ -82,8 +74,6 @@ def draw_lines(
         ii, jj = np.nonzero(lone)
         ax.scatter(x[ii], y[ii, jj], s=10 if n_steps <= 40 else 6, c=colors[jj], zorder=3, linewidths=0)
     kinds = cell_kinds(vals, opts.scale)
-    from matplotlib.transforms import blended_transform_factory
-
     edge = blended_transform_factory(ax.transData, ax.transAxes)
     for kind, ypos, marker in (("+inf", 0.985, "^"), ("-inf", 0.015, "v")):
         if kind in kinds:
@@ -113,7 +103,7 @@ def draw_lines(
     if lo is not None or hi is not None:
         ax.set_ylim(lo, hi)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True, steps=[1, 2, 2.5, 5, 10]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: format_step(v)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: step_label(v)))
     ax.grid(True, color="#e6e6e6", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
     if xlabel:
@@ -130,8 +120,6 @@ def draw_lines(
 def add_depth_colorbar(
     fig: Any, sm: Any, ax: Any, layers: list[int], where: str, length_in: float = 4.0
 ) -> Any:
-    from .static import colorbar_kwargs
-
     cb = fig.colorbar(sm, ax=ax, **colorbar_kwargs(where, length_in))
     n = len(layers)
     if n:
@@ -181,14 +169,19 @@ def line_kind_handles(kinds: set[str]) -> list[Any]:
     return out
 
 
-def lines_figure(hm: Heatmap, options: RenderOptions | None = None, **kw: Any) -> Any:
-    """The per-layer line figure of ``hm`` (not saved)."""
+def lines_figure(hm: Heatmap, options: RenderOptions | None = None, *, ax: Any = None, **kw: Any) -> Any:
+    """The per-layer line figure of ``hm`` (not saved); with ``ax``, drawn into that axes."""
     opts = (
         options.replace(**kw) if options is not None and kw else (options or RenderOptions.from_kwargs(**kw))
     )
     figsize = opts.figsize or ((8.0, 4.8) if opts.colorbar == "right" else (7.4, 5.4))
-    fig = new_figure(figsize)
-    ax = fig.add_subplot()
+    own = ax is None
+    if own:
+        fig = new_figure(figsize)
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+        figsize = tuple(fig.get_size_inches())
     sm, kinds = draw_lines(ax, hm, opts)
     ttl = opts.title if opts.title is not None else default_title(hm)
     if ttl:
@@ -203,8 +196,12 @@ def lines_figure(hm: Heatmap, options: RenderOptions | None = None, **kw: Any) -
     )
     handles = line_kind_handles(kinds)
     if handles:
-        fig.legend(
-            handles=handles, loc="outside lower center", ncols=len(handles), frameon=False, fontsize="small"
+        (fig if own else ax).legend(
+            handles=handles,
+            loc="outside lower center" if own else "best",
+            ncols=len(handles),
+            frameon=False,
+            fontsize="small",
         )
     return fig
 

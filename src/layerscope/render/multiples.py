@@ -26,21 +26,13 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..store.heatmap import Heatmap
+from .labels import _unique, default_suptitle, metric_label, panel_title, shared_label
+from .lines import add_depth_colorbar, draw_lines, line_kind_handles
+from .mpl import add_colorbar, add_kind_legend, new_figure, save_figure
 from .options import RenderOptions
-from .scale import cell_kinds, color_scale, finite_values
-from .static import (
-    add_colorbar,
-    add_kind_legend,
-    check_output_path,
-    draw_heatmap,
-    metric_label,
-    new_figure,
-    save_figure,
-)
-
-
-def _unique(xs: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(xs))
+from .output import check_output_path
+from .scale import cell_kinds, color_scale, finite_values, shared_default
+from .static import draw_heatmap
 
 
 def grid_shape(hms: Sequence[Heatmap], ncols: int | None = None) -> tuple[int, int]:
@@ -54,31 +46,6 @@ def grid_shape(hms: Sequence[Heatmap], ncols: int | None = None) -> tuple[int, i
             ncols = n if n <= 3 else (2 if n == 4 else 3)
     ncols = max(1, min(int(ncols), n))
     return math.ceil(n / ncols), ncols
-
-
-def panel_title(hm: Heatmap, hms: Sequence[Heatmap]) -> str:
-    """What tells this panel apart: the metric, the site and the run, when they vary."""
-    parts = []
-    if len(_unique([h.metric for h in hms])) > 1 or len(_unique([h.site for h in hms])) == 1:
-        parts.append(hm.metric)
-    if len(_unique([h.site for h in hms])) > 1:
-        parts.append(hm.site)
-    if len(_unique([h.run for h in hms])) > 1 and hm.run:
-        parts.append(hm.run)
-    return " \u00b7 ".join(parts) or hm.metric
-
-
-def default_suptitle(hms: Sequence[Heatmap]) -> str:
-    metrics = _unique([h.metric for h in hms])
-    runs = _unique([h.run for h in hms if h.run])
-    head = f"{metrics[0]} per layer over training" if len(metrics) == 1 else "per layer over training"
-    if len(metrics) > 1:
-        head = ", ".join(metrics) + " " + head
-    return head + (f" \u2014 run {runs[0]}" if len(runs) == 1 else "")
-
-
-def shared_default(hms: Sequence[Heatmap], opts: RenderOptions) -> bool:
-    return opts.shared_scale if opts.shared_scale is not None else len(_unique([h.metric for h in hms])) == 1
 
 
 def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = None, **kw: Any) -> Any:
@@ -133,21 +100,21 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
             kinds |= drawn
             ax.set_title(panel_title(hm, hms), fontsize="medium")
             if not shared:
+                # The panel's title already names what its bar measures; a side label on a bar
+                # between two panels would sit on the next panel's step labels. Only a label the
+                # caller asked for is written, above the bar.
                 add_colorbar(
                     fig,
                     mappable,
                     ax,
                     cs,
-                    opts.label or metric_label(hm),
+                    opts.label or "",
                     opts.colorbar,
                     length_in=cell_h if right else cell_w,
+                    label_on_top=ncols > 1,
                 )
         if shared_cs is not None and mappable is not None:
-            label = opts.label or (
-                metric_label(hms[0]) if len(_unique([h.metric for h in hms])) == 1 else "value"
-            )
-            if len(_unique([h.site for h in hms])) > 1:
-                label = opts.label or hms[0].metric
+            label = opts.label or shared_label(hms)
             add_colorbar(
                 fig,
                 mappable,
@@ -167,8 +134,6 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
 def _draw_line_panels(
     fig: Any, axes: list[Any], hms: list[Heatmap], opts: RenderOptions, shared: bool, nrows: int, ncols: int
 ) -> None:
-    from .lines import add_depth_colorbar, draw_lines, line_kind_handles
-
     ylim = None
     if shared and opts.scale == "linear" and (opts.vmin is None or opts.vmax is None):
         f = finite_values([h.values for h in hms])

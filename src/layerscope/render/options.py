@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import ConfigError
 
-KINDS = ("heatmap", "lines")
+KINDS = ("heatmap", "lines", "profile")
+PLOTLY_MODES = ("inline", "directory")
 SCALES = ("linear", "log", "symlog")
 COLORBARS = ("right", "bottom")
 MAX_ANNOTATE = 40  # cells per side above which --annotate is skipped (the numbers would be unreadable)
@@ -32,7 +33,8 @@ class RenderOptions:
     'log'
     """
 
-    kind: str = "heatmap"  # "heatmap": layer x step cells; "lines": value vs step, one line per layer
+    kind: str = "heatmap"  # "heatmap": layer x step cells; "lines": value vs step, one line per layer;
+    #                        "profile": value vs depth at a few steps, one line per step
     cmap: str | None = None  # matplotlib name; None: magma, or RdBu_r centred at 0 for signed data/symlog,
     #                          viridis (by depth) for lines
     vmin: float | None = None  # colour-scale (lines: y-axis) limits; None: from the data
@@ -51,12 +53,13 @@ class RenderOptions:
     true_steps: bool = False  # rows at their true step values (uneven spacing shows); default: equal rows
     shared_scale: bool | None = None  # small multiples: one colour scale; None: shared iff one metric
     ncols: int | None = None  # small multiples: panels per row; None: one per site, or up to 3
+    at_steps: tuple[int, ...] | None = None  # profile: the steps drawn; None: 6 spread over the run
+    layers: tuple[int, ...] | None = None  # histograms: the layers drawn; None: all, or 12 spread
+    plotly: str = "inline"  # HTML: plotly.js "inline" (one file) or "directory" (plotly-*.min.js beside it)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ConfigError(
-                f"kind {self.kind!r} is not one of {', '.join(KINDS)}; pass kind='heatmap' or 'lines'."
-            )
+            raise ConfigError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}; pass one of those.")
         if self.scale not in SCALES:
             raise ConfigError(f"scale {self.scale!r} is not one of {', '.join(SCALES)}; pass one of those.")
         if self.colorbar not in COLORBARS:
@@ -96,6 +99,15 @@ class RenderOptions:
             raise ConfigError(f"dpi {self.dpi} is out of range; pass 20..1200 (300 suits print).")
         if self.ncols is not None and (int(self.ncols) != self.ncols or self.ncols < 1):
             raise ConfigError(f"ncols must be a positive whole number, got {self.ncols!r}.")
+        if self.plotly not in PLOTLY_MODES:
+            raise ConfigError(
+                f"plotly={self.plotly!r} is not one of {', '.join(PLOTLY_MODES)}; pass 'inline' (one "
+                "self-contained file) or 'directory' (plotly.js written once beside the page)."
+            )
+        for name in ("at_steps", "layers"):
+            v = getattr(self, name)
+            if v is not None:
+                setattr(self, name, _whole_numbers(name, v))
 
     @classmethod
     def from_kwargs(cls, **options: Any) -> RenderOptions:
@@ -110,6 +122,29 @@ class RenderOptions:
 
     def replace(self, **changes: Any) -> RenderOptions:
         return dataclasses.replace(self, **changes)
+
+
+def _whole_numbers(name: str, value: Any) -> tuple[int, ...]:
+    """``7``, ``"1,4,7"`` or ``[1, 4]`` -> a non-empty tuple of whole numbers."""
+    items = (
+        value.split(",")
+        if isinstance(value, str)
+        else (value if isinstance(value, (list, tuple)) else [value])
+    )
+    out = []
+    for x in items:
+        try:
+            f = float(str(x).strip())
+        except ValueError:
+            raise ConfigError(
+                f"{name}={value!r}: {str(x).strip()!r} is not a whole number; pass e.g. 1,4,7."
+            ) from None
+        if f != int(f):
+            raise ConfigError(f"{name}={value!r}: {x} is not a whole number; pass e.g. 1,4,7.")
+        out.append(int(f))
+    if not out:
+        raise ConfigError(f"{name}={value!r} names nothing; pass e.g. 1,4,7.")
+    return tuple(dict.fromkeys(out))
 
 
 def parse_figsize(value: Any) -> tuple[float, float]:

@@ -1,11 +1,11 @@
-"""Pure helpers the renderers share: colour scales, non-finite cell kinds, tick choice, row geometry.
+"""Colour, as both backends use it: colour scales, the cells a colour cannot show, depth colours.
 
-Nothing here draws; each function maps numbers to numbers so it can be tested without a figure.
+Nothing here draws; each function maps numbers to numbers (or colours) so it can be tested
+without a figure. Titles, labels and ticks are in :mod:`.labels`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,11 +13,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..store.heatmap import Heatmap
 from .options import RenderOptions, check_cmap
 
 SEQUENTIAL = "magma"  # the reference figure: dark purple (low) to light yellow (high)
 DIVERGING = "RdBu_r"  # blue below the centre, red above, white at it
 DEPTH = "viridis"  # per-layer lines: dark = shallow, yellow = deep
+STEPS = "plasma"  # profiles at a few steps: dark = early, yellow = late (not viridis: that is depth)
+COUNTS = "magma"  # histogram counts (log scale), as the heatmap
 
 # Cells the colour scale cannot show, in legend order, with their legend labels.
 KIND_LABELS = {
@@ -202,153 +205,31 @@ def cell_kinds(values: np.ndarray, scale: str = "linear") -> dict[str, np.ndarra
     return {k: m for k, m in masks.items() if m.any()}
 
 
-# --------------------------------------------------------------------------------------------
-# Ticks and row geometry
-# --------------------------------------------------------------------------------------------
+def shared_default(hms: Sequence[Heatmap], opts: RenderOptions) -> bool:
+    """Whether several panels share one colour scale: as asked, else exactly when they all show
+    the same metric (rms and kurtosis have no common unit)."""
+    if opts.shared_scale is not None:
+        return opts.shared_scale
+    return len({h.metric for h in hms}) == 1
 
 
-def _nice_strides(minimum: float) -> Any:
-    """Integer strides 1, 2, 5, 10, 20, 25, 50, 100, ... from the first >= ``minimum``."""
-    k = 0
-    while True:
-        for m in (1, 2, 2.5, 5):
-            s = m * 10**k
-            if s == int(s) and s >= minimum:
-                yield int(s)
-        k += 1
+def depth_colors(n_layers: int, cmap: str = DEPTH) -> np.ndarray:
+    """(n_layers, 4) RGBA: layer 1 at the dark end of ``cmap``, the deepest layer at the light end.
 
-
-def nice_ticks(lo: int, hi: int, max_ticks: int) -> list[int]:
-    """At most ``max_ticks`` integer ticks: ``lo``, round multiples of a 1-2-2.5-5 stride, ``hi``.
-
-    Interior ticks closer than 3/4 of a stride to an end are dropped so no two labels crowd.
-
-    >>> nice_ticks(1, 96, 24)[:4], nice_ticks(1, 96, 24)[-2:]
-    ([1, 5, 10, 15], [90, 96])
-    >>> nice_ticks(10, 120, 20)
-    [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
+    The light end is trimmed (to 92%) so the deepest line stays visible on white.
     """
-    lo, hi = int(lo), int(hi)
-    if hi <= lo:
-        return [lo]
-    max_ticks = max(2, int(max_ticks))
-    for stride in _nice_strides((hi - lo) / max(1, max_ticks - 1)):
-        first = math.ceil(lo / stride) * stride
-        interior = [
-            t for t in range(first, hi + 1, stride) if t - lo >= 0.75 * stride and hi - t >= 0.75 * stride
-        ]
-        ticks = [lo, *interior, hi]
-        if len(ticks) <= max_ticks:
-            return ticks
-    return [lo, hi]  # pragma: no cover - the loop always finds a stride
+    from matplotlib import colormaps
+
+    pos = np.linspace(0.0, 0.92, n_layers) if n_layers > 1 else np.array([0.0])
+    return colormaps[cmap](pos)
 
 
-def is_even(steps: Sequence[int]) -> bool:
-    """True when consecutive steps are equally far apart (or there are fewer than 3)."""
-    d = np.diff(np.asarray(steps, dtype=np.int64))
-    return bool(d.size < 2 or np.all(d == d[0]))
+def ordered_colors(n: int, cmap: str = STEPS) -> np.ndarray:
+    """(n, 4) RGBA for ``n`` ordered things (the steps of a profile): early dark, late light,
+    the light end trimmed as in :func:`depth_colors`."""
+    return depth_colors(n, cmap)
 
 
-def step_edges(steps: Sequence[int]) -> np.ndarray:
-    """Row edges in step units: midpoints between recorded steps, half a gap beyond each end.
-
-    >>> step_edges([10, 20, 50]).tolist()
-    [5.0, 15.0, 35.0, 65.0]
-    """
-    s = np.asarray(steps, dtype=np.float64)
-    if s.size == 0:
-        return np.array([-0.5, 0.5])
-    if s.size == 1:
-        half = max(0.5, abs(s[0]) * 0.05)
-        return np.array([s[0] - half, s[0] + half])
-    mid = (s[1:] + s[:-1]) / 2
-    return np.concatenate([[s[0] - (s[1] - s[0]) / 2], mid, [s[-1] + (s[-1] - s[-2]) / 2]])
-
-
-@dataclass(frozen=True)
-class RowAxis:
-    """Where the rows of a heatmap sit on the step axis and which of them are labelled.
-
-    ``edges`` (len S+1) and ``centers`` (len S) are in axis units: step values when the steps are
-    evenly spaced or ``true_steps`` is asked for, else row indices. ``ticks``/``labels`` are the
-    labelled positions (at most ``max_labels``).
-    """
-
-    edges: np.ndarray
-    centers: np.ndarray
-    ticks: list[float]
-    labels: list[str]
-    in_steps: bool  # axis units are steps (True) or row indices (False)
-    uniform: bool  # every row has the same height (imshow can draw it)
-
-
-def row_axis(steps: Sequence[int], true_steps: bool, max_labels: int) -> RowAxis:
-    """Lay out the rows of ``steps``: true step positions when asked for or when spacing is even.
-
-    With even spacing both layouts are the same picture; the step axis then gets round ticks.
-    With uneven spacing and no ``true_steps``, rows are equal and each label is a row's own step,
-    picked as the rows nearest round step values.
-    """
-    from .._format import format_step
-
-    steps = [int(s) for s in steps]
-    n = len(steps)
-    even = is_even(steps)
-    if n == 0:
-        return RowAxis(np.array([-0.5, 0.5]), np.zeros(0), [], [], False, True)
-    if even or true_steps:
-        edges = step_edges(steps)
-        centers = np.asarray(steps, dtype=np.float64)
-        ticks = (
-            [float(s) for s in steps]
-            if n <= max_labels
-            else [float(t) for t in nice_ticks(steps[0], steps[-1], max_labels)]
-        )
-        return RowAxis(edges, centers, ticks, [format_step(t) for t in ticks], True, even)
-    edges = np.arange(n + 1, dtype=np.float64) - 0.5
-    centers = np.arange(n, dtype=np.float64)
-    rows = list(range(n)) if n <= max_labels else _round_rows(steps, max_labels)
-    return RowAxis(
-        edges, centers, [float(r) for r in rows], [format_step(steps[r]) for r in rows], False, True
-    )
-
-
-def _roundness(step: int) -> int:
-    """How round a step is: its count of trailing zeros (0 for 0, which is round anyway)."""
-    s, k = abs(int(step)), 0
-    while s and s % 10 == 0:
-        s, k = s // 10, k + 1
-    return k if step else 99
-
-
-def _round_rows(steps: Sequence[int], max_labels: int) -> list[int]:
-    """Evenly spread rows (first and last included); each interior one moved, within half a
-    spacing, to the row whose step is roundest, so labels read 500, 1k, 2k rather than 537, 1.06k."""
-    n = len(steps)
-    base = [int(i) for i in np.linspace(0, n - 1, max_labels).round()]
-    half = max(0, int((n - 1) / (max_labels - 1) / 2) - 1)
-    rows = [0]
-    for b in base[1:-1]:
-        lo, hi = max(rows[-1] + 1, b - half), min(n - 2, b + half)
-        if lo > hi:
-            continue
-        rows.append(max(range(lo, hi + 1), key=lambda r: (_roundness(steps[r]), -abs(r - b))))
-    return [*rows, n - 1]
-
-
-def layer_ticks(layers: Sequence[int], max_labels: int) -> tuple[list[float], list[str]]:
-    """Column positions (1-based) and labels for the layer axis, at most ``max_labels``.
-
-    Layers 1..N get round ticks (1, 5, 10, ..., N); any other set is labelled by thinning columns.
-    """
-    layers = [int(x) for x in layers]
-    n = len(layers)
-    if n <= max_labels:
-        return [float(j + 1) for j in range(n)], [str(x) for x in layers]
-    if layers == list(range(layers[0], layers[0] + n)):
-        t = nice_ticks(layers[0], layers[-1], max_labels)
-        return [float(x - layers[0] + 1) for x in t], [str(x) for x in t]
-    from .static import tick_positions
-
-    idx = tick_positions(n, max_labels)
-    return [float(j + 1) for j in idx], [str(layers[j]) for j in idx]
+def rgb_text(rgba: Sequence[float]) -> str:
+    """``rgb(r,g,b)`` (0..255) of a matplotlib colour, for plotly and CSS."""
+    return "rgb({},{},{})".format(*(round(float(c) * 255) for c in rgba[:3]))

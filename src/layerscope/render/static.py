@@ -18,119 +18,28 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._format import format_value
-from .._io import write_atomic
-from ..errors import ConfigError, NotFoundError, StoreError
 from ..store.heatmap import Heatmap
-from .options import MAX_ANNOTATE, RenderOptions, RenderWarning
-from .scale import (
-    KIND_LABELS,
-    MISSING_GREY,
-    ColorScale,
-    RowAxis,
-    cell_kinds,
-    color_scale,
-    layer_ticks,
-    row_axis,
+from .labels import RowAxis, default_title, layer_ticks, metric_label, row_axis
+from .mpl import (
+    HATCH_COLOR,
+    HATCHES,
+    add_colorbar,
+    add_kind_legend,
+    kind_handles,
+    label_budget,
+    new_figure,
+    save_figure,
 )
-
-FORMATS = (".png", ".svg", ".pdf")
-ALL_FORMATS = (*FORMATS, ".html")
-FONT_PT = 10.0  # matplotlib's default text size; tick spacing is computed from it
-
-# Non-finite (and off-log-scale) cells drawn over the colours: face, hatch. NaN is the 'bad' colour.
-HATCHES = {"+inf": ("#f4f4f4", "////"), "-inf": ("#f4f4f4", "\\\\\\\\"), "nonpos": ("#ffffff", "....")}
-HATCH_COLOR = "#303030"
-
-
-def tick_positions(n: int, max_ticks: int) -> list[int]:
-    """Indices of at most ``max_ticks`` evenly spread ticks over ``n`` items, first and last included."""
-    if n <= max_ticks:
-        return list(range(n))
-    stride = int(np.ceil((n - 1) / (max_ticks - 1)))
-    idx = list(range(0, n, stride))
-    if idx[-1] != n - 1:
-        if n - 1 - idx[-1] < stride / 2:
-            idx[-1] = n - 1
-        else:
-            idx.append(n - 1)
-    return idx
-
-
-def check_output_path(path: str | os.PathLike[str], formats: tuple[str, ...] = FORMATS) -> Path:
-    """Validate an output path before any work: known suffix, existing writable folder."""
-    p = Path(path)
-    if p.suffix.lower() not in formats:
-        raise ConfigError(
-            f"cannot tell the format of {str(path)!r}; end the file name with one of {', '.join(formats)}."
-        )
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        raise NotFoundError(
-            f"folder {str(parent)!r} for {str(path)!r} does not exist; "
-            "create it or choose another output path."
-        )
-    if not parent.is_dir():
-        raise StoreError(f"{str(parent)!r} is a file, not a folder; choose another output path.")
-    if not os.access(parent, os.W_OK):
-        raise StoreError(f"folder {str(parent)!r} is not writable; choose another output path.")
-    if p.exists() and p.is_dir():
-        raise ConfigError(f"{str(path)!r} is a folder; give a file name such as {str(p / 'heatmap.png')!r}.")
-    return p
-
-
-def new_figure(figsize: tuple[float, float]) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize, layout="constrained")
-
-
-def _layout_once(fig: Any, dpi: int) -> None:
-    """Run the constrained layout now, with images hidden, then switch the layout engine off.
-
-    savefig would otherwise lay out with a 'disabled' draw that still resamples every image (it
-    only skips blitting it): a wasted ~0.3 s for a 2000 x 96 map. Images sit inside their axes,
-    so hiding them does not change the layout.
-    """
-    if fig.get_layout_engine() is None:
-        return
-    images = [im for ax in fig.axes for im in ax.get_images() if im.get_visible()]
-    fig.set_dpi(dpi)
-    for im in images:
-        im.set_visible(False)
-    try:
-        fig.draw_without_rendering()
-    finally:
-        for im in images:
-            im.set_visible(True)
-    fig.set_layout_engine("none")
-
-
-def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix) through :func:`write_atomic`."""
-    fmt = Path(path).suffix.lower().lstrip(".")
-    _layout_once(fig, dpi)
-    # zlib level 4 instead of 6: a third of the encoding time for a few % more bytes on noisy maps.
-    extra = {"pil_kwargs": {"compress_level": 4}} if fmt == "png" else {}
-    return write_atomic(path, lambda name: fig.savefig(name, dpi=dpi, format=fmt, **extra))
-
-
-def metric_label(hm: Heatmap) -> str:
-    """Colour-bar label: the metric, with its site unless it is the block output."""
-    return hm.metric if not hm.site or hm.site == "output" else f"{hm.metric} ({hm.site})"
-
-
-def default_title(hm: Heatmap) -> str:
-    parts = [f"{hm.metric} per layer over training"]
-    if hm.run:
-        parts.append(f"run {hm.run}")
-    return " \u2014 ".join(parts)
+from .options import MAX_ANNOTATE, RenderOptions, RenderWarning
+from .output import check_output_path
+from .reduce import reduce_rows
+from .scale import MISSING_GREY, ColorScale, cell_kinds, color_scale
 
 
 def default_figsize(n_steps: int, n_layers: int, opts: RenderOptions) -> tuple[float, float]:
@@ -145,14 +54,6 @@ def default_figsize(n_steps: int, n_layers: int, opts: RenderOptions) -> tuple[f
         h += 0.7
         w -= 0.6
     return (w, h)
-
-
-def label_budget(width_in: float, height_in: float, digits: int = 3) -> tuple[int, int]:
-    """How many layer (x) and step (y) labels fit on an axes of this size without touching."""
-    x_pt = digits * 0.6 * FONT_PT + 4.0
-    n_x = int(np.clip(width_in * 72 / x_pt, 3, 24))
-    n_y = int(np.clip(height_in * 72 / (2.0 * FONT_PT), 3, 20))
-    return n_x, n_y
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,16 +86,16 @@ def draw_heatmap(
     draw_vals = np.where(vals > 0, vals, np.nan) if cs.kind == "log" else vals
     masked = np.ma.masked_invalid(draw_vals)
     if n_steps and n_layers and rows.uniform:
-        # One RGBA image, fast at 2000 x 96. When there are more rows (columns) than pixels, blocks
-        # of rows are averaged in colour first, so a one-step spike still tints its pixel row
-        # instead of being skipped; then 'nearest' keeps cell edges crisp (matplotlib's own
-        # antialiasing would also blur the layer boundaries).
+        # One RGBA image, fast at 2000 x 96. When there are more rows than pixels, each block of
+        # rows shows its most extreme value (render.reduce), so a one-step spike keeps its full
+        # colour instead of being skipped; more columns than pixels are averaged in colour. Then
+        # 'nearest' keeps cell edges crisp (antialiasing would blur the layer boundaries).
         from matplotlib.cm import ScalarMappable
 
-        rgba = cm(norm(masked))
         px_rows = max(1, int(axes_size[1] * opts.dpi * 0.95))
         px_cols = max(1, int(axes_size[0] * opts.dpi * 0.95))
-        rgba = block_mean(block_mean(rgba, -(-n_steps // px_rows), 0), -(-n_layers // px_cols), 1)
+        shown = reduce_rows(draw_vals, px_rows).values  # each block's most extreme value
+        rgba = block_mean(cm(norm(np.ma.masked_invalid(shown))), -(-n_layers // px_cols), 1)
         ax.imshow(
             rgba,
             aspect="auto",
@@ -341,114 +242,50 @@ def annotate_cells(
 
 
 # --------------------------------------------------------------------------------------------
-# Colour bar and legend
-# --------------------------------------------------------------------------------------------
-
-
-def colorbar_kwargs(where: str, length_in: float) -> dict[str, Any]:
-    """Colour bar placement: as long as the axes it labels (``length_in``), about 0.17 in thick."""
-    aspect = max(12.0, length_in / 0.17)
-    if where == "right":
-        return {"location": "right", "fraction": 0.05, "pad": 0.02, "aspect": aspect}
-    return {"location": "bottom", "fraction": 0.06, "pad": 0.02, "aspect": aspect * 0.9, "shrink": 0.9}
-
-
-def add_colorbar(
-    fig: Any, mappable: Any, ax: Any, cs: ColorScale, label: str, where: str, length_in: float = 5.0
-) -> Any:
-    kw = colorbar_kwargs(where, length_in)
-    kw["extend"] = cs.extend
-    cb = fig.colorbar(mappable, ax=ax, **kw)
-    cb.set_label(label)
-    if cs.kind == "linear":
-        cb.formatter.set_useMathText(True)  # 1e-3 offsets as x10^-3, not a bare 1e-3 above the bar
-    elif cs.kind == "log" and cs.hi / cs.lo < 1000:
-        # Under three decades the default shows one or two 'a x 10^b' labels; plain numbers at
-        # 1-2-5 (every integer multiple under one decade) read better.
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-        subs = [float(k) for k in range(1, 10)] if cs.hi / cs.lo < 10 else [1.0, 2.0, 5.0]
-        axis = cb.ax.yaxis if where == "right" else cb.ax.xaxis
-        axis.set_major_locator(LogLocator(10, subs=subs))
-        axis.set_major_formatter(FuncFormatter(lambda v, _p: format_value(v, 2)))
-        axis.set_minor_formatter(NullFormatter())
-    return cb
-
-
-def kind_handles(kinds: Sequence[str]) -> list[Any]:
-    """Legend patches for the non-finite cell kinds present, in a fixed order."""
-    from matplotlib.patches import Patch
-
-    out = []
-    for kind in KIND_LABELS:
-        if kind not in kinds:
-            continue
-        if kind == "nan":
-            out.append(Patch(facecolor=MISSING_GREY, edgecolor="none", label=KIND_LABELS[kind]))
-        else:
-            face, hatch = HATCHES[kind]
-            out.append(
-                Patch(
-                    facecolor=face,
-                    edgecolor="#808080",
-                    linewidth=0.5,
-                    hatch=hatch,
-                    hatchcolor=HATCH_COLOR,
-                    label=KIND_LABELS[kind],
-                )
-            )
-    return out
-
-
-def add_kind_legend(fig: Any, kinds: Sequence[str]) -> Any:
-    handles = kind_handles(kinds)
-    if not handles:
-        return None
-    return fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncols=len(handles),
-        frameon=False,
-        fontsize="small",
-        handlelength=1.6,
-        handleheight=1.2,
-        columnspacing=1.5,
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # One heatmap, one figure
 # --------------------------------------------------------------------------------------------
 
 
-def _opts(options: RenderOptions | None, kw: dict[str, Any]) -> RenderOptions:
+def resolve_options(options: RenderOptions | None, kw: dict[str, Any]) -> RenderOptions:
+    """``options`` with ``kw`` applied (or options built from ``kw``): what every figure function takes."""
     if options is not None and kw:
         return options.replace(**kw)
     return options if options is not None else RenderOptions.from_kwargs(**kw)
 
 
-def heatmap_figure(hm: Heatmap, options: RenderOptions | None = None, **kw: Any) -> Any:
-    """The figure of one heatmap (not saved): cells, ticks, colour bar, legend, title."""
-    opts = _opts(options, kw)
-    if opts.kind == "lines":
-        from .lines import lines_figure
+def axes_inches(ax: Any) -> tuple[float, float]:
+    """The size of an existing axes, in inches (for drawing into a user's ``ax=``)."""
+    w, h = ax.figure.get_size_inches()
+    pos = ax.get_position()
+    return (max(1.0, float(w * pos.width)), max(1.0, float(h * pos.height)))
 
-        return lines_figure(hm, opts)
+
+def heatmap_figure(hm: Heatmap, options: RenderOptions | None = None, *, ax: Any = None, **kw: Any) -> Any:
+    """The figure of one heatmap (not saved): cells, ticks, colour bar, legend, title.
+
+    With ``ax`` (a matplotlib Axes), draws into it, puts the colour bar beside it, and returns its
+    figure, so a notebook can place the map in its own layout and restyle it.
+    """
+    opts = resolve_options(options, kw)
     n_steps, n_layers = hm.values.shape
-    figsize = opts.figsize or default_figsize(n_steps, n_layers, opts)
     cs = color_scale([hm.values], opts, what=f"{hm.metric!r}", metric=hm.metric)
-    fig = new_figure(figsize)
-    ax = fig.add_subplot()
     kinds = cell_kinds(hm.values, cs.kind)
     ttl = opts.title if opts.title is not None else default_title(hm)
-    axes_size = (
-        figsize[0] - (1.25 if opts.colorbar == "right" else 0.0) - 0.9,
-        figsize[1]
-        - (0.45 if ttl else 0.1)
-        - 0.6
-        - (0.9 if opts.colorbar == "bottom" else 0.0)
-        - (0.35 if kinds else 0.0),
-    )
+    if ax is None:
+        figsize = opts.figsize or default_figsize(n_steps, n_layers, opts)
+        fig = new_figure(figsize)
+        ax = fig.add_subplot()
+        axes_size = (
+            figsize[0] - (1.25 if opts.colorbar == "right" else 0.0) - 0.9,
+            figsize[1]
+            - (0.45 if ttl else 0.1)
+            - 0.6
+            - (0.9 if opts.colorbar == "bottom" else 0.0)
+            - (0.35 if kinds else 0.0),
+        )
+        own = True
+    else:
+        fig, axes_size, own = ax.figure, axes_inches(ax), False
     mappable, drawn = draw_heatmap(ax, hm, cs, opts, axes_size=axes_size)
     if ttl:
         ax.set_title(ttl)
@@ -461,7 +298,18 @@ def heatmap_figure(hm: Heatmap, options: RenderOptions | None = None, **kw: Any)
         opts.colorbar,
         length_in=axes_size[1] if opts.colorbar == "right" else axes_size[0],
     )
-    add_kind_legend(fig, sorted(drawn))
+    if own:
+        add_kind_legend(fig, sorted(drawn))
+    elif drawn:
+        handles = kind_handles(sorted(drawn))
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.12),
+            ncols=len(handles),
+            frameon=False,
+            fontsize="small",
+        )
     return fig
 
 
@@ -474,6 +322,6 @@ def plot_heatmap(
     annotate, colorbar, title, figsize, dpi, true_steps, ...).
     """
     out = check_output_path(path)
-    opts = _opts(options, kw)
+    opts = resolve_options(options, kw)
     fig = heatmap_figure(hm, opts)
     return save_figure(fig, out, opts.dpi)

@@ -10,6 +10,13 @@ The page polls the JSON API for steps recorded since the last one it has and dra
 plotly.js of the installed plotly package: nothing is fetched from the internet.
 """
 
+try:
+    import flask  # noqa: F401 - only to say what to install when it is missing
+except ImportError as e:  # pragma: no cover - exercised in a subprocess by tests/integration
+    raise ImportError(
+        "layerscope.serve needs flask, which is not installed; install it with: pip install 'layerscope[serve]'"
+    ) from e
+
 from .app import DEFAULT_POLL_MS, create_app
 from .server import Dashboard, serve
 

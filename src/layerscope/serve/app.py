@@ -8,6 +8,12 @@ Endpoints (all GET; every ``/api`` answer is strict JSON, errors as ``{"error": 
     /api/run?run=           one run: its (metric, site) pairs, layers, model, config
     /api/heatmap?run=&metric=&site=[&since_step=]
                             the (steps x layers) matrix; with since_step only the later steps
+    /api/heatmap?...&max_rows=N[&step_min=&step_max=]
+                            at most N rows of it (a long run: blocks of steps, each showing its
+                            most extreme value, so spikes stay), values as base64 float64; a zoom
+                            asks for its step range in detail the same way
+    /api/hist?run=&site=[&layers=1,5,9][&max_rows=N]
+                            the recorded histograms of those layers (counts per bin and step)
     /api/report?run=&metric=&site=
                             the analysis report (Markdown and its JSON) of that matrix
     /api/compare?run_a=&run_b=&metric=&site=[&mode=absolute|relative]
@@ -34,6 +40,8 @@ from werkzeug.exceptions import HTTPException
 
 from .._version import __version__
 from ..errors import ConfigError, DataError, LayerscopeError, NotFoundError, StoreError
+from ..render.page import VIEWS_JS
+from ..store.histogram import load_histograms
 from . import reader
 
 log = logging.getLogger("layerscope.serve")
@@ -97,6 +105,25 @@ def _int_arg(name: str) -> int | None:
     except ValueError:
         raise ConfigError(
             f"query parameter {name}={raw!r} is not an integer step; pass e.g. {name}=120."
+        ) from None
+
+
+def _int_range(name: str, lo: int, hi: int) -> int | None:
+    v = _int_arg(name)
+    if v is not None and not lo <= v <= hi:
+        raise ConfigError(f"query parameter {name}={v} is out of range; pass {lo}..{hi}.")
+    return v
+
+
+def _int_list(name: str) -> list[int] | None:
+    raw = request.args.get(name)
+    if raw is None or raw.strip() in ("", "auto"):
+        return None
+    try:
+        return [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"query parameter {name}={raw!r} is not a list of layers; pass e.g. {name}=1,4,7."
         ) from None
 
 
@@ -212,8 +239,15 @@ def create_app(
             version=__version__,
             plotly_version=plotly_version,
             app_js_v=asset_version("app.js"),
+            views_js_v=hashlib.sha1(f"{__version__}:{VIEWS_JS.stat().st_mtime_ns}".encode()).hexdigest()[:10],
             app_css_v=asset_version("app.css"),
         )
+
+    @app.get("/assets/views.js")
+    def views_js() -> Response:  # shared with the offline HTML pages (render/assets/views.js)
+        resp = send_file(VIEWS_JS, mimetype="text/javascript", max_age=0, conditional=True)
+        resp.cache_control.no_cache = True
+        return resp
 
     @app.get("/vendor/plotly.min.js")
     def plotly_js() -> Response:
@@ -259,6 +293,7 @@ def create_app(
                     for li in st.layers(run)
                 ],
                 "config": st.run_config(run),
+                "hist_sites": reader.hist_sites(st.run_config(run)),
             }
 
         return _json(store_reader(read))
@@ -267,8 +302,19 @@ def create_app(
     def api_heatmap() -> Response:
         run, metric, site = _arg("run"), _arg("metric", "rms"), _arg("site", "output")
         since = _int_arg("since_step")
+        max_rows = _int_range("max_rows", 1, 100_000)
         hm = store_reader(lambda st: reader.read_matrix(st, run, metric, site, since))
-        return _json(reader.heatmap_json(hm, since))
+        if max_rows is None:  # the whole matrix as JSON numbers (what curl users and old pages read)
+            return _json(reader.heatmap_json(hm, since))
+        return _json(reader.overview_json(hm, max_rows, _int_arg("step_min"), _int_arg("step_max"), since))
+
+    @app.get("/api/hist")
+    def api_hist() -> Response:
+        run, site = _arg("run"), _arg("site", "output")
+        layers = _int_list("layers")
+        max_rows = _int_range("max_rows", 1, 100_000) or 400
+        h = store_reader(lambda st: load_histograms(st, run, site))
+        return _json(reader.hist_json(h, layers, max_rows))
 
     @app.get("/api/report")
     def api_report() -> Response:

@@ -16,6 +16,7 @@ dashboard writes no SQL of its own.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 from collections.abc import Iterator
@@ -27,11 +28,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotFoundError
+from ..render.hist import bin_window, choose_layers, edge_ticks
+from ..render.labels import spread_rows
+from ..render.reduce import reduce_counts, reduce_rows
 from ..store import Heatmap, Store
+from ..store.histogram import Histograms
 
 # A dashboard read waits at most this long for a lock (only WAL recovery or a checkpoint that
 # truncates the log take one a reader must wait for); the page retries at the next poll.
 READ_BUSY_TIMEOUT_MS = 2000
+PROFILE_REF_ROWS = 5  # reference profiles sent with an overview (first and last step included)
 
 
 @dataclass(frozen=True)
@@ -188,4 +194,101 @@ def compare_json(a: Heatmap, b: Heatmap, relative: bool = False) -> dict[str, An
         "layers_only_b": al.layers_only_b,
         "notes": [],
         "summary": summarize(a, b, relative).sentences,
+    }
+
+
+# -- the overview a long run is drawn from (render.reduce) ---------------------------------------
+
+
+def _b64(a: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode("ascii")
+
+
+def overview_json(
+    hm: Heatmap,
+    max_rows: int,
+    step_min: int | None = None,
+    step_max: int | None = None,
+    since_step: int | None = None,
+) -> dict[str, Any]:
+    """The rows of ``hm`` between ``step_min`` and ``step_max`` (all by default) cut to at most
+    ``max_rows`` rows by the spike-preserving reduction; compact and exact.
+
+    ``values`` is base64 of little-endian float64 (``rows x layers``; NaN where absent, +-inf as
+    recorded), ``src`` the offset inside its block of the row each shown value came from (base64
+    of ``src_dtype``: uint8 for blocks of up to 256 steps, so it costs an eighth of the values). ``steps`` are every step of the range, so the page can name a shown value's exact step
+    and put round ticks on the axis; ``row0`` is the index of the range's first step in the run.
+
+    >>> hm = Heatmap(np.arange(12.0).reshape(6, 2), steps=range(10, 70, 10), layers=[1, 2])
+    >>> d = overview_json(hm, 3)
+    >>> d["factor"], d["n_rows"], d["starts"], d["row0"]
+    (2, 3, [0, 2, 4], 0)
+    """
+    steps = np.asarray(hm.steps, dtype=np.int64)
+    lo = 0 if step_min is None else int(np.searchsorted(steps, step_min, side="left"))
+    hi = len(steps) if step_max is None else int(np.searchsorted(steps, step_max, side="right"))
+    hi = max(lo, hi)
+    vals = np.asarray(hm.values, dtype=np.float64)
+    red = reduce_rows(vals[lo:hi], max_rows)
+    src_dtype = "u1" if red.factor <= 256 else ("<u2" if red.factor <= 65536 else "<i4")
+    ref = spread_rows(hm.steps, PROFILE_REF_ROWS) if step_min is None and step_max is None else []
+    return {
+        "run": hm.run,
+        "metric": hm.metric,
+        "site": hm.site,
+        "layers": list(hm.layers),
+        "layer_names": list(hm.layer_names),
+        "steps": steps[lo:hi].tolist(),
+        "row0": lo,
+        "n_steps": len(steps),
+        "factor": red.factor,
+        "n_rows": int(len(red.starts)),
+        "starts": red.starts.tolist(),
+        "values": _b64(red.values, "<f8"),
+        "src": _b64(red.src - red.starts[:, None], src_dtype),
+        "src_dtype": src_dtype,
+        "encoding": "base64 float64 LE (values, ref_values); src: offsets inside each block",
+        "ref_rows": ref,  # a few spread steps, exact: the profile's reference lines
+        "ref_values": _b64(vals[ref] if ref else np.zeros((0, vals.shape[1])), "<f8"),
+        "since_step": since_step,
+        "last_step": int(steps[-1]) if len(steps) else since_step,
+    }
+
+
+def hist_sites(config: dict[str, Any]) -> list[str]:
+    """The sites whose histograms a run recorded (from its config: no scan of the store)."""
+    if not config.get("hist_edges") or "hist" not in (config.get("metrics") or []):
+        return []
+    return [str(s) for s in config.get("sites") or ["output"]]
+
+
+def hist_json(h: Histograms, layers: list[int] | None, max_rows: int) -> dict[str, Any]:
+    """The histograms of ``layers`` (default: up to 12 spread over the depth), cut to the bins any
+    of them uses and to ``max_rows`` steps (blocks of steps: the mean count per bin)."""
+    shown = choose_layers(h, layers)
+    lo, hi = bin_window(shown)
+    counts = []
+    starts: list[int] = []
+    for layer in shown.layers:
+        c, a, _ = reduce_counts(shown.layer(layer)[:, lo:hi], max_rows)
+        counts.append(c)
+        starts = a.tolist()
+    block = np.stack(counts, axis=1) if counts else np.zeros((0, 0, hi - lo))  # (R, L, B)
+    ranges = [shown.bin_range(b) for b in range(lo, hi)]
+    tick_pos, tick_text = edge_ticks(shown.edges, lo, hi, 5)
+    return {
+        "run": h.run,
+        "site": h.site,
+        "layers": list(shown.layers),
+        "layer_names": list(shown.layer_names),
+        "all_layers": list(h.layers),
+        "steps": [int(s) for s in h.steps],
+        "starts": starts,
+        "bins": [
+            [None if not math.isfinite(a) else a, None if not math.isfinite(b) else b] for a, b in ranges
+        ],
+        "counts": _b64(block, "<f8"),
+        "ticks": {"cols": [p - lo - 0.5 for p in tick_pos], "text": tick_text},  # bin-edge labels
+        "shape": list(block.shape),
+        "last_step": int(h.steps[-1]) if len(h.steps) else None,
     }

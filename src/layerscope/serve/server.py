@@ -8,11 +8,13 @@ import errno
 import importlib
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import threading
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from werkzeug.serving import (
@@ -23,7 +25,8 @@ from werkzeug.serving import (
     select_address_family,
 )
 
-from ..errors import ConfigError
+from .._io import refuse_special_file
+from ..errors import ConfigError, escape_controls
 from . import reader
 from .app import DEFAULT_POLL_MS, LOOPBACK_HOSTS, create_app
 
@@ -98,6 +101,7 @@ def url_for(host: str, port: int) -> str:
 
 def check_store(store_path: Path) -> str:
     """Fail early on a path that can never be a store; a store that does not exist yet is fine."""
+    refuse_special_file(store_path, "store")  # a FIFO looks like an empty file that never fills in
     status = reader.store_status(store_path)  # NotFoundError for a folder
     if status == "ok":
         with reader.open_readonly(store_path):  # not SQLite, not layerscope's, newer schema: one line now
@@ -142,28 +146,32 @@ class Dashboard:
         self.port = int(self.server.port)
         self.url = url_for(host, self.port)
         self._thread: threading.Thread | None = None
+        self._closed = False
         # Import the analysis now, off the request path: the page's first report is then as fast
-        # as the next ones (the page spaces its report reads by how long one takes).
-        threading.Thread(
-            target=importlib.import_module,
-            args=("layerscope.analysis",),
-            daemon=True,
-            name="layerscope-serve-warmup",
-        ).start()
+        # as the next ones (the page spaces its report reads by how long one takes). In this thread,
+        # not a background one: a daemon thread still importing when Ctrl-C ends the process can
+        # hold the import machinery while the interpreter shuts down.
+        importlib.import_module("layerscope.analysis")
 
     def serve_forever(self) -> None:
         """Serve until Ctrl-C (KeyboardInterrupt) or :meth:`stop`; then close the socket."""
         try:
-            self.server.serve_forever(poll_interval=0.25)
+            self.server.serve_forever(poll_interval=0.25)  # wakes 4x a second: a signal is seen soon
         except KeyboardInterrupt:
             pass
         finally:
-            self.server.server_close()
+            self.close()
 
     def start(self) -> Dashboard:
         self._thread = threading.Thread(target=self.serve_forever, name="layerscope-serve", daemon=True)
         self._thread.start()
         return self
+
+    def close(self) -> None:
+        """Close the listening socket (once; safe to call again)."""
+        if not self._closed:
+            self._closed = True
+            self.server.server_close()
 
     def stop(self) -> None:
         """Stop serving; safe to call twice."""
@@ -171,7 +179,29 @@ class Dashboard:
             self.server.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
-        self.server.server_close()
+        self.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM stop the server, whatever this process inherited: a process
+    started in the background by a script inherits SIGINT *ignored*, and Python then leaves it
+    ignored, so ``kill -INT`` (and Ctrl-C after ``fg``) would never stop it. Restored on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; the caller stops us
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, _interrupt)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 def serve(
@@ -190,21 +220,28 @@ def serve(
             f"warning: --host {host} serves the dashboard, without a password, to every machine that "
             "can reach this one; use the default 127.0.0.1 unless that is what you want."
         )
-    dash = Dashboard(store_path, host=host, port=port, poll_ms=poll_ms)
-    note = {
-        "missing": " (the store does not exist yet; the page waits for it)",
-        "empty": " (no runs yet; the page waits for them)",
-    }.get(dash.status, "")
-    try:  # Ctrl-C from here on, even before serving starts, is a clean stop
-        say(f"layerscope serve: {dash.url}  store {dash.store_path!s}{note}")
-        say("Press Ctrl-C to stop.")
-        if open_browser:
-            threading.Timer(0.3, webbrowser.open, args=(dash.url,)).start()
-        dash.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        dash.server.server_close()
+    dash: Dashboard | None = None
+    # Ctrl-C at any moment from here on (while binding, before serving starts, while serving, while
+    # closing) is a clean stop: one handler, one socket close, one "stopped" line.
+    with _stop_on_signals():
+        try:
+            dash = Dashboard(store_path, host=host, port=port, poll_ms=poll_ms)
+            note = {
+                "missing": " (the store does not exist yet; the page waits for it)",
+                "empty": " (no runs yet; the page waits for them)",
+            }.get(dash.status, "")
+            say(escape_controls(f"layerscope serve: {dash.url}  store {dash.store_path!s}{note}"))
+            say("Press Ctrl-C to stop.")
+            if open_browser:
+                opener = threading.Timer(0.3, webbrowser.open, args=(dash.url,))
+                opener.daemon = True  # never holds up the exit
+                opener.start()
+            dash.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if dash is not None:
+                dash.close()
     say("layerscope serve: stopped.")
 
 

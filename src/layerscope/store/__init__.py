@@ -1,6 +1,20 @@
 """The run store (SQLite), its reader, and the Heatmap matrix every renderer reads."""
 
 from .heatmap import Heatmap
-from .sqlite import SCHEMA_VERSION, LayerInfo, RunInfo, StepRecord, Store, load
+from .records import Event, HeadMap, LayerInfo, RunInfo, SeriesInfo, StepRecord, variant_dims
+from .schema import SCHEMA_VERSION
+from .sqlite import Store, load
 
-__all__ = ["SCHEMA_VERSION", "Heatmap", "LayerInfo", "RunInfo", "StepRecord", "Store", "load"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Event",
+    "HeadMap",
+    "Heatmap",
+    "LayerInfo",
+    "RunInfo",
+    "SeriesInfo",
+    "StepRecord",
+    "Store",
+    "load",
+    "variant_dims",
+]

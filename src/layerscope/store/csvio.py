@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import refuse_special_file
 from ..errors import DataError, NotFoundError
 from .heatmap import Heatmap
 
@@ -110,6 +111,7 @@ class _Reader:
     # -- file --------------------------------------------------------------------------------------
     def rows(self) -> list[tuple[int, list[str]]]:
         """(line number, cells) of every non-blank, non-comment record, header first."""
+        refuse_special_file(self.path, "CSV")  # a FIFO would block forever, /dev/zero never end
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -328,14 +330,20 @@ def _read_tidy(
             keep = [k for k, t in zip(keep, texts) if t == want]
             if not keep:
                 raise NotFoundError(
-                    f"{r.where}: no rows with {key} {want!r}; {key}s there: {', '.join(distinct)}. "
-                    f"Pass --{key} {distinct[0]}."
+                    f"{r.where}: no rows with {key} {want!r}; {key}s there: {', '.join(distinct)}",
+                    what=key,
+                    value=want,
+                    choices=distinct,
+                    param=key,
                 )
             labels[key] = want
         elif len(distinct) > 1:
             raise NotFoundError(
-                f"{r.where}: holds several {key}s ({', '.join(distinct)}); choose one with --{key} (or "
-                f"{key}=...), e.g. --{key} {distinct[0]}."
+                f"{r.where}: holds several {key}s ({', '.join(distinct)})",
+                what=key,
+                choices=distinct,
+                param=key,
+                fix="choose one with {arg} (e.g. {example})",
             )
         else:
             labels[key] = distinct[0]

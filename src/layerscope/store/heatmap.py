@@ -67,6 +67,22 @@ class Heatmap:
         """Values of ``layer`` (1-based) at every step."""
         return self.values[:, list(self.layers).index(layer)]
 
+    # -- notebooks (Jupyter asks for these; drawing is the renderers' job, imported on first use) --
+    def _repr_markdown_(self) -> str:
+        from ..render.notebook import heatmap_markdown
+
+        return heatmap_markdown(self)
+
+    def _repr_png_(self) -> bytes:
+        from ..render.notebook import heatmap_png
+
+        return heatmap_png(self)
+
+    def _repr_html_(self) -> str:
+        from ..render.notebook import heatmap_html
+
+        return heatmap_html(self)
+
     def to_frame_rows(self) -> list[tuple[int, int, str, float]]:
         """Tidy rows ``(step, layer, layer_name, value)`` in step-major order."""
         out = []

@@ -9,6 +9,10 @@ What is recognised (a step in the name wins; the contents are read only where th
                                step from the name, else trainer_state.json's global_step
     last.ckpt                  Lightning: step from the file's global_step
     out/ckpt.pt                nanoGPT: step from the file's iter_num
+    step-30000/                a torch.distributed.checkpoint folder (.metadata, __R_K.distcp):
+                               torchtitan, FSDP2, Lightning's FSDP epoch=E-step=N.ckpt/, or inside a
+                               step folder (checkpoint-N/pytorch_model_fsdp_0/); step from the
+                               name, its folders, Lightning's meta.pt or a saved step entry
 
 Optimizer, scheduler and RNG files next to the weights are ignored. ``--step-regex`` replaces the
 name rules for layouts of your own.
@@ -28,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from re import Pattern
 
-from ..errors import CheckpointError, ConfigError, NotFoundError
+from .._io import refuse_special_file, special_kind
+from ..errors import CheckpointError, ConfigError, NotFoundError, escape_controls, quote
+from .dcp import dcp_metadata
 
 # File types a checkpoint can be. ".bin" and ".ckpt" are torch pickles (Hugging Face, Lightning).
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
@@ -59,7 +65,8 @@ _RULES = (
     ),
 )
 _ALL_DIGITS = re.compile(r"[0-9]+")
-MAX_STEP_DIGITS = 18  # fits an SQLite INTEGER (int64); longer is not a step
+MAX_STEP = 2**63 - 1  # the largest SQLite INTEGER (int64): the largest step a store holds
+MAX_STEP_DIGITS = 18  # every number of this many digits fits; of 19, those up to MAX_STEP do
 
 
 def _stem(name: str) -> str:
@@ -70,10 +77,21 @@ def _stem(name: str) -> str:
     return low
 
 
+class _TooLarge(Exception):
+    """A name's step does not fit a store (more than 2^63 - 1); carries the digits for the message."""
+
+    def __init__(self, digits: str) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
 def _as_step(digits: str | None) -> int | None:
-    if digits is None or not digits or len(digits) > MAX_STEP_DIGITS or not _ALL_DIGITS.fullmatch(digits):
+    if digits is None or not digits or not _ALL_DIGITS.fullmatch(digits):
         return None
-    return int(digits)
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > MAX_STEP_DIGITS + 1 or int(significant) > MAX_STEP:
+        raise _TooLarge(significant)
+    return int(significant)
 
 
 def compile_step_regex(step_regex: str | Pattern[str] | None) -> Pattern[str] | None:
@@ -116,7 +134,8 @@ def parse_step(path: str | os.PathLike[str], step_regex: str | Pattern[str] | No
     ``step`` group (or group 1) must be digits.
 
     Never raises anything but a :class:`~layerscope.errors.LayerscopeError` (a bad regex or a
-    path that is not a string).
+    path that is not a string). A step too large for a store (over 2^63 - 1) is None here;
+    :func:`find_checkpoints` says so about the file.
 
     >>> parse_step("runs/a/epoch=3-step=30000.ckpt")
     30000
@@ -125,6 +144,14 @@ def parse_step(path: str | os.PathLike[str], step_regex: str | Pattern[str] | No
     >>> parse_step("exp/run7/weights.pt", step_regex="run([0-9]+)/")
     7
     """
+    try:
+        return _parse_step(path, step_regex)
+    except _TooLarge:
+        return None
+
+
+def _parse_step(path: str | os.PathLike[str], step_regex: str | Pattern[str] | None = None) -> int | None:
+    """:func:`parse_step`, raising _TooLarge for a step that does not fit a store."""
     try:
         text = os.fspath(path)
     except TypeError:
@@ -170,9 +197,13 @@ class Checkpoint:
 
     @property
     def config_json(self) -> Path | None:
-        """The Hugging Face ``config.json`` stored with this checkpoint, if any."""
-        p = (self.path if self.path.is_dir() else self.path.parent) / "config.json"
-        return p if p.is_file() else None
+        """The Hugging Face ``config.json`` stored with this checkpoint (for a DCP folder inside a
+        checkpoint folder, the one beside it), if any."""
+        here = self.path if self.path.is_dir() else self.path.parent
+        for folder in (here, here.parent) if self.weights.name == ".metadata" else (here,):
+            if (folder / "config.json").is_file():
+                return folder / "config.json"
+        return None
 
 
 @dataclass(frozen=True)
@@ -199,6 +230,12 @@ def hf_weights(folder: Path) -> Path | None:
         if p.is_file():
             return p
     return None
+
+
+def folder_weights(folder: Path) -> Path | None:
+    """What to read for a checkpoint folder: its Hugging Face weights, or the ``.metadata`` of a
+    ``torch.distributed.checkpoint`` folder; None for a folder that is not a checkpoint."""
+    return hf_weights(folder) or dcp_metadata(folder)
 
 
 def _trainer_state_step(folder: Path) -> int | None:
@@ -233,11 +270,28 @@ def _is_candidate_file(name: str) -> bool:
     return not _NOT_WEIGHTS.match(_stem(low))
 
 
+def check_store_is_not_a_checkpoint(store: str | os.PathLike[str], root: str | os.PathLike[str]) -> None:
+    """Refuse a sweep's ``--store`` that is, or would be taken for, one of its checkpoints: a file
+    inside the swept folder with a checkpoint's name (``ckpts/step_100.pt``) is read as a
+    checkpoint by the next sweep, or overwritten by this one. A store there named ``runs.db`` is
+    fine. (:func:`layerscope._io.check_outputs_are_not_inputs` covers the folder itself and the
+    probe.)"""
+    s = Path(os.path.realpath(os.path.abspath(store)))
+    r = Path(os.path.realpath(os.path.abspath(root)))
+    inside = s == r or (r.is_dir() and r in s.parents)
+    if inside and (s == r or _is_candidate_file(s.name)):
+        raise ConfigError(
+            f"--store {quote(os.fspath(store))} is inside CKPT_DIR {quote(os.fspath(root))} with a "
+            "checkpoint's name, so a sweep would read it as a checkpoint (or write over one); name "
+            "the store runs.db, or put it outside the checkpoint folder."
+        )
+
+
 def _step_from_parents(rel: str) -> int | None:
     # The folders above a file, inside the swept folder, innermost first: runs/step_300/weights.pt is 300.
     parts = rel.split("/")[:-1]
     for part in reversed(parts):
-        step = parse_step(part)
+        step = _parse_step(part)
         if step is not None:
             return step
     return None
@@ -251,8 +305,8 @@ def find_checkpoints(
     """Every checkpoint under ``root`` (a folder, a Hugging Face checkpoint folder, or one file).
 
     ``content_step(path)`` reads the step stored inside a torch file (Lightning ``global_step``,
-    nanoGPT ``iter_num``) for files whose name gives none; it may raise ``CheckpointError``, which
-    becomes a problem for that file. Two checkpoints of the same step keep the first in this
+    nanoGPT ``iter_num``) or a DCP folder for those whose name gives none; it may raise
+    ``CheckpointError``, which becomes a problem for that file. Two checkpoints of the same step keep the first in this
     order: safetensors, then other formats, then by name; the others are reported.
 
     >>> import tempfile, pathlib
@@ -263,26 +317,48 @@ def find_checkpoints(
     """
     root_p = Path(root)
     if not root_p.exists():
-        raise NotFoundError(f"checkpoint folder {str(root_p)!r} does not exist; check the path.")
+        raise NotFoundError(f"checkpoint folder {quote(root_p)} does not exist; check the path.")
+    refuse_special_file(root_p, "checkpoint folder")  # a FIFO given as CKPT_DIR: never opened
     pat = compile_step_regex(step_regex)
     found: list[Checkpoint] = []
     problems: list[Problem] = []
 
+    def too_large(path: Path, rel: str, e: _TooLarge) -> None:
+        problems.append(
+            Problem(
+                path,
+                f"{escape_controls(rel)}: its step, {e.digits}, is larger than {MAX_STEP} "
+                "(2^63 - 1), the largest step a store holds; rename it, or pass --step-regex to read "
+                "another number of its name.",
+            )
+        )
+
     def add_folder(folder: Path, weights: Path) -> None:
         rel = relative_name(folder, root_p.parent if folder == root_p else root_p)
-        if pat is not None:
-            step, how = parse_step(rel, pat), "regex"
-        else:
-            step, how = parse_step(folder.name), "name"
-            if step is None:
-                step, how = _trainer_state_step(folder), "trainer_state"
-            if step is None:
-                step, how = _step_from_parents(rel), "name"
+        try:
+            if pat is not None:
+                step, how = _parse_step(rel, pat), "regex"
+            else:
+                step, how = _parse_step(folder.name), "name"
+                if step is None:
+                    step, how = _trainer_state_step(folder), "trainer_state"
+                if step is None and weights.name == ".metadata" and content_step is not None:
+                    try:
+                        step, how = content_step(folder), "content"
+                    except CheckpointError as e:
+                        problems.append(Problem(folder, str(e)))
+                        return
+                if step is None:
+                    step, how = _step_from_parents(rel), "name"
+        except _TooLarge as e:
+            return too_large(folder, rel, e)
+        if step is not None and step > MAX_STEP:  # trainer_state.json's global_step, a DCP's saved step
+            return too_large(folder, rel, _TooLarge(str(step)))
         if step is None:
             problems.append(
                 Problem(
                     folder,
-                    f"{rel}: no step in the folder name or its trainer_state.json; "
+                    f"{escape_controls(rel)}: no step in the folder name or its trainer_state.json; "
                     r"name it checkpoint-STEP or pass --step-regex 'run(\d+)'.",
                 )
             )
@@ -291,37 +367,55 @@ def find_checkpoints(
 
     def add_file(path: Path, base: Path) -> None:
         rel = relative_name(path, base)
-        if pat is not None:
-            step, how = parse_step(rel, pat), "regex"
-        else:
-            # The file's own name, then the step saved inside it (Lightning, nanoGPT), then its folders.
-            step, how = parse_step(path.name), "name"
-            if step is None and path.suffix.lower() in TORCH_SUFFIXES and content_step is not None:
-                try:
-                    step, how = content_step(path), "content"
-                except CheckpointError as e:
-                    problems.append(Problem(path, str(e)))
-                    return
-            if step is None:
-                step, how = _step_from_parents(rel), "name"
+        kind = special_kind(path)
+        if kind is not None:  # opening a FIFO blocks until someone writes it: never open one
+            problems.append(
+                Problem(
+                    path,
+                    f"{escape_controls(rel)}: is {kind}, not a checkpoint file; skipped (not opened). "
+                    "Only regular files and folders are swept.",
+                )
+            )
+            return
+        try:
+            if pat is not None:
+                step, how = _parse_step(rel, pat), "regex"
+            else:
+                # The file's own name, then the step saved inside it (Lightning, nanoGPT), then its folders.
+                step, how = _parse_step(path.name), "name"
+                if step is None and path.suffix.lower() in TORCH_SUFFIXES and content_step is not None:
+                    try:
+                        step, how = content_step(path), "content"
+                    except CheckpointError as e:
+                        problems.append(Problem(path, str(e)))
+                        return
+                if step is None:
+                    step, how = _step_from_parents(rel), "name"
+        except _TooLarge as e:
+            return too_large(path, rel, e)
+        if step is not None and step > MAX_STEP:  # the step saved inside the file
+            return too_large(path, rel, _TooLarge(str(step)))
         if step is None:
             if _SHARD.search(_stem(path.name)):
                 msg = (
-                    f"{rel}: one shard of a sharded checkpoint, but its folder has no *.index.json; "
-                    "restore the index file next to the shards."
+                    f"{escape_controls(rel)}: one shard of a sharded checkpoint, but its folder has no "
+                    "*.index.json; restore the index file next to the shards."
                 )
             else:
                 msg = (
-                    f"{rel}: no step in its name or contents; rename it step_STEP{path.suffix} or pass "
+                    f"{escape_controls(rel)}: no step in its name or contents; rename it "
+                    f"step_STEP{escape_controls(path.suffix)} or pass "
                     r"--step-regex with the step in a group, e.g. 'epoch(\d+)'."
                 )
             problems.append(Problem(path, msg))
             return
         found.append(Checkpoint(path, path, step, how, rel))
 
-    root_weights = hf_weights(root_p) if root_p.is_dir() else None
+    root_weights = folder_weights(root_p) if root_p.is_dir() else None
     if root_p.is_file():
         add_file(root_p, root_p.parent)
+    elif root_weights is not None and root_weights.name == ".metadata":
+        pass  # CKPT_DIR is one DCP checkpoint: its files (shards, Lightning's meta.pt) are not checkpoints
     else:
         for dirpath, dirnames, filenames in os.walk(root_p, onerror=None, followlinks=False):
             here = Path(dirpath)
@@ -331,11 +425,13 @@ def find_checkpoints(
                 if d.startswith("."):
                     continue
                 sub = here / d
-                w = hf_weights(sub)
-                if w is not None:
-                    add_folder(sub, w)  # a checkpoint folder: its files are not checkpoints of their own
-                else:
+                w = folder_weights(sub)
+                if w is None:
                     keep.append(d)
+                elif w.name == ".metadata" and _NOT_WEIGHTS.match(d.lower()):
+                    continue  # a DCP folder of optimizer (or other training) state, beside the model's
+                else:
+                    add_folder(sub, w)  # a checkpoint folder: its files are not checkpoints of their own
             dirnames[:] = keep
             for fname in sorted(filenames):
                 if here == root_p and root_weights is not None and _is_hf_weights_file(fname):
@@ -363,7 +459,7 @@ def find_checkpoints(
             problems.append(
                 Problem(
                     c.path,
-                    f"{c.name}: step {c.step} is also {out[-1].name}, which is swept "
+                    f"{escape_controls(c.name)}: step {c.step} is also {escape_controls(out[-1].name)}, which is swept "
                     "instead; keep one file per step or tell them apart with --step-regex.",
                 )
             )
@@ -377,8 +473,10 @@ __all__ = [
     "Checkpoint",
     "Discovery",
     "Problem",
+    "check_store_is_not_a_checkpoint",
     "compile_step_regex",
     "find_checkpoints",
+    "folder_weights",
     "hf_weights",
     "parse_step",
     "relative_name",

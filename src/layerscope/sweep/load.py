@@ -25,7 +25,9 @@ import torch
 import torch.nn as nn
 
 from ..capture import normalize_name, unwrap
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CheckpointWarning
+from .compat import Tolerance, convert_with_transformers, converts_layouts, is_hf_model, legacy_renames
+from .dcp import METADATA, read_dcp
 
 # Where training frameworks keep the model's state dict inside a checkpoint dict, in lookup order:
 # Lightning, nanoGPT, common scripts, DeepSpeed.
@@ -243,10 +245,13 @@ def read_checkpoint(weights: Path, label: str | None = None, trust: bool = False
     """Load one checkpoint's weights safely.
 
     ``weights`` is a ``.safetensors`` file, a torch file (``.pt``/``.pth``/``.bin``/``.ckpt``,
-    a bare state dict or a Lightning/nanoGPT/... dict holding one), or a ``*.index.json`` of a
-    sharded checkpoint. ``label`` names the checkpoint in messages.
+    a bare state dict or a Lightning/nanoGPT/... dict holding one), a ``*.index.json`` of a
+    sharded checkpoint, or the ``.metadata`` of a ``torch.distributed.checkpoint`` folder (see
+    :mod:`layerscope.sweep.dcp`). ``label`` names the checkpoint in messages.
     """
     lab = _name(weights, label)
+    if weights.name == METADATA:
+        return Loaded(normalize_keys(read_dcp(weights.parent, lab, trust, STATE_DICT_KEYS), lab), None)
     if weights.name.endswith(".index.json"):
         return Loaded(normalize_keys(_read_index(weights, lab, trust), lab), None)
     obj = read_weights_file(weights, lab, trust)
@@ -285,17 +290,6 @@ def _tied_groups(model: nn.Module) -> list[list[str]]:
     for n, b in model.named_buffers(remove_duplicate=False):
         by_id.setdefault(id(b), []).append(n)
     return [names for names in by_id.values() if len(names) > 1]
-
-
-def _ignore_patterns(model: nn.Module, attr: str) -> list[re.Pattern[str]]:
-    pats = getattr(model, attr, None) or []  # Hugging Face's declared harmless differences
-    out = []
-    for p in pats:
-        try:
-            out.append(re.compile(p))
-        except (re.error, TypeError):
-            continue
-    return out
 
 
 def _best_prefix(keys: Iterable[str], expected: set[str]) -> tuple[str, str]:
@@ -342,13 +336,44 @@ class ModelKeys:
     def __init__(self, model: nn.Module) -> None:
         target = unwrap(model)
         own = target.state_dict()
+        self.model = target
         self.model_name = type(target).__name__
         self.shapes = {k: tuple(v.shape) for k, v in own.items()}
+        self.floating = {k for k, v in own.items() if v.is_floating_point()}
         self.by_norm = {normalize_name(k): k for k in own}  # normalised name -> the model's own key
         self.expected = set(self.by_norm)
-        self.tied = [[normalize_name(n) for n in group] for group in _tied_groups(target)]
-        self.ignore_missing = _ignore_patterns(target, "_keys_to_ignore_on_load_missing")
-        self.ignore_unexpected = _ignore_patterns(target, "_keys_to_ignore_on_load_unexpected")
+        self.tolerance = Tolerance(target)
+        self.tied = _merge_groups(
+            [[normalize_name(n) for n in group] for group in _tied_groups(target)]
+            + [list(pair) for pair in self.tolerance.declared_ties]
+        )
+        self.hf = is_hf_model(target)
+        self.converts = self.hf and converts_layouts(target)  # transformers converts this class's layouts
+        self.unconvertible: set[frozenset[str]] = set()  # key sets transformers could not convert: not again
+
+
+def _merge_groups(groups: list[list[str]]) -> list[list[str]]:
+    merged: list[set[str]] = []
+    for g in groups:
+        hits = [m for m in merged if m & set(g)]
+        new = set(g).union(*hits)
+        merged = [m for m in merged if not any(m is h for h in hits)] + [new]
+    return [sorted(m) for m in merged if len(m) > 1]
+
+
+def _mismatch(label: str, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"{label}: does not fit the model: {what}; check that --model/--hf "
+        "builds the architecture this checkpoint was saved from."
+    )
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.device == b.device and a.data_ptr() == b.data_ptr() and a.stride() == b.stride():
+        return True  # one storage, as torch.save writes tied weights: no need to compare
+    return bool(torch.equal(a, b.to(a.device)))
 
 
 def fit_state_dict(
@@ -356,12 +381,14 @@ def fit_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Rename ``sd``'s keys to ``model``'s and check that every weight is there, with the right shape.
 
-    Missing weights that are tied to a present one (``lm_head.weight`` = ``wte.weight``) are fine;
-    anything else missing, left over, or of another shape is a CheckpointError naming the first
-    key and the count: the checkpoint is not of this model.
+    The differences transformers accepts are accepted (see :mod:`layerscope.sweep.compat`): tied
+    weights saved once, the model's ignore lists, buffers older versions saved, legacy names, and
+    for a Hugging Face model a layout transformers converts. Anything else missing, left over, or
+    of another shape is a CheckpointError naming the first key and the count: the checkpoint is
+    not of this model.
     """
     mk = model if isinstance(model, ModelKeys) else ModelKeys(model)
-    expected = mk.expected
+    expected, tol = mk.expected, mk.tolerance
     how, p = _best_prefix(sd.keys(), expected)
     renamed: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
@@ -372,25 +399,40 @@ def fit_state_dict(
         elif how == "add":
             k = p + k
         renamed[k] = v
+    for old, new in legacy_renames(renamed, expected).items():
+        renamed[new] = renamed.pop(old)
+    for k in [k for k in renamed if k not in expected and tol.unexpected_ok(k, renamed[k])]:
+        del renamed[k]  # a buffer an older version saved: the model recomputes it
     present = set(renamed)
     tied_ok: set[str] = set()
     for group in mk.tied:
-        if any(n in present for n in group):
+        have = [n for n in group if n in present]
+        if have:
             tied_ok.update(group)
-    missing = sorted(
-        k for k in expected - present - tied_ok if not any(r.search(k) for r in mk.ignore_missing)
-    )
-    unexpected = sorted(k for k in present - expected if not any(r.search(k) for r in mk.ignore_unexpected))
+        for other in have[1:]:
+            if not _same_tensor(renamed[have[0]], renamed[other]):
+                raise CheckpointError(
+                    f"{label}: {have[0]!r} and {other!r} are one tensor in the model (tied) but differ in "
+                    "the file; build the model untied (Hugging Face: tie_word_embeddings=false in "
+                    "config.json) to load both."
+                )
+    missing = sorted(k for k in expected - present - tied_ok if not tol.missing_ok(k))
+    unexpected = sorted(present - expected)
+    keyset = frozenset(sd)
+    if (missing or unexpected) and mk.converts and keyset not in mk.unconvertible:
+        converted, _why = convert_with_transformers(mk.model, sd)
+        if converted is not None:
+            renamed = {normalize_name(k): v for k, v in converted.items()}
+            missing, unexpected = [], []
+        else:
+            mk.unconvertible.add(keyset)
     if missing or unexpected:
         parts = []
         if missing:
             parts.append(f"{len(missing)} weights of {mk.model_name} missing (first: {missing[0]!r})")
         if unexpected:
             parts.append(f"{len(unexpected)} not in the model (first: {unexpected[0]!r})")
-        raise CheckpointError(
-            f"{label}: does not fit the model: {'; '.join(parts)}; check that --model/--hf "
-            "builds the architecture this checkpoint was saved from."
-        )
+        raise _mismatch(label, "; ".join(parts))
     out: dict[str, torch.Tensor] = {}
     bad = []
     for k, v in renamed.items():
@@ -401,9 +443,18 @@ def fit_state_dict(
             bad.append(f"{k!r} is {tuple(v.shape)} in the file, {mk.shapes[real]} in the model")
         out[real] = v
     if bad:
-        raise CheckpointError(
-            f"{label}: does not fit the model: {len(bad)} shape mismatches (first: {bad[0]}); "
-            "check that --model/--hf builds the architecture this checkpoint was saved from."
+        raise _mismatch(label, f"{len(bad)} shape mismatches (first: {bad[0]})")
+    # load_state_dict converts integer weights into float parameters without a word: a quantized
+    # checkpoint, or one saved from the wrong tensors, would be measured as if it were real weights.
+    ints = [k for k, v in out.items() if k in mk.floating and not (v.is_floating_point() or v.is_complex())]
+    if ints:
+        k = ints[0]
+        warnings.warn(
+            f"{label}: {len(ints)} weights are integers in the file but floating point in the model "
+            f"(first: {k!r}, {str(out[k].dtype).replace('torch.', '')}); they were converted, which is "
+            "rarely meant: check that the checkpoint holds the model's real (not quantized) weights.",
+            CheckpointWarning,
+            stacklevel=2,
         )
     return out
 
@@ -415,15 +466,21 @@ def apply_state_dict(
 
     Pass ``keys=ModelKeys(model)`` when loading many checkpoints into one model.
     """
-    fitted = fit_state_dict(keys or model, sd, label)
+    mk = keys or ModelKeys(model)
+    fitted = fit_state_dict(mk, sd, label)
+    target = unwrap(model)
     try:
-        unwrap(model).load_state_dict(fitted, strict=False)
+        target.load_state_dict(fitted, strict=False)
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise CheckpointError(
             f"{label}: loading into the model failed ({first[-1].strip()[:160] if first else e}); "
             "check the checkpoint's dtypes and shapes."
         ) from None
+    if mk.hf and any(mk.by_norm[t] not in fitted for t, _ in mk.tolerance.declared_ties if t in mk.by_norm):
+        # A tie transformers declares, saved once: tie again, as from_pretrained does (a no-op where
+        # the two names already share one tensor).
+        target.tie_weights()  # type: ignore[operator]
 
 
 FINGERPRINT_SAMPLES = 4096  # values read per tensor: enough that any training update shows

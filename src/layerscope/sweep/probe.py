@@ -11,7 +11,7 @@ anything else      text, with ``--tokenizer bytes``: its UTF-8 bytes as token id
                    rows of ``--seq-len`` tokens (the tail that does not fill a row is dropped)
 =================  =========================================================================
 
-Its hash (:func:`layerscope.recorder.probe_hash`) is stored with the run, so statistics of two
+Its hash (:func:`layerscope.batch.probe_hash`) is stored with the run, so statistics of two
 different probes never land in one run unnoticed.
 """
 
@@ -25,31 +25,47 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import refuse_special_file
+from ..batch import check_not_empty, map_batch
 from ..errors import ConfigError, DataError, NotFoundError
 
 TENSOR_SUFFIXES = (".pt", ".pth", ".npy", ".npz", ".safetensors")
 TOKENIZERS = ("bytes",)
 
 
-def _check(obj: Any, label: str) -> Any:
-    """A tensor, a non-empty list/tuple of tensors, or a non-empty dict of str -> tensor."""
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
-    if isinstance(obj, (list, tuple)) and obj and all(isinstance(o, (torch.Tensor, np.ndarray)) for o in obj):
-        return type(obj)(_check(o, label) for o in obj)
-    if (
-        isinstance(obj, Mapping)
-        and obj
-        and all(isinstance(k, str) for k in obj)
-        and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in obj.values())
-    ):
-        return {k: _check(v, label) for k, v in obj.items()}
-    raise DataError(
-        f"probe {label}: holds a {type(obj).__name__}; save a tensor, a list of tensors "
-        "(positional inputs) or a dict of name -> tensor (keyword inputs)."
+def _is_array(v: Any) -> bool:
+    return isinstance(v, (torch.Tensor, np.ndarray))
+
+
+def check_probe(obj: Any, label: str = "given") -> Any:
+    """A probe batch as the model gets it: a tensor, a non-empty list/tuple of tensors, or a
+    non-empty dict of str -> tensor (numpy arrays become tensors). A batch with no rows is refused.
+
+    >>> check_probe(torch.zeros(0, 8), "probe.pt")
+    Traceback (most recent call last):
+    ...
+    layerscope.errors.DataError: probe probe.pt: input 0 has 0 rows (shape (0, 8)), so every statistic would be NaN; pass a batch with at least one row of real inputs.
+    """
+    ok = (
+        _is_array(obj)
+        or (isinstance(obj, (list, tuple)) and obj and all(_is_array(o) for o in obj))
+        or (
+            isinstance(obj, Mapping)
+            and obj
+            and all(isinstance(k, str) for k in obj)
+            and all(_is_array(v) for v in obj.values())
+        )
     )
+    if not ok:
+        raise DataError(
+            f"probe {label}: holds a {type(obj).__name__}; save a tensor, a list of tensors "
+            "(positional inputs) or a dict of name -> tensor (keyword inputs)."
+        )
+    batch = map_batch(
+        lambda v: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v, obj
+    )
+    check_not_empty(batch, label)
+    return batch
 
 
 def load_probe(path: str | os.PathLike[str], tokenizer: str | None = None, seq_len: int | None = None) -> Any:
@@ -63,6 +79,7 @@ def load_probe(path: str | os.PathLike[str], tokenizer: str | None = None, seq_l
     """
     p = Path(path)
     label = str(path)
+    refuse_special_file(p, "probe")  # a FIFO would block forever, /dev/zero never end
     if not p.is_file():
         raise NotFoundError(
             f"probe file {label!r} does not exist; pass a .pt, .npy or .safetensors file "
@@ -75,7 +92,7 @@ def load_probe(path: str | os.PathLike[str], tokenizer: str | None = None, seq_l
                 f"--tokenizer {tokenizer} applies to text probes; {label!r} already holds tensors, "
                 "so drop --tokenizer."
             )
-        return _check(_read_tensor_file(p, label), label)
+        return check_probe(_read_tensor_file(p, label), label)
     if tokenizer is None:
         raise ConfigError(
             f"probe {label!r} is not a {'/'.join(TENSOR_SUFFIXES)} file; to use it as text, "
@@ -153,4 +170,4 @@ def describe(probe: Any) -> str:
     return type(probe).__name__
 
 
-__all__ = ["TENSOR_SUFFIXES", "TOKENIZERS", "describe", "load_probe"]
+__all__ = ["TENSOR_SUFFIXES", "TOKENIZERS", "check_probe", "describe", "load_probe"]

@@ -38,16 +38,9 @@
     return e;
   }
 
+  /** A step named in text: exact (axis labels round, through LayerscopeViews.stepLabel). */
   function fmtStep(s) {
-    if (s === null || s === undefined) return '–';
-    const a = Math.abs(s);
-    for (const [div, suf] of [[1e9, 'B'], [1e6, 'M'], [1e3, 'k']]) {
-      if (a >= div) {
-        const v = s / div;
-        return (Math.abs(v) < 100 ? v.toFixed(1).replace(/\.0$/, '') : v.toFixed(0)) + suf;
-      }
-    }
-    return String(s);
+    return s === null || s === undefined ? '–' : String(s);
   }
 
   function fmtValue(v) {
@@ -113,6 +106,8 @@
     view: 'run', run: null, metric: null, site: null, log: false, focus: null,
     info: null, // /api/run of the selected run
     hm: null, // the selected matrix, grown in place by polling
+    profile: { follow: true, token: 0 }, // the step slider follows the newest step until moved
+    hist: null, // the histograms shown when the metric is 'hist'
     seq: 0, // bumped on every selection change: answers to older requests are dropped
     report: { at: 0, step: null, busy: false, key: '', timer: null, every: 10000 },
     cmp: { a: null, b: null, metric: null, site: null, mode: 'absolute', key: '', data: null, at: 0, stamp: '' },
@@ -279,6 +274,7 @@
   async function selectRun() {
     const seq = ++S.seq;
     S.hm = null;
+    S.hist = null;
     clearTimeout(S.report.timer);
     S.report = { at: 0, step: null, busy: false, key: '', timer: null, every: REPORT_EVERY_MS };
     writeHash();
@@ -301,10 +297,21 @@
     }
     if (seq !== S.seq) return;
     S.info = info;
-    const pick = pickPair(info.pairs, S.metric, S.site);
+    const histSites = info.hist_sites || [];
+    const metrics = [...new Set(info.pairs.map((p) => p[0]))].sort();
+    if (S.metric === 'hist' && histSites.length) {
+      // Histograms: their own view (bins x steps per layer), at the sites that recorded them.
+      S.site = histSites.includes(S.site) ? S.site : (histSites.includes('output') ? 'output' : histSites[0]);
+      setOptions($('metric'), [...metrics, 'hist'], 'hist');
+      setOptions($('site'), histSites, S.site);
+      writeHash();
+      await loadHist(seq);
+      return;
+    }
+    const pick = pickPair(info.pairs, S.metric === 'hist' ? null : S.metric, S.site);
     S.metric = pick.metric;
     S.site = pick.site;
-    setOptions($('metric'), pick.metrics, S.metric);
+    setOptions($('metric'), histSites.length ? [...pick.metrics, 'hist'] : pick.metrics, S.metric);
     setOptions($('site'), pick.sites, S.site);
     writeHash();
     if (!S.metric) {
@@ -318,7 +325,7 @@
   }
 
   function clearRunCharts() {
-    for (const id of ['heatmap', 'lines']) if (window.Plotly) Plotly.purge($(id));
+    for (const id of ['heatmap', 'lines', 'profile', 'hist']) if (window.Plotly) Plotly.purge($(id));
     delete $('heatmap').dataset.wired; // purge removed its event handlers
     $('report').replaceChildren();
     $('report-meta').textContent = '';
@@ -332,11 +339,46 @@
     e.textContent = text || (n ? `${n} step${n === 1 ? '' : 's'} · ${fmtStep(first)} → ${fmtStep(last)}` : 'no steps');
   }
 
-  /** Read the whole matrix of the selected run/metric/site. */
+  // ---------------------------------------------------------------------------------------------
+  // The matrix: an overview sized to the screen (blocks of steps, spikes kept), rows appended as
+  // they are recorded, the zoomed range in detail, exact rows for the profile
+  // ---------------------------------------------------------------------------------------------
+
+  const V = window.LayerscopeViews;
+  const PROFILE_COLORS = ['#0d0887', '#6a00a8', '#b12a90', '#e16462', '#fca636', '#f0f921'];
+
+  /** Rows the heatmap can show: one per pixel row of its plot area (more would be dropped again). */
+  function rowBudget() {
+    const h = $('heatmap').clientHeight || 480;
+    return Math.max(100, Math.round(h - 90));
+  }
+
+  /** Blocks of an /api/heatmap?max_rows answer: {r0, r1, v (values per layer), src (rows)}. */
+  function decodeBlocks(d) {
+    const L = d.layers.length;
+    const vals = V.b64f64(d.values);
+    const bin = atob(d.src);
+    const u8 = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i += 1) u8[i] = bin.charCodeAt(i);
+    // Offsets of the shown value's row inside its block: uint8 for blocks of up to 256 steps.
+    const src = d.src_dtype === 'u1' ? u8 : (d.src_dtype === '<u2' ? new Uint16Array(u8.buffer) : new Int32Array(u8.buffer));
+    const out = [];
+    for (let b = 0; b < d.n_rows; b += 1) {
+      const r0 = d.row0 + d.starts[b];
+      const r1 = d.row0 + (b + 1 < d.n_rows ? d.starts[b + 1] : d.steps.length);
+      const s = new Int32Array(L);
+      for (let j = 0; j < L; j += 1) s[j] = r0 + src[b * L + j];
+      out.push({ r0, r1, v: vals.subarray(b * L, (b + 1) * L), src: s });
+    }
+    return out;
+  }
+
+  /** Read the overview of the selected run/metric/site. */
   async function loadMatrix(seq) {
     let d;
+    const budget = rowBudget();
     try {
-      d = await api('heatmap', { run: S.run, metric: S.metric, site: S.site });
+      d = await api('heatmap', { run: S.run, metric: S.metric, site: S.site, max_rows: budget });
     } catch (e) {
       if (seq !== S.seq) return;
       clearRunCharts();
@@ -346,27 +388,35 @@
     if (seq !== S.seq) return;
     showRunError('');
     const summary = S.byName.get(S.run);
+    const L = d.layers.length;
+    const refVals = V.b64f64(d.ref_values);
     S.hm = {
       key: `${S.run}\u0000${S.metric}\u0000${S.site}`, runId: summary ? summary.id : null,
-      layers: d.layers, names: d.layer_names, steps: [], values: [], inf: new Map(), fullAt: Date.now(),
+      layers: d.layers, names: d.layer_names, steps: d.steps.slice(), blocks: decodeBlocks(d),
+      factor: d.factor, budget, view: null, fullAt: Date.now(), rows: new Map(), pending: null,
+      ref: d.ref_rows.map((r, k) => ({ row: r, v: refVals.subarray(k * L, (k + 1) * L) })),
     };
-    appendRows(d);
+    for (const r of S.hm.ref) S.hm.rows.set(r.row, r.v);
+    for (const b of S.hm.blocks) if (b.r1 - b.r0 === 1) S.hm.rows.set(b.r0, b.v);
+    S.profile.follow = true;
     drawRun();
   }
 
   function appendRows(d) {
     const hm = S.hm;
     const base = hm.steps.length;
-    for (let i = 0; i < d.steps.length; i += 1) {
-      hm.steps.push(d.steps[i]);
-      hm.values.push(d.values[i]);
+    const blocks = decodeBlocks({ ...d, row0: base });
+    for (const s of d.steps) hm.steps.push(s);
+    for (const b of blocks) {
+      hm.blocks.push(b);
+      if (b.r1 - b.r0 === 1) hm.rows.set(b.r0, b.v);
     }
-    for (const [i, j, sign] of d.inf) hm.inf.set(`${base + i},${j}`, sign);
     if (d.layer_names.length !== hm.names.length) hm.names = d.layer_names;
   }
 
   /** Poll: fetch the rows recorded since the last step on the page (or all, after a restart). */
   async function syncMatrix() {
+    if (S.metric === 'hist') { await syncHist(); return; }
     const hm = S.hm;
     const summary = S.byName.get(S.run);
     if (!summary) {
@@ -396,48 +446,62 @@
     }
     if (summary.steps === hm.steps.length && summary.last_step === last) return; // nothing new
     const seq = S.seq;
-    const d = await api('heatmap', { run: S.run, metric: S.metric, site: S.site, since_step: last });
+    const d = await api('heatmap', { run: S.run, metric: S.metric, site: S.site, since_step: last, max_rows: hm.budget });
     if (seq !== S.seq || S.hm !== hm) return;
     if (d.steps.length) {
       appendRows(d);
-      drawRun();
+      // Appended rows are drawn one each; once they outgrow the screen, read a fresh overview.
+      if (hm.blocks.length > 1.5 * hm.budget && Date.now() - hm.fullAt > FULL_RELOAD_MS) {
+        await loadMatrix(seq);
+      } else {
+        drawRun();
+      }
       loadReport(false);
     }
     // A step written out of order (a sweep, a resumed run) is not after `last`: read it all again.
     if (summary.steps > hm.steps.length && Date.now() - hm.fullAt > FULL_RELOAD_MS) await loadMatrix(seq);
   }
 
-  function plotValues(hm) {
+  function shownBlocks(hm) {
+    return hm.view ? hm.view.blocks : hm.blocks;
+  }
+
+  function plotValues(blocks) {
     // z for plotly: null where absent, +-inf drawn at the ends of the finite range, log10 if asked.
     let lo = Infinity;
     let hi = -Infinity;
-    for (const row of hm.values) {
-      for (const v of row) {
-        if (v === null) continue;
-        const x = S.log ? (v > 0 ? Math.log10(v) : null) : v;
-        if (x === null) continue;
-        if (x < lo) lo = x;
-        if (x > hi) hi = x;
+    const tr = (v) => (Number.isNaN(v) ? null : (S.log ? (v > 0 && Number.isFinite(v) ? Math.log10(v) : (v === Infinity ? Infinity : null)) : v));
+    const z = blocks.map((b) => Array.from(b.v, (v) => {
+      const x = tr(v);
+      if (x !== null && Number.isFinite(x)) { if (x < lo) lo = x; if (x > hi) hi = x; }
+      return x;
+    }));
+    for (const row of z) {
+      for (let j = 0; j < row.length; j += 1) {
+        if (row[j] === Infinity) row[j] = Number.isFinite(hi) ? hi : null;
+        else if (row[j] === -Infinity) row[j] = Number.isFinite(lo) ? lo : null;
       }
-    }
-    const z = hm.values.map((row) => row.map((v) => (v === null ? null : (S.log ? (v > 0 ? Math.log10(v) : null) : v))));
-    for (const [k, sign] of hm.inf) {
-      const [i, j] = k.split(',').map(Number);
-      if (z[i] && Number.isFinite(lo)) z[i][j] = sign > 0 ? hi : (S.log ? null : lo);
     }
     return z;
   }
 
-  function hoverNames(hm) {
-    // One shared row of (escaped) layer names; rows with an infinite cell get their own copy.
-    const row = hm.names.map((n) => ptext(n));
-    const text = hm.steps.map(() => row);
-    for (const [k, sign] of hm.inf) {
-      const [i, j] = k.split(',').map(Number);
-      if (text[i] === row) text[i] = row.slice();
-      text[i][j] = `${row[j]} · value ${sign > 0 ? '+inf' : '-inf'} (drawn at the end of the scale)`;
+  function hoverTexts(hm, blocks) {
+    // Per cell: the layer name (escaped) and the exact step the shown value came from.
+    const names = hm.names.map((n) => ptext(n));
+    const text = [];
+    const steps = [];
+    for (const b of blocks) {
+      const t = names.slice();
+      const s = new Array(b.v.length);
+      for (let j = 0; j < b.v.length; j += 1) {
+        s[j] = String(hm.steps[b.src[j]]);
+        if (b.v[j] === Infinity || b.v[j] === -Infinity) t[j] = `${names[j]} · value ${b.v[j] > 0 ? '+inf' : '-inf'} (drawn at the end of the scale)`;
+      }
+      if (b.r1 - b.r0 > 1) for (let j = 0; j < t.length; j += 1) t[j] = `${t[j]} · most extreme of steps ${fmtStep(hm.steps[b.r0])}–${fmtStep(hm.steps[b.r1 - 1])}`;
+      text.push(t);
+      steps.push(s);
     }
-    return text;
+    return { text, steps };
   }
 
   const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ['lasso2d', 'select2d'] };
@@ -453,64 +517,82 @@
     };
   }
 
+  /** A step axis in row units: round steps as ticks (never 2.5), first step at the top. */
+  function rowAxis(steps, r0, r1, title) {
+    const t = V.stepTicks(steps, r0, Math.max(r0, r1 - 1), 10);
+    return { title: { text: title }, type: 'linear', autorange: 'reversed', showgrid: false, zeroline: false,
+      tickvals: t.vals, ticktext: t.text };
+  }
+
   function drawRun() {
     const hm = S.hm;
     if (!hm || !window.Plotly) return;
+    showKind('matrix');
     const n = hm.steps.length;
     setStepCount(n, hm.steps[0], hm.steps[n - 1]);
+    const blocks = shownBlocks(hm);
     const label = S.log ? `log10 ${S.metric}` : S.metric;
     const uirev = `${hm.key}\u0000${S.log}`;
     const L = hm.layers.length;
+    const ht = hoverTexts(hm, blocks);
     const heat = {
-      type: 'heatmap', x: hm.layers, y: hm.steps.map(String), z: plotValues(hm), text: hoverNames(hm),
-      colorscale: scale(MAGMA), hoverongaps: false,
-      hovertemplate: `step %{y}<br>layer %{x} · %{text}<br>${ptext(label)} %{z:.4~g}<extra></extra>`,
-      colorbar: { title: { text: ptext(label), side: 'right' }, thickness: 12, outlinewidth: 0 },
+      type: 'heatmap', x: hm.layers, y: blocks.map((b) => (b.r0 + b.r1 - 1) / 2), z: plotValues(blocks), text: ht.text,
+      customdata: ht.steps, colorscale: scale(MAGMA), hoverongaps: false,
+      hovertemplate: `step %{customdata}<br>layer %{x} · %{text}<br>${ptext(label)} %{z:.4~g}<extra></extra>`,
+      colorbar: { title: { text: ptext(label), side: 'top' }, thickness: 12, outlinewidth: 0 },
     };
+    const r0 = blocks.length ? blocks[0].r0 : 0;
+    const r1 = blocks.length ? blocks[blocks.length - 1].r1 : 0;
     const layout = {
       ...baseLayout(`${ptext(S.metric)} at ${ptext(S.site)} · ${ptext(S.run)}`),
       uirevision: uirev,
       xaxis: { title: { text: 'layer (depth)' }, dtick: L <= 24 ? 1 : undefined, zeroline: false, showgrid: false },
-      yaxis: { title: { text: 'step' }, type: 'category', autorange: 'reversed', showgrid: false, nticks: 12 },
+      yaxis: rowAxis(hm.steps, hm.view ? r0 : 0, hm.view ? r1 : n, 'step'),
     };
     if (S.focus !== null) {
       layout.shapes = [{ type: 'rect', xref: 'x', yref: 'paper', x0: S.focus - 0.5, x1: S.focus + 0.5, y0: 0, y1: 1,
         line: { color: '#38bdf8', width: 2 }, fillcolor: 'rgba(0,0,0,0)' }];
     }
     const div = $('heatmap');
+    div.dataset.rows = String(blocks.length);
+    div.dataset.factor = String(blocks.reduce((m, b) => Math.max(m, b.r1 - b.r0), 1));
     Plotly.react(div, [heat], layout, PLOT_CONFIG);
     if (!div.dataset.wired) { // plotly adds .on() to the div on its first draw
       div.dataset.wired = '1';
       wireHeatmapEvents(div);
     }
     drawLines();
+    drawProfile();
   }
 
   function drawLines() {
     const hm = S.hm;
     const L = hm.layers.length;
-    const few = hm.steps.length <= 40;
+    const blocks = hm.blocks;
+    const few = blocks.length <= 40;
     const traces = hm.layers.map((layer, j) => {
       // Absent and infinite cells break the line (the heatmap and its hover show the infinities).
-      const y = hm.values.map((row) => {
-        const v = row[j];
-        return v === null || (S.log && v <= 0) ? null : v;
+      const y = blocks.map((b) => {
+        const v = b.v[j];
+        return !Number.isFinite(v) || (S.log && v <= 0) ? null : v;
       });
       const focused = S.focus === null || S.focus === layer;
       return {
-        type: 'scatter', mode: few ? 'lines+markers' : 'lines', x: hm.steps, y,
+        type: 'scatter', mode: few ? 'lines+markers' : 'lines', x: blocks.map((b) => hm.steps[b.src[j]]), y,
         name: `${layer} ${ptext(hm.names[j])}`,
         line: { color: sampleScale(VIRIDIS, L > 1 ? (0.92 * j) / (L - 1) : 0), width: S.focus === layer ? 3 : 1.6 },
         marker: { size: 4 }, opacity: focused ? 1 : 0.18,
         hovertemplate: `layer %{fullData.name}<br>step %{x}<br>${ptext(S.metric)} %{y:.4~g}<extra></extra>`,
       };
     });
+    const n = hm.steps.length;
+    const ticks = n ? V.niceTicks(hm.steps[0], hm.steps[n - 1], 8) : [];
     const layout = {
       ...baseLayout(`${ptext(S.metric)} per layer`),
       uirevision: `${hm.key}\u0000${S.log}`,
       showlegend: L <= 16,
       legend: { font: { size: 10 }, itemclick: 'toggle', itemdoubleclick: 'toggleothers' },
-      xaxis: { title: { text: 'step' }, zeroline: false },
+      xaxis: { title: { text: 'step' }, zeroline: false, tickvals: ticks, ticktext: ticks.map(V.stepLabel) },
       yaxis: { title: { text: ptext(S.metric) }, type: S.log ? 'log' : 'linear', zeroline: false,
         ...(S.log ? { dtick: 1, exponentformat: 'power' } : {}) }, // log: one label per decade
       hovermode: 'closest',
@@ -521,17 +603,74 @@
       : `Layer ${S.focus} (${hm.names[hm.layers.indexOf(S.focus)] || ''}) picked out; click it again to show all.`;
   }
 
+  // -- the profile at a step -----------------------------------------------------------------
+
+  /** The exact values of row `row` (a step) of the selected matrix: from the page, or one small read. */
+  async function rowValues(row) {
+    const hm = S.hm;
+    if (hm.rows.has(row)) return hm.rows.get(row);
+    const s = hm.steps[row];
+    const d = await api('heatmap', { run: S.run, metric: S.metric, site: S.site, step_min: s, step_max: s, max_rows: 1 });
+    if (S.hm !== hm || !d.n_rows) return null;
+    const v = decodeBlocks(d)[0].v;
+    hm.rows.set(row, v);
+    return v;
+  }
+
+  function profileTrace(hm, row, v, bold, color) {
+    return {
+      type: 'scatter', mode: 'lines+markers', x: hm.layers,
+      y: Array.from(v, (x) => (!Number.isFinite(x) || (S.log && x <= 0) ? null : x)),
+      name: `${bold ? 'selected: ' : ''}step ${fmtStep(hm.steps[row])}`,
+      line: { color, width: bold ? 3 : 1.3 }, marker: { size: bold ? 6 : 3, color }, opacity: bold ? 1 : 0.7,
+      text: hm.names.map((nm) => ptext(nm)),
+      hovertemplate: `step ${fmtStep(hm.steps[row])}<br>layer %{x} · %{text}<br>${ptext(S.metric)} %{y:.4~g}<extra></extra>`,
+    };
+  }
+
+  async function drawProfile(row) {
+    const hm = S.hm;
+    if (!hm || !window.Plotly) return;
+    const n = hm.steps.length;
+    const slider = $('step-slider');
+    slider.max = String(Math.max(0, n - 1));
+    if (S.profile.follow) slider.value = slider.max;
+    const r = row === undefined ? Number(slider.value) : row;
+    if (!n) return;
+    const token = (S.profile.token = (S.profile.token || 0) + 1);
+    let v = null;
+    try { v = await rowValues(r); } catch (e) { v = null; }
+    if (token !== S.profile.token || S.hm !== hm || !v) return;
+    const traces = hm.ref.map((ref, k) => profileTrace(hm, ref.row, ref.v, false, PROFILE_COLORS[k % PROFILE_COLORS.length]));
+    traces.push(profileTrace(hm, r, v, true, '#111'));
+    const layout = {
+      ...baseLayout(`${ptext(S.metric)} across depth`),
+      uirevision: `${hm.key}\u0000${S.log}`,
+      xaxis: { title: { text: 'layer (depth)' }, dtick: hm.layers.length <= 24 ? 1 : undefined, zeroline: false },
+      yaxis: { title: { text: ptext(S.metric) }, type: S.log ? 'log' : 'linear', zeroline: false },
+      legend: { font: { size: 10 } }, hovermode: 'closest',
+    };
+    Plotly.react($('profile'), traces, layout, PLOT_CONFIG);
+    $('step-out').textContent = fmtStep(hm.steps[r]);
+    $('profile').dataset.step = String(hm.steps[r]);
+    $('step-follow').hidden = !S.profile.follow;
+  }
+
   function wireHeatmapEvents(div) {
     div.on('plotly_hover', (ev) => {
       const p = ev.points && ev.points[0];
       const hm = S.hm;
       if (!p || !hm) return;
-      const i = p.pointNumber[0];
+      const b = shownBlocks(hm)[p.pointNumber[0]];
       const j = p.pointNumber[1];
-      const sign = hm.inf.get(`${i},${j}`);
-      const v = sign ? (sign > 0 ? Infinity : -Infinity) : hm.values[i][j];
-      $('readout').textContent = `step ${hm.steps[i]} · layer ${hm.layers[j]} ${hm.names[j]} · ${S.metric} = ${fmtValue(v)}`;
+      if (!b) return;
+      const v = b.v[j];
+      const row = b.src[j];
+      const range = b.r1 - b.r0 > 1 ? ` (most extreme of steps ${fmtStep(hm.steps[b.r0])}–${fmtStep(hm.steps[b.r1 - 1])})` : '';
+      $('readout').textContent = `step ${fmtStep(hm.steps[row])} · layer ${hm.layers[j]} ${hm.names[j]} · ${S.metric} = ${fmtValue(v)}${range}`;
+      drawProfile(row);
     });
+    div.on('plotly_unhover', () => drawProfile());
     div.on('plotly_click', (ev) => {
       const p = ev.points && ev.points[0];
       if (!p || !S.hm) return;
@@ -539,6 +678,129 @@
       S.focus = S.focus === layer ? null : layer;
       drawRun();
     });
+    div.on('plotly_relayout', (ev) => {
+      const hm = S.hm;
+      if (!hm) return;
+      if (ev['yaxis.autorange']) { hm.view = null; drawRun(); return; }
+      if (!('yaxis.range[0]' in ev)) return;
+      const a = Math.min(ev['yaxis.range[0]'], ev['yaxis.range[1]']);
+      const b = Math.max(ev['yaxis.range[0]'], ev['yaxis.range[1]']);
+      zoomRows(Math.max(0, Math.floor(a)), Math.min(hm.steps.length, Math.ceil(b) + 1));
+    });
+  }
+
+  /** A zoom into rows r0..r1-1: read that step range in detail (reduced to the screen if still long). */
+  async function zoomRows(r0, r1) {
+    const hm = S.hm;
+    if (r1 <= r0) return;
+    const coarse = hm.blocks.some((b) => b.r1 - b.r0 > 1 && b.r1 > r0 && b.r0 < r1);
+    if (!coarse) { if (hm.view) { hm.view = null; drawRun(); } return; }
+    const seq = S.seq;
+    const d = await api('heatmap', { run: S.run, metric: S.metric, site: S.site, max_rows: hm.budget,
+      step_min: hm.steps[r0], step_max: hm.steps[r1 - 1] });
+    if (seq !== S.seq || S.hm !== hm) return;
+    hm.view = { r0, r1, blocks: decodeBlocks({ ...d, row0: r0 }) };
+    for (const b of hm.view.blocks) if (b.r1 - b.r0 === 1) hm.rows.set(b.r0, b.v);
+    drawRun();
+  }
+
+  // -- histograms ----------------------------------------------------------------------------
+
+  function showKind(kind) {
+    $('charts-main').hidden = kind !== 'matrix';
+    $('hist-box').hidden = kind !== 'hist';
+    $('report-card').hidden = kind === 'hist';
+  }
+
+  async function loadHist(seq) {
+    let d;
+    const layers = $('hist-layers').value;
+    try {
+      d = await api('hist', { run: S.run, site: S.site, layers: layers && layers !== 'spread' ? layers : null, max_rows: 240 });
+    } catch (e) {
+      if (seq === S.seq) { showRunError(e.message); }
+      return;
+    }
+    if (seq !== S.seq) return;
+    showRunError('');
+    S.hist = { data: d, at: Date.now(), steps: d.steps.length };
+    const all = d.all_layers;
+    const opts = ['spread', 'all', ...all.map(String)];
+    const sel = $('hist-layers');
+    if (sel.dataset.key !== JSON.stringify(opts)) {
+      sel.replaceChildren(...opts.map((v) => {
+        const o = el('option', null, v === 'spread' ? (all.length > 16 ? '12 spread over the depth' : 'all') : (v === 'all' ? `all ${all.length}` : `layer ${v}`));
+        o.value = v === 'all' ? all.join(',') : v;
+        return o;
+      }));
+      sel.dataset.key = JSON.stringify(opts);
+    }
+    drawHist();
+  }
+
+  async function syncHist() {
+    const summary = S.byName.get(S.run);
+    if (!summary || !S.hist) return;
+    if (summary.steps !== S.hist.steps && Date.now() - S.hist.at > FULL_RELOAD_MS) await loadHist(S.seq);
+  }
+
+  function drawHist() {
+    const d = S.hist && S.hist.data;
+    if (!d || !window.Plotly) return;
+    showKind('hist');
+    setStepCount(d.steps.length, d.steps[0], d.steps[d.steps.length - 1]);
+    const [R, L, B] = d.shape;
+    const counts = V.b64f64(d.counts);
+    const ncols = L === 1 ? 1 : (L <= 4 ? 2 : (L <= 9 ? 3 : 4));
+    const nrows = Math.ceil(L / ncols);
+    const gx = ncols > 1 ? 0.05 / (ncols - 1) : 0;
+    const gy = nrows > 1 ? 0.1 / (nrows - 1) : 0;
+    const w = (1 - gx * (ncols - 1)) / ncols;
+    const h = (1 - gy * (nrows - 1)) / nrows;
+    let zmax = 0;
+    for (const c of counts) if (c > zmax) zmax = c;
+    zmax = zmax > 1 ? Math.log10(zmax) : 1;
+    const edge = (x) => (x === null ? '∞' : String(Number(x.toPrecision(2))));
+    const binText = d.bins.map(([a, b]) => `[${a === null ? '−∞' : edge(a)}, ${b === null ? '∞' : edge(b)})`);
+    const rowSteps = d.starts.map((a, k) => {
+      const e = k + 1 < d.starts.length ? d.starts[k + 1] : d.steps.length;
+      return e - a > 1 ? `${fmtStep(d.steps[a])}–${fmtStep(d.steps[e - 1])}` : fmtStep(d.steps[a]);
+    });
+    const tickRows = V.stepTicks(d.starts.map((a) => d.steps[a]), 0, R - 1, 6);
+    const traces = [];
+    const layout = { ...baseLayout(`histograms at ${ptext(S.site)} · ${ptext(S.run)}`), annotations: [],
+      plot_bgcolor: MAGMA[0], height: Math.max(300, 70 + nrows * 220), margin: { l: 64, r: 16, t: 50, b: 40 } };
+    for (let k = 0; k < L; k += 1) {
+      const z = []; const cd = [];
+      for (let r = 0; r < R; r += 1) {
+        const zr = []; const cr = [];
+        for (let b = 0; b < B; b += 1) {
+          const c = counts[(r * L + k) * B + b];
+          zr.push(c > 0 ? Math.log10(c) : null); cr.push(String(Number(c.toPrecision(6))));
+        }
+        z.push(zr); cd.push(cr);
+      }
+      const ax = k === 0 ? '' : String(k + 1);
+      const row = Math.floor(k / ncols); const col = k % ncols;
+      const x0 = col * (w + gx); const y1 = 1 - row * (h + gy);
+      const name = `layer ${d.layers[k]}${String(d.layer_names[k]) !== String(d.layers[k]) ? ` (${d.layer_names[k]})` : ''}`;
+      traces.push({ type: 'heatmap', z, customdata: cd, xaxis: `x${ax}`, yaxis: `y${ax}`, zmin: 0, zmax,
+        colorscale: scale(MAGMA), showscale: k === 0, hoverongaps: false,
+        text: rowSteps.map((s) => binText.map((bt) => `${s} · ${bt}`)),
+        colorbar: { title: { text: 'values in the bin', side: 'top' }, thickness: 10, outlinewidth: 0,
+          tickvals: [...Array(Math.floor(zmax) + 1).keys()], ticktext: [...Array(Math.floor(zmax) + 1).keys()].map((p) => String(10 ** p)) },
+        hovertemplate: `${ptext(name)}<br>step %{text}<br>%{customdata} values<extra></extra>` });
+      const bottom = k + ncols >= L;
+      layout[`xaxis${ax}`] = { domain: [x0, x0 + w], anchor: `y${ax}`, showgrid: false, zeroline: false,
+        tickvals: d.ticks.cols, ticktext: bottom ? d.ticks.text : d.ticks.cols.map(() => ''), tickfont: { size: 10 } };
+      layout[`yaxis${ax}`] = { domain: [Math.max(0, y1 - h), y1], anchor: `x${ax}`, autorange: 'reversed', showgrid: false,
+        zeroline: false, tickvals: tickRows.vals, ticktext: col === 0 ? tickRows.text : tickRows.vals.map(() => '') };
+      layout.annotations.push({ text: ptext(name), xref: 'paper', yref: 'paper', x: x0 + w / 2, y: y1, yanchor: 'bottom', showarrow: false, font: { size: 11 } });
+    }
+    const div = $('hist');
+    div.style.height = `${layout.height}px`;
+    Plotly.react(div, traces, layout, PLOT_CONFIG);
+    div.dataset.layers = d.layers.join(',');
   }
 
   // -- report --------------------------------------------------------------------------------
@@ -745,29 +1007,31 @@
     for (const m of [d.a, d.b]) for (const row of m) for (const v of row) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     let amax = 0;
     for (const row of d.diff) for (const v of row) if (v !== null) amax = Math.max(amax, Math.abs(v));
-    const y = d.steps.map(String);
+    const y = d.steps.map((_, i) => i);
     const names = d.layer_names.map(ptext);
     const text = d.steps.map(() => names);
     const m = ptext(d.metric);
     const common = { type: 'heatmap', x: d.layers, y, text, hoverongaps: false };
     const axes = {
       xaxis: { title: { text: 'layer' }, dtick: d.layers.length <= 24 ? 1 : undefined, showgrid: false, zeroline: false },
-      yaxis: { title: { text: 'step' }, type: 'category', autorange: 'reversed', showgrid: false, nticks: 10 },
+      yaxis: rowAxis(d.steps, 0, n, 'step'),
     };
+    const cd = d.steps.map((s) => d.layers.map(() => String(s)));
+    common.customdata = cd;
     const uirev = `${d.run_a}\u0000${d.run_b}\u0000${d.metric}\u0000${d.site}`;
     const bar = { thickness: 10, outlinewidth: 0 };
     const rng = Number.isFinite(lo) ? { zmin: lo, zmax: hi } : {};
     Plotly.react($('cmp-plot-a'), [{ ...common, z: d.a, colorscale: scale(MAGMA), ...rng, colorbar: bar,
-      hovertemplate: `A · step %{y}<br>layer %{x} · %{text}<br>${m} %{z:.4~g}<extra></extra>` }],
+      hovertemplate: `A · step %{customdata}<br>layer %{x} · %{text}<br>${m} %{z:.4~g}<extra></extra>` }],
     { ...baseLayout(`A: ${ptext(d.run_a)}`), ...axes, uirevision: uirev }, PLOT_CONFIG);
     Plotly.react($('cmp-plot-b'), [{ ...common, z: d.b, colorscale: scale(MAGMA), ...rng, colorbar: bar,
-      hovertemplate: `B · step %{y}<br>layer %{x} · %{text}<br>${m} %{z:.4~g}<extra></extra>` }],
+      hovertemplate: `B · step %{customdata}<br>layer %{x} · %{text}<br>${m} %{z:.4~g}<extra></extra>` }],
     { ...baseLayout(`B: ${ptext(d.run_b)}`), ...axes, uirevision: uirev }, PLOT_CONFIG);
     const relative = d.mode === 'relative';
     const label = relative ? 'relative change (%)' : 'B − A';
     Plotly.react($('cmp-plot-diff'), [{ ...common, z: d.diff, colorscale: scale(DIVERGING), zmid: 0,
       zmin: -(amax || 1), zmax: amax || 1, colorbar: bar,
-      hovertemplate: `step %{y}<br>layer %{x} · %{text}<br>${label} %{z:.4~g}${relative ? '%' : ''}<extra></extra>` }],
+      hovertemplate: `step %{customdata}<br>layer %{x} · %{text}<br>${label} %{z:.4~g}${relative ? '%' : ''}<extra></extra>` }],
     { ...baseLayout(`${label} · ${m} at ${ptext(d.site)}`), ...axes, uirevision: `${uirev}\u0000${d.mode}` }, PLOT_CONFIG);
   }
 
@@ -801,7 +1065,13 @@
     for (const t of document.querySelectorAll('.tab')) t.addEventListener('click', () => setView(t.dataset.view));
     $('metric').addEventListener('change', () => { S.metric = $('metric').value; S.site = null; S.focus = null; selectRun(); });
     $('site').addEventListener('change', () => { S.site = $('site').value; selectRun(); });
-    $('log').addEventListener('change', () => { S.log = $('log').checked; writeHash(); drawRun(); });
+    $('log').addEventListener('change', () => { S.log = $('log').checked; writeHash(); if (S.metric !== 'hist') drawRun(); });
+    $('step-slider').addEventListener('input', () => {
+      const sl = $('step-slider');
+      S.profile.follow = sl.value === sl.max;
+      drawProfile();
+    });
+    $('hist-layers').addEventListener('change', () => loadHist(S.seq));
     $('report-refresh').addEventListener('click', () => loadReport(true));
     $('cmp-a').addEventListener('change', () => { S.cmp.a = $('cmp-a').value; selectCompare(); });
     $('cmp-b').addEventListener('change', () => { S.cmp.b = $('cmp-b').value; selectCompare(); });
