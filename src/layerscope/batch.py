@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 Batch = Any  # a Tensor, a tuple/list of positional inputs, a dict/mapping of keyword inputs, nested
 ProbeFn = Callable[[nn.Module, Any], Any]  # probe_fn(model, batch): runs the layers to record
@@ -142,3 +142,23 @@ __all__ = [
     "tensors",
     "to_device",
 ]
+
+
+def check_probe(probe: Any, probe_fn: ProbeFn | None) -> ProbeFn | None:
+    """``probe_fn`` after checking it goes with ``probe`` (a callable, given a batch), and the batch
+    is not empty."""
+    if probe_fn is not None and (probe is None or not callable(probe_fn)):
+        what = "needs probe= (the batch it is called with)" if probe is None else "is not callable"
+        raise ConfigError(f"probe_fn={probe_fn!r} {what}; pass probe_fn=fn(model, batch) with probe=batch.")
+    if probe is not None and not callable(probe):
+        check_not_empty(probe, "probe=")
+    return probe_fn
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a model with neither."""
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")

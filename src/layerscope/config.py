@@ -59,6 +59,10 @@ class RecorderConfig:
     # (of each rank's shard under FSDP) for that moment. k keeps every k-th row of each matrix
     # (memory / k); its values (ratio, rms, norm of the kept rows) are then estimates.
     update_sample: int | None = None
+    # Site 'attn': query positions per attention forward whose logits are recomputed against every
+    # key (evenly spaced, the last one included; fewer when batch x heads x queries x keys would
+    # pass 2**24). None: all of them (exact, costs a (tokens x tokens) matrix per head).
+    attn_queries: int | None = 64
 
     def validate(self) -> None:
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
@@ -98,6 +102,14 @@ class RecorderConfig:
                 what="update_sample",
                 value=self.update_sample,
                 param="update_sample",
+            )
+        if self.attn_queries is not None and (
+            not isinstance(self.attn_queries, int)
+            or isinstance(self.attn_queries, bool)
+            or self.attn_queries < 1
+        ):
+            raise ConfigError(
+                f"attn_queries={self.attn_queries!r}; pass a whole number of query positions >= 1, or None for all."
             )
         if self.stats_backend not in BACKENDS:
             raise ConfigError(f"stats_backend={self.stats_backend!r}; pass one of {', '.join(BACKENDS)}.")

@@ -193,6 +193,17 @@ class CheckpointWarning(UserWarning):
     weights converted into a floating-point model)."""
 
 
+class WatchAlert(LayerscopeError):
+    """The live watch fired and the Recorder was told to stop (``on_alert="stop"``), raised from
+    ``Recorder.step`` after a final flush. ``alerts`` holds what fired."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, alerts: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.alerts = list(alerts or [])
+
+
 __all__ = [
     "CheckpointError",
     "CheckpointWarning",
@@ -204,6 +215,7 @@ __all__ = [
     "NotFoundError",
     "RunExistsError",
     "StoreError",
+    "WatchAlert",
     "escape_controls",
     "one_line",
     "quote",

@@ -17,18 +17,18 @@ from __future__ import annotations
 import atexit
 import os
 import time
-import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-from .batch import ProbeFn, check_not_empty, probe_hash, run_forward, to_device
-from .capture import Layer, Selection, SiteHook, discover_layers, resolve_sites, unwrap
-from .capture.models import callable_name
+from .batch import ProbeFn, check_probe, model_device, probe_hash, run_forward, to_device
+from .capture import Selection, unwrap
+from .capture.headsites import HeadSource, build_head_sources
+from .capture.models import callable_name, dist_info, is_compiled
+from .capture.plan import plan_slots
 from .capture.sources import (
     CaptureContext,
     CaptureSource,
@@ -36,52 +36,29 @@ from .capture.sources import (
     MaskScope,
     MaskSpec,
     MaskTracker,
-    Slot,
     build_sources,
-    mask_key,
 )
 from .config import RecorderConfig
-from .defaults import REF_METRICS, REF_SITES, SITE_METRICS, STEP_SITES
-from .errors import ConfigError, DistributedError
-from .recording import DEFAULT_RUN, RunSpec, model_fingerprint, open_run
+from .defaults import SITE_METRICS, STEP_SITES
+from .errors import ConfigError
+from .flushing import UnreachedLayersWarning as UnreachedLayersWarning  # re-exported
+from .flushing import site_metrics, stop_error, to_records, unreached, warn_unreached, watch_records
+from .recording import DEFAULT_RUN, RunSpec, agree_on_run, model_fingerprint, open_run
 from .stats import (
-    SlotAccumulator,
     StatSpec,
     WindowState,
     collect,
     default_hist_edges,
-    derive_values,
-    finish_states,
-    pack_many,
     reduce_across_ranks,
     resolve_metrics,
-    unpack_many,
 )
+from .stats.heads import reduce_heads_across_ranks
 from .store import LayerInfo, StepRecord, Store
+from .watch import ON_ALERT, Alert, Watch, WatchSpec, as_rules
 
 _D = RecorderConfig  # the defaults below are RecorderConfig's, defined there once
 
 Probe = Any  # a Tensor, a tuple/list of positional inputs, a dict of keyword inputs, or fn(model)
-
-
-def _dist_info(group: Any = None) -> tuple[int, int, str | None]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        import torch.distributed as dist
-
-        return dist.get_rank(group), dist.get_world_size(group), str(dist.get_backend(group))
-    return 0, 1, None
-
-
-def is_compiled(model: nn.Module) -> bool:
-    """Whether ``model`` or any sub-module went through ``torch.compile`` (whole or per block)."""
-    for m in model.modules():
-        if type(m).__name__ == "OptimizedModule" or getattr(m, "_compiled_call_impl", None) is not None:
-            return True
-    return False
-
-
-class UnreachedLayersWarning(UserWarning):
-    """Some recorded layers saw no forward at the first recorded step: their values are NaN."""
 
 
 class Recorder:
@@ -132,6 +109,9 @@ class Recorder:
             :meth:`after_optimizer_step` yourself).
         scaler: a ``torch.amp.GradScaler``, so that ``grad_output`` is recorded unscaled.
         update_sample: the ``update`` snapshot keeps every k-th row of each weight matrix (memory / k).
+        attn_queries: site ``attn``: query positions per forward recomputed against every key (None: all).
+        watch: rules checked at each flush (``True`` for the defaults; see docs/attention.md);
+            ``on_alert``: ``"warn"`` (print and store alerts) or ``"stop"`` (raise ``WatchAlert``).
 
     Call :meth:`step` after each optimizer step, and :meth:`close` (or use ``with``) at the end.
     The defaults are those of :class:`~layerscope.config.RecorderConfig`.
@@ -168,7 +148,7 @@ class Recorder:
         probe_fn: ProbeFn | None = None,
         train_only: bool = _D.train_only,
         eps: float = _D.eps,
-        flush_every: int = _D.flush_every,
+        flush_every: int | None = None,
         flush_secs: float = _D.flush_secs,
         hist_edges: Sequence[float] | None = _D.hist_edges,
         resume: bool | None = _D.resume,
@@ -176,6 +156,7 @@ class Recorder:
         mask: MaskSpec = _D.mask,
         sample: int | Mapping[str, int] | None = _D.sample,
         stats_backend: str = _D.stats_backend,
+        attn_queries: int | None = _D.attn_queries,
         process_group: Any = None,
         source: str = "live",
         start_step: int | None = None,
@@ -183,7 +164,15 @@ class Recorder:
         optimizer: Any = None,
         scaler: Any = None,
         update_sample: int | None = _D.update_sample,
+        watch: WatchSpec = None,
+        on_alert: str = "warn",
     ) -> None:
+        if on_alert not in ON_ALERT:
+            raise ConfigError(f"on_alert={on_alert!r}; pass 'warn' (print and store alerts) or 'stop'.")
+        rules = as_rules(watch)
+        if flush_every is None:
+            # The watch sees values at flushes: with rules, flush (one host copy) at every recorded step.
+            flush_every = 1 if rules else _D.flush_every
         if isinstance(sites, str):
             sites = [s.strip() for s in sites.split(",") if s.strip()]
         self.config = RecorderConfig(
@@ -202,6 +191,7 @@ class Recorder:
             sample=sample,
             stats_backend=stats_backend,
             update_sample=update_sample,
+            attn_queries=attn_queries,
         )
         self.config.validate()
         if not isinstance(model, nn.Module):
@@ -210,7 +200,7 @@ class Recorder:
         self.run = run if run is not None else DEFAULT_RUN  # the store's choice replaces it below
         self.source = source
         self._group = process_group
-        self.rank, self.world_size, self._backend = _dist_info(process_group)
+        self.rank, self.world_size, self._backend = dist_info(process_group)
 
         # Training sites add their own metrics (a norm, an update's ratio) to the recorder's.
         extra = [m for site in self.config.sites for m in SITE_METRICS.get(site, ())]
@@ -222,17 +212,7 @@ class Recorder:
             hist_edges=edges if any(m.name == "hist" for m in metric_objs) else (),
             backend=stats_backend,
         )
-        self.layers: list[Layer] = discover_layers(model, layers)
-        self.hooks: list[SiteHook] = resolve_sites(self.layers, self.config.sites)
-        if "all" in self.config.sites:  # the run records (and its config says) the sites there are
-            self.config.sites = tuple(dict.fromkeys(h.site for h in self.hooks))
-            self.config.validate()  # sample={site: k} is checked against the sites found
-        per_site = self.config.sample_per_site()
-        stacks = sorted({la.stack for la in self.layers})
-        self.slots = [
-            Slot(h, SlotAccumulator(self.spec, per_site.get(h.site)), mask_key(h.layer.stack, stacks))
-            for h in self.hooks
-        ]
+        self.layers, self.hooks, self.slots = plan_slots(model, layers, self.config, self.spec)
         self._accs = [s.acc for s in self.slots]
         # The capture sources (one per kind of site), the gate their hooks read, the mask tracker.
         self._gate = Gate(train_only)
@@ -241,18 +221,20 @@ class Recorder:
         self._ctx.optimizer, self._ctx.scaler = optimizer, scaler
         self._ctx.rank, self._ctx.world_size = self.rank, self.world_size
         self._ctx.update_sample = update_sample
-        self.sources: list[CaptureSource] = [self._masks, *build_sources(self.slots)]
-        # Which metrics each site writes: the recorder's, those its site adds, and the ratio
-        # metrics only where there is a reference (the update site).
-        self._site_metrics = {
-            site: {
-                m.name
-                for m in metric_objs
-                if (m.name in self.config.metrics and (m.name not in REF_METRICS or site in REF_SITES))
-                or m.name in SITE_METRICS.get(site, ())
-            }
-            for site in self.config.sites
-        }
+        # attn / logits: sources with per-head states of their own (capture/headsites.py).
+        self.head_sources: list[HeadSource] = build_head_sources(
+            unwrap(model),
+            self.layers,
+            self.config.sites,
+            self._masks if mask is not None else None,
+            attn_queries,
+        )
+        self.sources: list[CaptureSource | HeadSource] = [
+            self._masks,
+            *build_sources(self.slots),
+            *self.head_sources,
+        ]
+        self._site_metrics = site_metrics(metric_objs, self.config.metrics, self.config.sites)
         # torch.compile ignores hooks added after a module was first compiled, so for compiled
         # models the hooks stay attached and the gate switches them on and off (dynamo guards on
         # it: one graph recording, one not, both compiled in the first `every` steps).
@@ -265,12 +247,17 @@ class Recorder:
         self._gated = hooks == "gate" or (hooks == "auto" and is_compiled(model))
         self._closed = False
         self._last_step: int | None = None
-        self._pending: list[tuple[int, WindowState]] = []
+        self._pending: list[tuple[int, WindowState, list[torch.Tensor]]] = []
         self._last_flush = time.monotonic()
         self.history: list[StepRecord] = []  # what was flushed, when store is None
         self.n_recorded = 0
+        self.watch: Watch | None = Watch(rules, {la.index: la.name for la in self.layers}) if rules else None
+        self.on_alert = on_alert
+        # Integrations set this: they stop their trainer themselves instead of step() raising.
+        self.stop_by_flag = False
+        self.should_stop = False
 
-        self._device = self._model_device()
+        self._device = model_device(self.model)
         if self.spec.binner is not None:
             self.spec.binner.prepare(self._device)  # so the first recorded forward does not copy
         if self._gated:
@@ -281,7 +268,7 @@ class Recorder:
                 a.prepare_graph(self._device)
             # Graphs compiled before the hooks existed do not call them: compile again, once.
             _dynamo.reset()
-        self._probe_fn = self._check_probe(probe, probe_fn)
+        self._probe_fn = check_probe(probe, probe_fn)
         self._probe = to_device(probe, self._device) if probe is not None else None
         self._probe_hash = probe_hash(probe) if probe is not None else None
         self.unreached: list[str] = []  # sites that saw no forward in the last recorded step
@@ -294,20 +281,7 @@ class Recorder:
         except BaseException as e:  # noqa: BLE001 - re-raised below, after the other ranks know
             error = e
         if self.world_size > 1:
-            # Rank 0 alone opens the store; if it fails, the other ranks must not go on to wait
-            # forever at the first record step's collective. One host sync, once.
-            import torch.distributed as dist
-
-            flag = torch.tensor([0 if error is None else 1], device=self._reduce_device())
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
-            if error is None and int(flag.item()):
-                raise DistributedError(
-                    f"rank 0 could not open run {self.run!r} in the store; see rank 0's error. Nothing was recorded."
-                )
-            if run is None and error is None and int(flag.item()) == 0:
-                named = [self.run]  # the name rank 0's store chose (run, run-2, ...), for every rank
-                dist.broadcast_object_list(named, group=self._group, group_src=0)
-                self.run = named[0]
+            self.run = agree_on_run(error, run, self.run, self._group, self._reduce_device())
         if error is not None:
             if self.store is not None and self._owns_store:
                 self.store.close()
@@ -348,13 +322,6 @@ class Recorder:
         )
 
     # -- set-up ------------------------------------------------------------------------------
-    def _model_device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        for b in self.model.buffers():
-            return b.device
-        return torch.device("cpu")
-
     def _run_config(self, edges: Sequence[float]) -> dict[str, Any]:
         cfg = self.config.to_dict()
         cfg["hist_edges"] = list(edges) if self.spec.hist_edges else None
@@ -391,7 +358,9 @@ class Recorder:
     @property
     def attached(self) -> bool:
         """Whether the hooks are listening now (only on steps that record, unless window="all")."""
-        return self._gate.listening and any(src.attached for src in self.sources if src.slots)
+        return self._gate.listening and any(
+            src.attached for src in self.sources if src.slots or src in self.head_sources
+        )
 
     def set_mask(self, mask: torch.Tensor | None) -> MaskScope:
         """Use ``mask`` (batch, tokens; non-zero = real token) for the next forwards, until
@@ -434,9 +403,12 @@ class Recorder:
             if self._probe is not None:
                 self._run_probe()
             self._record(step)
+            if self.should_stop and not self.stop_by_flag:
+                self.flush()
+                assert self.watch is not None
+                raise stop_error(step, self.watch.alerts)
         if record or self.config.window == "step":
-            for a in self._accs:
-                a.reset()
+            self._reset()
         self._last_step = step
         self._schedule(step + 1)
         return record
@@ -446,31 +418,25 @@ class Recorder:
         p = to_device(probe, self._device) if probe is not None else self._probe
         if p is None:
             raise ConfigError("record_probe needs a probe batch: pass probe= here or to Recorder(probe=...).")
-        for a in self._accs:
-            a.reset()
+        self._reset()
         self._run_probe(p)
-        for src in self.sources:  # weight (and update since the last call) of the model as it is now
-            take = getattr(src, "take_checkpoint", None)
-            if take is not None:
-                take()
+        self._each("take_checkpoint")  # weight (and update since the last call) of the model as it is now
         self._record(int(step))
-        for a in self._accs:
-            a.reset()
+        self._reset()
         self._last_step = int(step)
 
     def forget_checkpoint(self) -> None:
         """Make the next :meth:`record_probe` the first of a sequence: its ``update`` (the change
         since the previous one) is left out. A sweep calls this after its preflight forward."""
-        for src in self.sources:
-            forget = getattr(src, "forget_checkpoint", None)
-            if forget is not None:
-                forget()
+        self._each("forget_checkpoint")
 
     def _run_probe(self, probe: Probe | None = None) -> None:
         probe = self._probe if probe is None else probe
         for s in self.slots:
             if s.hook.site not in STEP_SITES:  # the optimizer step's sites were taken already
                 s.acc.reset()  # a probe step measures the probe alone
+        for hsrc in self.head_sources:
+            hsrc.reset()
         was_attached = self.attached
         self._attach()
         modes = [(m, m.training) for m in self.model.modules()]
@@ -486,6 +452,19 @@ class Recorder:
             if not was_attached:
                 self._detach()
 
+    def _each(self, method: str, *args: Any) -> None:
+        """Call ``method`` on every source that has it (the optional parts of a source's interface)."""
+        for src in self.sources:
+            fn = getattr(src, method, None)
+            if fn is not None:
+                fn(*args)
+
+    def _reset(self) -> None:
+        for a in self._accs:
+            a.reset()
+        for hs in self.head_sources:
+            hs.reset()
+
     def _reduce_device(self) -> torch.device:
         if self._backend == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
@@ -499,29 +478,25 @@ class Recorder:
         Only for loops whose optimizer was not given to the Recorder (framework callbacks call it
         for you); with ``optimizer=`` its step hooks do this. A no-op on steps that do not record.
         """
-        for src in self.sources:
-            begin = getattr(src, "begin", None)
-            if begin is not None:
-                begin()
+        self._each("begin")
 
     def after_optimizer_step(self) -> None:
         """Take ``update`` and ``weight`` now, just after ``optimizer.step()`` (see
         :meth:`before_optimizer_step`)."""
-        for src in self.sources:
-            end = getattr(src, "end", None)
-            if end is not None:
-                end()
+        self._each("end")
 
     def _record(self, step: int) -> None:
         self._check_reached(step)
-        for src in self.sources:
-            src.before_collect(step)
+        self._each("before_collect", step)  # capture sources; head sources have none
         dev = self._reduce_device()
         # A single process defers turning raw sums into states to the flush (one batched call).
         ws = collect(self._accs, self.spec, dev, defer=self.world_size == 1)
         if self.world_size > 1:
             ws = reduce_across_ranks(ws, self.spec, self._group)
-        self._pending.append((step, ws))
+        heads = [hs.snapshot(len(self.layers), dev) for hs in self.head_sources]
+        if self.world_size > 1:
+            heads = [reduce_heads_across_ranks(h, self._group) for h in heads]
+        self._pending.append((step, ws, heads))
         self.n_recorded += 1
         if (
             len(self._pending) >= self.config.flush_every
@@ -530,44 +505,12 @@ class Recorder:
             self.flush()
 
     # -- probe_fn and the layers the forwards reached -------------------------------------------
-    @staticmethod
-    def _check_probe(probe: Probe | None, probe_fn: ProbeFn | None) -> ProbeFn | None:
-        if probe_fn is not None and (probe is None or not callable(probe_fn)):
-            what = "needs probe= (the batch it is called with)" if probe is None else "is not callable"
-            raise ConfigError(
-                f"probe_fn={probe_fn!r} {what}; pass probe_fn=fn(model, batch) with probe=batch."
-            )
-        if probe is not None and not callable(probe):
-            check_not_empty(probe, "probe=")
-        return probe_fn
-
     def _check_reached(self, step: int) -> None:
-        """Note the sites that saw no forward since the window began (a host-side count: no sync);
-        at the first recorded step, warn about them: their values are NaN."""
-        self.unreached = [  # the optimizer step's sites warn on their own (capture/params.py)
-            _site_label(h)
-            for h, acc in zip(self.hooks, self._accs)
-            if acc.n_updates == 0 and h.site not in STEP_SITES
-        ]
-        if self.n_recorded or not self.unreached or self.rank != 0:
-            return
-        n, total = len(self.unreached), len(self.hooks)
-        if self._probe is not None:
-            fix = (
-                "the probe's forward does not run them: pass probe_fn=fn(model, batch) that does"
-                " (e.g. lambda m, x: m.decoder(m.encoder(x))), or leave them out with layers=."
-            )
-        else:
-            fix = (
-                "they did not run in train mode in this step's forwards: record only the layers "
-                "that run (layers=), or train_only=False for modules kept in eval mode."
-            )
-        warnings.warn(
-            f"layerscope: {n} of {total} recorded sites saw no forward at step {step}, so their values "
-            f"are NaN: {', '.join(self.unreached[:8])}{' ...' if n > 8 else ''}; {fix}",
-            UnreachedLayersWarning,
-            stacklevel=4,
-        )
+        """Note the sites that saw no forward since the window began; at the first recorded step,
+        warn about them: their values are NaN."""
+        self.unreached = unreached(self.hooks, self._accs)
+        if not self.n_recorded and self.unreached and self.rank == 0:
+            warn_unreached(self.unreached, len(self.hooks), step, self._probe is not None)
 
     # -- host side ---------------------------------------------------------------------------
     def flush(self) -> None:
@@ -577,9 +520,22 @@ class Recorder:
         if not pending or self.rank != 0:
             return
         try:
-            records = self._to_records(pending)
+            records = to_records(
+                pending,
+                self.hooks,
+                self.head_sources,
+                len(self.layers),
+                self.spec,
+                self._site_metrics,
+                self.source,
+            )
+            alerts = watch_records(self.watch, records)
+            if alerts and self.on_alert == "stop":
+                self.should_stop = True
             if self.store is not None:
                 self.store.write_steps(self.run, records)
+                if alerts:
+                    self._store_alerts(alerts)
             else:
                 self.history.extend(records)
         except BaseException:
@@ -588,33 +544,10 @@ class Recorder:
             self._pending = pending + self._pending
             raise
 
-    def _to_records(self, pending: list[tuple[int, WindowState]]) -> list[StepRecord]:
-        finish_states([ws for _, ws in pending])
-        flat, layouts = pack_many([ws for _, ws in pending])  # one device -> host copy for the flush
-        host = flat.cpu().numpy()  # host sync here, once per flush
-        records = []
-        n_layers = len(self.layers)
-        for (step, _), parts in zip(pending, unpack_many(host, layouts)):
-            derived = derive_values(parts.states, parts.units, parts.fn, self.spec, parts.ref)
-            values: dict[tuple[str, str], list[float]] = {}
-            hists: dict[str, np.ndarray] = {}
-            # A site taken at the optimizer step that saw no step (skipped by a GradScaler): no rows.
-            seen = {h.site for i, h in enumerate(self.hooks) if parts.states[i, 0] > 0}
-            for i, h in enumerate(self.hooks):
-                if h.site in STEP_SITES and h.site not in seen:
-                    continue
-                wanted = self._site_metrics[h.site]
-                for name, arr in derived.items():
-                    if name not in wanted:
-                        continue
-                    values.setdefault((name, h.site), [float("nan")] * n_layers)[h.layer.index - 1] = float(
-                        arr[i]
-                    )
-                if parts.hist is not None:
-                    nb = parts.hist.shape[1]
-                    hists.setdefault(h.site, np.zeros((n_layers, nb)))[h.layer.index - 1] = parts.hist[i]
-            records.append(StepRecord(step, values, hists or None, source=self.source))
-        return records
+    def _store_alerts(self, alerts: Sequence[Alert]) -> None:
+        log = getattr(self.store, "log_alerts", None)  # a SinkStore: TensorBoard / W&B / MLflow text
+        if log is not None:
+            log(alerts)
 
     def close(self) -> None:
         """Flush what is pending, remove the hooks, close the store. Safe to call twice."""
@@ -656,10 +589,6 @@ class Recorder:
             f"Recorder(run={self.run!r}, layers={len(self.layers)}, sites={list(self.config.sites)}, "
             f"metrics={list(self.config.metrics)}, every={self.config.every})"
         )
-
-
-def _site_label(h: SiteHook) -> str:
-    return h.layer.name if h.site == "output" else f"{h.layer.name} ({h.site})"
 
 
 # Recorders still open at interpreter exit are flushed, so a script that forgets close() keeps its data.

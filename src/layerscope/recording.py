@@ -42,7 +42,7 @@ from typing import Any
 import torch.nn as nn
 
 from .capture import normalize_name, unwrap
-from .errors import ConfigError, RunExistsError, quote
+from .errors import ConfigError, DistributedError, RunExistsError, quote
 from .store import LayerInfo, Store
 
 DEFAULT_RUN = "run"
@@ -215,3 +215,26 @@ def _fresh(
 
 
 __all__ = ["DEFAULT_RUN", "RunSpec", "model_fingerprint", "open_run"]
+
+
+def agree_on_run(error: BaseException | None, run: str | None, name: str, group: Any, device: Any) -> str:
+    """Under DDP: tell every rank whether rank 0 opened the store, and the run name it chose.
+
+    Rank 0 alone opens the store; if it fails, the other ranks must not go on to wait forever at
+    the first record step's collective. One host sync, once. Returns the run's name.
+    """
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([0 if error is None else 1], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
+    failed = int(flag.item())  # host sync: once, at set-up
+    if error is None and failed:
+        raise DistributedError(
+            f"rank 0 could not open run {name!r} in the store; see rank 0's error. Nothing was recorded."
+        )
+    if run is None and error is None:
+        named = [name]  # the name rank 0's store chose (run, run-2, ...), for every rank
+        dist.broadcast_object_list(named, group=group, group_src=0)
+        return str(named[0])
+    return name

@@ -169,3 +169,18 @@ def test_recorder_owned_arguments_are_refused():
         LayerscopeCallback(start_step=3)
     with pytest.raises(layerscope.ConfigError, match="every=0"):
         LayerscopeCallback(every=0)
+
+
+def test_watch_on_alert_stop_stops_the_trainer(tmp_path: Path) -> None:
+    """on_alert='stop': the first alert sets control.should_training_stop (no exception)."""
+    cb = LayerscopeCallback(
+        tmp_path / "runs.db",
+        run="w",
+        every=2,
+        watch=("output", "rms", lambda v: v > 0.0),  # fires at the first recorded step
+        on_alert="stop",
+    )
+    trainer = _train(tmp_path / "out", cb, max_steps=20)
+    assert trainer.state.global_step == 2
+    with Store(tmp_path / "runs.db", readonly=True) as st:
+        assert st.steps("w") == [2]

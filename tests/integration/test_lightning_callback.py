@@ -123,3 +123,11 @@ def test_no_accumulation_records_every_step(tmp_path):
     _fit(tmp_path, cb, max_steps=4, accumulate=1)
     with Store(db, readonly=True) as st:
         assert st.steps("plain") == [1, 2, 3, 4]
+
+
+def test_watch_on_alert_stop_sets_trainer_should_stop(tmp_path):
+    cb = LayerscopeCallback(
+        tmp_path / "runs.db", run="w", every=2, watch=("output", "rms", lambda v: v > 0.0), on_alert="stop"
+    )
+    trainer = _fit(tmp_path, cb, max_steps=20, accumulate=1)
+    assert trainer.global_step == 2

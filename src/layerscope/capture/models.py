@@ -481,3 +481,20 @@ def model_from_hf_dict(
     if dtype is not None:
         model = model.to(dtype)
     return model
+
+
+def dist_info(group: Any = None) -> tuple[int, int, str | None]:
+    """(rank, world size, backend) of ``group`` (default: the world), or (0, 1, None) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        import torch.distributed as dist
+
+        return dist.get_rank(group), dist.get_world_size(group), str(dist.get_backend(group))
+    return 0, 1, None
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether ``model`` or any sub-module went through ``torch.compile`` (whole or per block)."""
+    for m in model.modules():
+        if type(m).__name__ == "OptimizedModule" or getattr(m, "_compiled_call_impl", None) is not None:
+            return True
+    return False

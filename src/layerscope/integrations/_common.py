@@ -120,6 +120,8 @@ class RecorderSession:
                 self.sink_store.close()
                 self.sink_store = None
             raise
+        # The trainer stops itself on a watch alert (on_alert="stop"): step() does not raise.
+        self.recorder.stop_by_flag = True
         self.last_step = start_step - 1
         return self.recorder
 
@@ -139,6 +141,11 @@ class RecorderSession:
             return False
         self.last_step = int(step)
         return bool(self.recorder.step(int(step)))
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether the watch fired with ``on_alert="stop"`` (the callback then stops its trainer)."""
+        return bool(self.recorder is not None and self.recorder.should_stop)
 
     def finish(self) -> None:
         """Flush and close the recorder, draw the heatmaps into the sinks, close what we opened."""

@@ -58,7 +58,8 @@ class LayerscopeCallback(TrainerCallback):
             ``"tensorboard"`` (``<output_dir>/runs/layerscope``), ``"wandb"`` / ``"mlflow"`` (the run
             the Trainer's own integration started), ``"auto"`` (those of ``args.report_to``), or
             :mod:`~layerscope.integrations.loggers` sinks. Rank 0 only.
-        **recorder_options: the Recorder's other keyword options (``window``, ``flush_every``, ...).
+        **recorder_options: the Recorder's other keyword options (``window``, ``flush_every``,
+            ``watch``, ``on_alert``: with ``on_alert="stop"`` a watch alert stops the trainer).
 
     ``callback.recorder`` is the live :class:`~layerscope.Recorder` during training.
     """
@@ -117,6 +118,8 @@ class LayerscopeCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # Once per optimizer update, after optimizer.step(): the update's micro-batches have run.
         self.session.step(int(state.global_step))
+        if self.session.should_stop:
+            control.should_training_stop = True  # the watch fired, on_alert="stop"
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.session.finish()

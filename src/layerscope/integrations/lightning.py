@@ -57,7 +57,8 @@ class LayerscopeCallback(_pl.Callback):
             ``"tensorboard"`` / ``"wandb"`` / ``"mlflow"`` (the trainer's logger of that kind when it has
             one), ``"auto"`` (every such logger the trainer has), or
             :mod:`~layerscope.integrations.loggers` sinks. Rank 0 only.
-        **recorder_options: the Recorder's other keyword options (``window``, ``flush_every``, ...).
+        **recorder_options: the Recorder's other keyword options (``window``, ``flush_every``,
+            ``watch``, ``on_alert``: with ``on_alert="stop"`` a watch alert stops the trainer).
 
     ``callback.recorder`` is the live :class:`~layerscope.Recorder` during ``fit``.
     """
@@ -137,6 +138,8 @@ class LayerscopeCallback(_pl.Callback):
         if gs != self._seen_step:
             self._seen_step = gs
             self.session.step(gs)
+            if self.session.should_stop:
+                trainer.should_stop = True  # the watch fired, on_alert="stop"
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.session.finish()

@@ -107,6 +107,9 @@ class Sink:
     def add_histogram(self, tag: str, hist: HistogramData, step: int) -> None:
         """Log one layer's histogram at ``step`` (backends without histograms ignore it)."""
 
+    def add_alert(self, message: str, step: int) -> None:
+        """Send a watch alert as text (the default: a no-op, for backends without text)."""
+
     def flush(self) -> None:
         """Push buffered data to disk or the service (called after each batch of steps)."""
 
@@ -158,8 +161,13 @@ class Sink:
             for (metric, site), vals in rec.values.items():
                 if not self.wants_scalars(metric):
                     continue
-                n = len(vals)
-                for j, v in enumerate(vals):
+                arr = np.asarray(vals, dtype=np.float64)
+                if arr.ndim == 2:  # per head: one scalar per layer (max over heads of a max, else the mean)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN layers stay NaN
+                        arr = np.nanmax(arr, 1) if metric.startswith("max") else np.nanmean(arr, 1)
+                n = len(arr)
+                for j, v in enumerate(arr):
                     values[self.scalar_tag(metric, site, j + 1, n)] = float(v)
             if values:
                 self.add_scalars(values, int(rec.step))
@@ -247,6 +255,9 @@ class TensorBoardSink(Sink):
             global_step=step,
         )
 
+    def add_alert(self, message: str, step: int) -> None:
+        self.writer.add_text(f"{self.prefix}/alerts", message, global_step=step)
+
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
@@ -301,6 +312,12 @@ class WandbSink(Sink):
         h = self._wandb.Histogram(np_histogram=(hist.counts.tolist(), hist.edges.tolist()))
         self.run.log({tag: h, f"{self.prefix}/step": step})
 
+    def add_alert(self, message: str, step: int) -> None:
+        self.run.log({f"{self.prefix}/alert": message, f"{self.prefix}/step": step})
+        alert = getattr(self.run, "alert", None)
+        if callable(alert):
+            alert(title="layerscope watch", text=message)
+
 
 # -- MLflow ------------------------------------------------------------------------------------
 class MLflowSink(Sink):
@@ -354,6 +371,9 @@ class MLflowSink(Sink):
         metrics = [Metric(k, v, ts, step) for k, v in values.items()]
         for i in range(0, len(metrics), self._BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[i : i + self._BATCH])
+
+    def add_alert(self, message: str, step: int) -> None:
+        self.client.log_text(self.run_id, message, f"{self.prefix}/alerts/step_{step:09d}.txt")
 
     def add_image(self, tag: str, png: Path, step: int) -> None:
         # MLflow keys allow '/', but image keys become file names: flatten them.
@@ -447,6 +467,16 @@ class SinkStore(Store):
         if run not in cache:
             cache[run] = self.run_config(run).get("hist_edges")
         return cache[run]
+
+    def log_alerts(self, alerts: Sequence[Any]) -> None:
+        """Send the watch's alerts (objects with ``message`` and ``step``) to every sink as text."""
+        for sink in self.sinks:
+            try:
+                for a in alerts:
+                    sink.add_alert(a.message, int(a.step))
+                sink.flush()
+            except Exception as e:  # noqa: BLE001 - a dashboard outage must not stop training
+                self._sink_failed(sink, e)
 
     def _sink_failed(self, sink: Sink, e: Exception) -> None:
         if isinstance(e, ConfigError):

@@ -1,0 +1,233 @@
+"""The live watch: rules evaluated on the host, at each flush, on values that are already there.
+
+::
+
+    rec = layerscope.Recorder(model, "runs.db", every=10, sites=("output", "attn"),
+                              watch=True, on_alert="stop")
+
+A rule looks at each new value of one ``(metric, site)`` series per layer (and per head for
+per-head series) and fires an :class:`Alert` at most once per (rule, layer). The defaults
+(:func:`default_rules`):
+
+- ``nonfinite``: a NaN or infinity appears in any recorded series;
+- ``jump``: a layer's ``max_abs`` / ``top_ratio`` / ``kurtosis``, a head's ``max_logit`` (site
+  ``attn``) or the output ``max_logit`` (site ``logits``) rises beyond ``factor`` x the running
+  median of its history, or beyond mean + ``sigmas`` x std of its recent history, after
+  ``warmup`` values;
+- ``above``: an update ratio (metric ``ratio``, site ``update``) above ``bound``.
+
+User rules are ``(site, metric, predicate)`` tuples (``predicate(value) -> bool``) or
+:class:`Rule` objects. No rule reads a tensor: the watch sees the host values of a flush, so it
+adds no sync; its latency is the flush interval (``every x flush_every`` steps; with a watch the
+Recorder flushes at every recorded step unless ``flush_every`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+# (metric, site, floor): a jump counts only above the floor, so that the early growth of small
+# values (attention logits leave ~0 at init; a Gaussian's kurtosis is 3) does not fire.
+JUMP_METRICS = (
+    ("max_abs", None, 0.0),
+    ("top_ratio", None, 0.0),
+    ("kurtosis", None, 10.0),
+    ("max_logit", "attn", 5.0),
+    ("max_logit", "logits", 5.0),
+)
+ON_ALERT = ("warn", "stop")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One firing of a rule: where (site, metric, 1-based layer, 0-based head), when, what value."""
+
+    step: int
+    rule: str
+    site: str
+    metric: str
+    layer: int
+    head: int | None
+    value: float
+    message: str
+    layer_name: str = ""
+
+
+@dataclass
+class Rule:
+    """A watch rule over one ``(metric, site)`` (``site=None``: every site that has the metric;
+    ``metric=None``: every metric).
+
+    ``kind``: ``"nonfinite"`` (a non-finite value appears), ``"jump"`` (beyond ``factor`` x the
+    running median of ``|history|``, or beyond mean + ``sigmas`` x std of the last ``window``
+    values, once ``warmup`` values were seen, and only where ``|value| > floor``), ``"above"`` (``value > bound``) or ``"predicate"``
+    (``predicate(value)`` is true).
+    """
+
+    kind: str
+    metric: str | None = None
+    site: str | None = None
+    factor: float = 10.0
+    sigmas: float = 6.0
+    window: int = 50
+    warmup: int = 8
+    bound: float = math.inf
+    floor: float = 0.0
+    predicate: Callable[[float], bool] | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("nonfinite", "jump", "above", "predicate"):
+            raise ConfigError(
+                f"watch rule kind={self.kind!r}; pass 'nonfinite', 'jump', 'above' or 'predicate'."
+            )
+        if self.kind == "predicate" and not callable(self.predicate):
+            raise ConfigError(
+                f"watch rule for {self.metric!r} at {self.site!r}: predicate must be a function value -> bool."
+            )
+        if not self.name:
+            where = f"{self.metric or '*'}@{self.site or '*'}"
+            self.name = {
+                "nonfinite": f"nonfinite {where}",
+                "jump": f"{where} > {self.factor:g}x median or mean+{self.sigmas:g}sd",
+                "above": f"{where} > {self.bound:g}",
+                "predicate": f"{where} {getattr(self.predicate, '__name__', 'predicate')}",
+            }[self.kind]
+
+    def applies(self, metric: str, site: str) -> bool:
+        return (self.metric is None or self.metric == metric) and (self.site is None or self.site == site)
+
+
+def default_rules(update_ratio_bound: float = 0.05) -> list[Rule]:
+    """The default rules: non-finite values, jumps of the outlier statistics and logits, update ratios."""
+    rules = [Rule("nonfinite")]
+    rules += [Rule("jump", metric=m, site=s, floor=f) for m, s, f in JUMP_METRICS]
+    rules.append(Rule("above", metric="ratio", site="update", bound=update_ratio_bound))
+    return rules
+
+
+WatchSpec = bool | str | Rule | tuple[str, str, Callable[[float], bool]] | Sequence[Any] | None
+
+
+def as_rules(spec: WatchSpec) -> list[Rule]:
+    """Rules from what ``Recorder(watch=...)`` accepts: True / ``"default"`` (the defaults), a
+    :class:`Rule`, a ``(site, metric, predicate)`` tuple, or a list of those (``"default"`` in the
+    list adds the defaults)."""
+    if spec is None or spec is False:
+        return []
+    if spec is True or spec == "default":
+        return default_rules()
+    if isinstance(spec, Rule):
+        return [spec]
+    if isinstance(spec, tuple) and len(spec) == 3 and callable(spec[2]) and isinstance(spec[0], str):
+        site, metric, pred = spec
+        return [Rule("predicate", metric=metric, site=site, predicate=pred)]
+    if isinstance(spec, (list, tuple)):
+        out: list[Rule] = []
+        for s in spec:
+            out.extend(as_rules(s))
+        return out
+    raise ConfigError(
+        f"watch={spec!r}; pass True (the default rules), a Rule, a (site, metric, predicate) tuple, or a list of those."
+    )
+
+
+@dataclass
+class _Track:
+    hist: deque[float]
+    seen_finite: bool = False
+
+
+@dataclass
+class Watch:
+    """Evaluates rules on flushed steps; remembers what fired. ``print_to``: where alerts are printed
+    (stderr; None: silent)."""
+
+    rules: list[Rule]
+    layer_names: Mapping[int, str] = field(default_factory=dict)
+    print_to: Any = sys.stderr
+    alerts: list[Alert] = field(default_factory=list)
+    _tracks: dict[tuple[int, str, str, int, int], _Track] = field(default_factory=dict)
+    _fired: set[tuple[str, str, str, int]] = field(default_factory=set)
+
+    def check(self, step: int, values: Mapping[tuple[str, str], Any]) -> list[Alert]:
+        """The new alerts of one step's values ``{(metric, site): (n_layers,) or (n_layers, k)}``."""
+        new: list[Alert] = []
+        for (metric, site), arr in values.items():
+            a = np.asarray(arr, dtype=np.float64)
+            a2 = a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1)
+            per_head = a.ndim == 2
+            for ri, rule in enumerate(self.rules):
+                if not rule.applies(metric, site):
+                    continue
+                for li in range(a2.shape[0]):
+                    for hi in range(a2.shape[1]):
+                        v = float(a2[li, hi])
+                        hit = self._eval(ri, rule, metric, site, li, hi, v)
+                        if hit is None:
+                            continue
+                        key = (rule.name, site, metric, li + 1)
+                        if key in self._fired:
+                            continue
+                        self._fired.add(key)
+                        alert = self._alert(
+                            step, rule, metric, site, li + 1, hi if per_head else None, v, hit
+                        )
+                        new.append(alert)
+        self.alerts.extend(new)
+        if self.print_to is not None:
+            for al in new:
+                print(f"layerscope watch: {al.message}", file=self.print_to, flush=True)
+        return new
+
+    def _eval(self, ri: int, rule: Rule, metric: str, site: str, li: int, hi: int, v: float) -> str | None:
+        """Why ``v`` fires ``rule`` (a phrase), or None; updates the rule's history."""
+        tr = self._tracks.setdefault((ri, metric, site, li, hi), _Track(deque(maxlen=max(rule.window, 1))))
+        if rule.kind == "nonfinite":
+            if math.isnan(v) and not tr.seen_finite:
+                return None  # a layer that never had this value (NaN means "none"): not an alert
+            if math.isfinite(v):
+                tr.seen_finite = True
+                return None
+            return "is not finite"
+        if not math.isfinite(v):
+            return None  # the nonfinite rule speaks for these
+        if rule.kind == "above":
+            return f"> bound {rule.bound:g}" if v > rule.bound else None
+        if rule.kind == "predicate":
+            assert rule.predicate is not None
+            return f"matches {rule.name}" if rule.predicate(v) else None
+        h = tr.hist
+        why = None
+        if len(h) >= rule.warmup and abs(v) > rule.floor:
+            arr = np.fromiter(h, dtype=np.float64)
+            med = float(np.median(np.abs(arr)))
+            mean, sd = float(arr.mean()), float(arr.std())
+            if med > 0 and abs(v) > rule.factor * med:
+                why = f"> {rule.factor:g} x running median {med:.4g}"
+            elif sd > 0 and v > mean + rule.sigmas * sd:
+                why = f"> mean {mean:.4g} + {rule.sigmas:g} sd ({sd:.3g})"
+        h.append(v)
+        return why
+
+    def _alert(
+        self, step: int, rule: Rule, metric: str, site: str, layer: int, head: int | None, v: float, why: str
+    ) -> Alert:
+        name = self.layer_names.get(layer, "")
+        where = (
+            f"layer {layer}" + (f" ({name})" if name else "") + (f" head {head}" if head is not None else "")
+        )
+        msg = f"step {step}: {where} {site} {metric} = {v:.4g} {why} [{rule.name}]"
+        return Alert(step, rule.name, site, metric, layer, head, v, msg, name)
+
+
+__all__ = ["ON_ALERT", "Alert", "Rule", "Watch", "WatchSpec", "as_rules", "default_rules"]
