@@ -123,7 +123,7 @@ class SlotAccumulator:
         its sum of squares is kept, and adds up (so ``ratio`` = ||x|| / ||ref|| merges exactly).
         """
         spec = self.spec
-        if mask is None and self.sample is None and spec.plain and self._update_direct(x):
+        if mask is None and ref is None and self.sample is None and spec.plain and self._update_direct(x):
             return
         self._take_pool()  # raw rows stay in the order of the forwards
         x = x.detach()
