@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -80,6 +81,7 @@ def main() -> None:
         order = list(variants) if r % 2 == 0 else list(reversed(variants))
         for name in order:
             times[name].append(run_round(name))
+        print(f"round {r + 1}/{rounds}", file=sys.stderr, flush=True)
     for rec in recs.values():
         if rec is not None:
             rec.close()

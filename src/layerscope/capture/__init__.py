@@ -18,9 +18,19 @@ from .discovery import (
     unwrap,
 )
 from .models import load_function, load_model_spec, model_from_hf_config
-from .sites import SITES, TRAINING_SITES, SiteHook, extract_tensor, resolve_site, resolve_sites, site_map
+from .sites import (
+    ALL_SITES,
+    SITES,
+    TRAINING_SITES,
+    SiteHook,
+    extract_tensor,
+    resolve_site,
+    resolve_sites,
+    site_map,
+)
 
 __all__ = [
+    "ALL_SITES",
     "SITES",
     "TRAINING_SITES",
     "Layer",

@@ -38,12 +38,13 @@ import torch.nn as nn
 from ..errors import ConfigError
 from .discovery import Layer, _relative_name, child_index, unwrap
 
-SITES: tuple[str, ...] = ("output", "mlp_act", "attn_out", "mlp_out", "mlp_down_in")
+SITES = ("output", "mlp_act", "attn_out", "mlp_out", "mlp_down_in")
 # The backward pass and the optimizer step (capture/params.py): hooked at the layer itself.
 GRAD_SITES = ("grad_output",)
 PARAM_SITES = ("param_grad", "update", "weight")
 TRAINING_SITES = GRAD_SITES + PARAM_SITES
-SITES = SITES + TRAINING_SITES
+# Every name sites= accepts: the forward sites (SITES, the keys of site_map) and the training sites.
+ALL_SITES: tuple[str, ...] = SITES + TRAINING_SITES
 
 # -- what we know of the families, as data ----------------------------------------------------------
 # Self-attention sub-modules. Cross-attention (T5's EncDecAttention, BART's encoder_attn) is not
@@ -447,9 +448,9 @@ def _training_sites(layer: Layer) -> dict[str, SiteHook | None]:
 
 
 def _check_site(site: str) -> None:
-    if site not in SITES:
+    if site not in ALL_SITES:
         raise ConfigError(
-            f"unknown site {site!r}; sites are {', '.join(SITES)}, or 'all' (or select any module with "
+            f"unknown site {site!r}; sites are {', '.join(ALL_SITES)}, or 'all' (or select any module with "
             "layers='glob')."
         )
 
@@ -489,7 +490,7 @@ def resolve_sites(layers: Sequence[Layer], sites: Sequence[str] | str) -> list[S
         raise ConfigError("no layers to resolve sites in; discover_layers() returned none.")
     maps = [{**site_map(la), **_training_sites(la)} for la in layers]
     if every:  # the forward sites: the training sites need an optimizer or a backward, so are named
-        sites = [s for s in SITES if s not in TRAINING_SITES and any(m[s] is not None for m in maps)]
+        sites = [s for s in SITES if any(m[s] is not None for m in maps)]
     out: list[SiteHook] = []
     for site in dict.fromkeys(sites):
         hooks = [h for h in (m[site] for m in maps) if h is not None]
