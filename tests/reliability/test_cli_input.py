@@ -22,7 +22,19 @@ from layerscope.cli.main import COMMANDS
 # Every command layerscope has or is getting, and how each takes its paths. A command registered in
 # COMMANDS but missing here fails test_every_command_is_in_the_matrix: add it when it lands.
 SOURCE_CMDS = ("plot", "report", "view", "compare")  # a run store or a CSV
-ALL_CMDS = ("demo", "runs", "plot", "export", "report", "layers", "compare", "view", "sweep", "serve")
+ALL_CMDS = (
+    "demo",
+    "runs",
+    "plot",
+    "export",
+    "report",
+    "layers",
+    "compare",
+    "view",
+    "sweep",
+    "serve",
+    "coord-check",
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +103,52 @@ def argv(
         ]
     if cmd == "demo":
         return ["demo", "--out", str(path), *extra]
+    if cmd == "coord-check":  # the path is the batch file; the widths tiny, so a valid line is quick
+        batch = ("--batch", str(path)) if role == "batch" else ()
+        st = path if role == "store" else out / "coord.db"
+        return ["coord-check", "--model", "layerscope.testing:tiny_gpt_sp", "--widths", "16,32", "--steps", "1",
+                "--seeds", "1", *batch, "--store", str(st), "-o", str(out / "coord"), *extra]  # fmt: skip
     raise AssertionError(f"no command line for {cmd!r}; add it to argv()")
 
 
 def need(cmd: str) -> None:
     # A command that disappeared is a failure, not a skip (a regression must not pass as "skipped").
     assert cmd in COMMANDS, f"`layerscope {cmd}` is not registered in cli/main.py COMMANDS"
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing-batch", "folder-batch", "text-batch", "bad-widths", "one-width", "bad-optimizer", "bad-model",
+     "folder-store", "not-a-store", "reread-missing"],
+)  # fmt: skip
+def test_coord_check_bad_input_is_one_line(case: str, inputs: Path, tmp_path: Path) -> None:
+    need("coord-check")
+    bad = tmp_path / "bad.pt"
+    if case == "missing-batch":
+        args = argv("coord-check", inputs, tmp_path, tmp_path / "nope.pt", role="batch")
+    elif case == "folder-batch":
+        args = argv("coord-check", inputs, tmp_path, inputs / "ckpts", role="batch")
+    elif case == "text-batch":
+        bad.write_text("not a tensor")
+        args = argv("coord-check", inputs, tmp_path, bad, role="batch")
+    elif case == "bad-widths":
+        args = argv("coord-check", inputs, tmp_path, extra=("--widths", "64,x"))
+    elif case == "one-width":
+        args = argv("coord-check", inputs, tmp_path, extra=("--widths", "64"))
+    elif case == "bad-optimizer":
+        args = argv("coord-check", inputs, tmp_path, extra=("--optimizer", "lamb"))
+    elif case == "bad-model":
+        args = argv("coord-check", inputs, tmp_path, extra=("--model", "no_such_pkg.mod:f"))
+    elif case == "folder-store":
+        args = argv("coord-check", inputs, tmp_path, inputs / "ckpts", role="store")
+    elif case == "not-a-store":
+        bad.write_text("hello")
+        args = argv("coord-check", inputs, tmp_path, bad, role="store")
+    else:  # re-reading a store that holds no coord-check
+        args = ["coord-check", "--store", str(inputs / "one.db"), "--run", "a", "-o", str(tmp_path / "o")]
+    r = run_cli(*args, timeout=300)  # a repeated option: the last one counts (click)
+    assert r.returncode in (1, 2), (r.returncode, r.stderr[-2000:])
+    error_line(r, r.returncode)
 
 
 def test_every_command_is_in_the_matrix() -> None:
