@@ -38,10 +38,12 @@ def test_runs_table_and_json(cli, demo_dir: Path) -> None:
     r = cli("runs", str(demo_dir / "runs.db"), "--format", "json")
     (info,) = json.loads(r.stdout)
     assert info["run"] == "demo" and info["steps"] == 10 and info["layers"] == 4
-    # The demo records block outputs and MLP activations (and histograms), so every README view runs on it.
-    assert {"rms", "mean", "std", "max_abs"} <= set(info["metrics"]) and info["sites"] == [
+    # The demo records block outputs and MLP activations (and histograms), so every README view runs
+    # on it, and each block's update (its update-to-weight ratio map).
+    assert {"rms", "mean", "std", "max_abs", "ratio"} <= set(info["metrics"]) and info["sites"] == [
         "mlp_act",
         "output",
+        "update",
     ]
 
 
@@ -62,8 +64,14 @@ def test_export_tidy_rows(cli, demo_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["run", "step", "layer", "layer_name", "site", "metric", "value"]
-    n_metrics = len({r["metric"] for r in rows})
-    assert len(rows) == 10 * 4 * n_metrics * 2  # two sites: output and mlp_act
+    per_site = {
+        site: len({r["metric"] for r in rows if r["site"] == site})
+        for site in ("output", "mlp_act", "update")
+    }
+    assert (
+        per_site["output"] == per_site["mlp_act"] and per_site["update"] > per_site["output"]
+    )  # + norm, ratio
+    assert len(rows) == 10 * 4 * sum(per_site.values())  # three sites: output, mlp_act, update
     assert {r["layer_name"] for r in rows} == {"h.0", "h.1", "h.2", "h.3"}
 
 
