@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..stats.heads import attention_partials, empty_heads, merge_heads
 from .discovery import Layer, unwrap
 from .sites import _attention, _Block, extract_tensor
-from .sources import CaptureContext, Gate, MaskTracker, _in_backward
+from .sources import CaptureContext, CaptureSource, Gate, MaskTracker, _in_backward
 
 MAX_LOGITS = 1 << 24  # float32 logits computed at once per layer (64 MiB): bounds the query sample
 DEFAULT_QUERIES = 64
@@ -298,7 +298,7 @@ def compute_point(
     return attention_partials(logits, allowed, pt.softcap)
 
 
-class AttentionSource:
+class AttentionSource(CaptureSource):
     """The capture source of the ``attn`` site: three hooks per layer, on recorded steps only.
 
     Not a slot source: its state per layer is a ``(heads, 4)`` tensor (``points[i].state``).
@@ -312,12 +312,7 @@ class AttentionSource:
         self.points = list(points)
         self.masks = masks
         self.queries = queries
-        self.slots: list[Any] = []
-        self._handles: list[Any] = []
-
-    @property
-    def attached(self) -> bool:
-        return bool(self._handles)
+        super().__init__([])  # no slots: its state is per head (points[i].state)
 
     def _pad(self, pt: AttnPoint) -> torch.Tensor | None:
         m = self.masks
@@ -354,14 +349,8 @@ class AttentionSource:
             handles.append(pt.module.register_forward_hook(compute, with_kwargs=True))
         return handles
 
-    def attach(self, ctx: CaptureContext) -> None:
-        if not self._handles:
-            self._handles = list(self.register(ctx))
-
     def detach(self) -> None:
-        handles, self._handles = self._handles, []
-        for h in handles:
-            h.remove()
+        super().detach()
         for pt in self.points:
             pt.scratch.clear()
 

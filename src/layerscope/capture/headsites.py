@@ -8,7 +8,7 @@ the host with the rest of a flush (one transfer).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn as nn
@@ -26,7 +26,7 @@ class HeadSource(Protocol):
 
     site: str
     slots: list[Any]
-    always_attached: bool
+    always_attached: ClassVar[bool]
 
     @property
     def attached(self) -> bool: ...

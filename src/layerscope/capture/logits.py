@@ -16,7 +16,7 @@ The values are stored in the column of the last layer (the one the LM head reads
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -62,7 +62,7 @@ def row_index(n: int) -> torch.Tensor | None:
 class LogitsSource:
     """The capture source of the ``logits`` site: one forward hook on the LM head."""
 
-    always_attached = False
+    always_attached: ClassVar[bool] = False
     site = "logits"
 
     def __init__(self, name: str, module: nn.Module, layer_index: int, masks: MaskTracker | None) -> None:
