@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerscope.store import LayerInfo, StepRecord, Store
+from layerscope.store import Event, LayerInfo, StepRecord, Store
 
 # (run index, run name, step index, step) -> {(metric, site): one value per layer}
 Values = Callable[[int, str, int, int], dict[tuple[str, str], list[float]]]
@@ -66,3 +66,96 @@ def two_runs(path: str | os.PathLike[str], runs: Sequence[str] = ("base", "lr_hi
     return make_store(
         path, runs, n, TWO_RUNS_STEPS, layer_names=[f"blocks.{j}" for j in range(n)], values=pattern
     )
+
+
+# ---- attention heads, output logits and alerts with planted patterns (issue 19's report) -------------
+
+ATTN_LAYERS, ATTN_HEADS = 4, 4
+ATTN_STEPS = list(range(20, 420, 20))  # 20 recorded steps
+
+
+def planted_attn() -> dict[tuple[str, str], np.ndarray]:
+    """``(metric, site)`` -> values of the planted run, ``(steps, layers, heads)`` for site attn and
+    ``(steps, layers)`` for site logits (NaN except the last layer's column, as the Recorder keeps it):
+
+    - ``max_logit``: every head near 1 (a small seeded wobble, +30% over the run), except layer 2
+      head 1, which grows 10x (1 -> 10);
+    - ``entropy``: near 2.5 nats, except layer 3 head 2, which collapses to 0.1;
+    - ``sink``: near 0.1, except layer 1 head 0, which holds 0.8 of its attention there;
+    - logits: ``max_logit`` 3 -> 30, ``log_z`` 5 -> 12, ``entropy`` 5 -> 2.
+    """
+    rng = np.random.default_rng(19)
+    S, L, H = len(ATTN_STEPS), ATTN_LAYERS, ATTN_HEADS
+    t = np.linspace(0.0, 1.0, S)[:, None, None]
+    wobble = 1.0 + 0.02 * rng.standard_normal((S, L, H))
+    max_logit = (1.0 + 0.3 * t) * wobble
+    max_logit[:, 1, 1] = np.linspace(1.0, 10.0, S)
+    entropy = 2.5 * (1.0 - 0.02 * t) * wobble
+    entropy[:, 2, 2] = np.geomspace(2.5, 0.1, S)
+    sink = 0.1 * wobble
+    sink[:, 0, 0] = 0.8
+    out = {("max_logit", "attn"): max_logit, ("entropy", "attn"): entropy, ("sink", "attn"): sink}
+    for m, (a, b) in {"max_logit": (3.0, 30.0), "log_z": (5.0, 12.0), "entropy": (5.0, 2.0)}.items():
+        v = np.full((S, L), np.nan)
+        v[:, -1] = np.linspace(a, b, S) * (1.0 + 0.01 * rng.standard_normal(S))
+        out[(m, "logits")] = v
+    rms = 0.1 * (1 + np.arange(L))[None, :] * (1 + t[:, :, 0])
+    out[("rms", "output")] = rms
+    return out
+
+
+def planted_events() -> list[Event]:
+    """The planted run's watch alerts: a jump of layer 2 head 1's max logit, the output max logit's
+    jump, and a non-finite rms at layer 3 (another series)."""
+    return [
+        Event(
+            200,
+            "alert",
+            "max_logit@attn > 10x median or mean+6sd",
+            "layer 2 head 1 max_logit 5.7",
+            site="attn",
+            metric="max_logit",
+            layer=2,
+            head=1,
+            value=5.7368421,
+            time=0.0,
+        ),
+        Event(
+            240,
+            "alert",
+            "max_logit@logits > 10x median or mean+6sd",
+            "logits max_logit 19.9",
+            site="logits",
+            metric="max_logit",
+            layer=ATTN_LAYERS,
+            value=19.9,
+            time=0.0,
+        ),
+        Event(
+            300,
+            "alert",
+            "nonfinite rms@output",
+            "layer 3 rms inf",
+            site="output",
+            metric="rms",
+            layer=3,
+            value=float("inf"),
+            time=0.0,
+        ),
+        Event(300, "note", "checkpoint", "saved", time=0.0),  # not an alert: not reported
+    ]
+
+
+def attn_store(path: str | os.PathLike[str], run: str = "planted") -> Path:
+    """A store holding :func:`planted_attn` and :func:`planted_events` as run ``run``."""
+    vals = planted_attn()
+
+    def fill(r: int, name: str, k: int, s: int) -> dict[tuple[str, str], list[float]]:
+        return {key: v[k] for key, v in vals.items()}  # type: ignore[misc]
+
+    make_store(
+        path, (run,), ATTN_LAYERS, ATTN_STEPS, layer_names=[f"h.{i}" for i in range(ATTN_LAYERS)], values=fill
+    )
+    with Store(path) as st:
+        st.write_events(run, planted_events())
+    return Path(path)

@@ -35,6 +35,7 @@ from .errors import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import Report, report
+    from .analysis.run import report_run
     from .coordcheck import coord_check
     from .recorder import Recorder
     from .render import plot
@@ -50,6 +51,7 @@ _LAZY = {
     "plot": "layerscope.render",
     "report": "layerscope.analysis",
     "Report": "layerscope.analysis",
+    "report_run": "layerscope.analysis.run",
     "coord_check": "layerscope.coordcheck",
 }
 
@@ -86,4 +88,5 @@ __all__ = [
     "load_hist",
     "plot",
     "report",
+    "report_run",
 ]

@@ -15,6 +15,15 @@ def is_csv(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in CSV_SUFFIXES
 
 
+def refuse_folder_or_missing(source: str | os.PathLike[str]) -> None:
+    """The one-line errors of a SOURCE that does not exist or is a folder."""
+    p = Path(source)
+    if not p.exists():
+        raise NotFoundError(f"{str(source)!r} does not exist; pass a run store (.db) or a CSV file.")
+    if p.is_dir():
+        raise NotFoundError(f"{str(source)!r} is a folder; pass a run store (.db) or a CSV file inside it.")
+
+
 def open_heatmap(
     source: str | os.PathLike[str],
     run: str | None = None,
@@ -27,10 +36,7 @@ def open_heatmap(
     rows of a tidy file that has those columns.
     """
     p = Path(source)
-    if not p.exists():
-        raise NotFoundError(f"{str(source)!r} does not exist; pass a run store (.db) or a CSV file.")
-    if p.is_dir():
-        raise NotFoundError(f"{str(source)!r} is a folder; pass a run store (.db) or a CSV file inside it.")
+    refuse_folder_or_missing(p)
     if is_csv(p):
         from .store.csvio import read_csv
 

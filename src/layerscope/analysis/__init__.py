@@ -7,13 +7,16 @@
 >>> rep.to_dict()["layers_detail"][0]["trend"]
 'rising'
 
-``report.py`` builds the report (numbers and sentences) and lays out the Markdown, ``patterns.py``
+``report.py`` builds the report (numbers and sentences) and lays out the Markdown, ``run.py``
+(``report_run``) reports a map of a stored run with its per-head, output-logits and watch-alert
+sections, ``patterns.py``
 holds the pure numpy detectors, ``thresholds.py`` every threshold with what it means.
 """
 
 from __future__ import annotations
 
+from .extras import Extras
 from .report import Report, report
 from .thresholds import DEFAULT, Thresholds
 
-__all__ = ["DEFAULT", "Report", "Thresholds", "report"]
+__all__ = ["DEFAULT", "Extras", "Report", "Thresholds", "report"]

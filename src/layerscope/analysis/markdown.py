@@ -45,7 +45,9 @@ def render_markdown(d: dict[str, Any]) -> str:
     """The report dict (:meth:`Report.to_dict`) laid out as Markdown; reads nothing else."""
     f = Fmt(d["digits"], d["steps"])
     m = code(d["metric"])
-    lines: list[str] = [f"# {m} across layers and training steps", ""]
+    one = d.get("logits")  # one series for the whole model: no layer axis
+    title = f"# {m} over training steps (output logits)" if one else f"# {m} across layers and training steps"
+    lines: list[str] = [title, ""]
     src = f"run {code(d['run'])}" if d["run"] else (code(d["source"]) if d["source"] else "an unnamed run")
     lines += ["## Overview", ""]
     if d["n_steps"] == 0 or d["n_layers"] == 0:
@@ -57,11 +59,17 @@ def render_markdown(d: dict[str, Any]) -> str:
         return "\n".join(lines)
     steps = d["steps"]
     step_span = f.step_range(steps[0], steps[-1])
-    ov = (
-        f"The heatmap plots {m} (site {code(d['site'])}, {src}) for {d['n_layers']} "
-        f"{'layer' if d['n_layers'] == 1 else 'layers'} (x axis) against {d['n_steps']} training "
-        f"{'step' if d['n_steps'] == 1 else 'steps'} ({step_span}, y axis); colour is the value."
-    )
+    if one:
+        ov = (
+            f"The series holds {m} (site {code(d['site'])}, {src}) for the whole model at {d['n_steps']} "
+            f"training {'step' if d['n_steps'] == 1 else 'steps'} ({step_span}): one value per step, no layer axis."
+        )
+    else:
+        ov = (
+            f"The heatmap plots {m} (site {code(d['site'])}, {src}) for {d['n_layers']} "
+            f"{'layer' if d['n_layers'] == 1 else 'layers'} (x axis) against {d['n_steps']} training "
+            f"{'step' if d['n_steps'] == 1 else 'steps'} ({step_span}, y axis); colour is the value."
+        )
     if d["value_min"] is None:
         ov += f" None of the {d['n_cells']} cells holds a finite value."
     elif d["value_min"] == d["value_max"]:
@@ -83,6 +91,13 @@ def render_markdown(d: dict[str, Any]) -> str:
     names = d["layer_names"]
     if names and [str(x) for x in layers] != list(names):
         xl += f"; names {code(names[0])}" + (f" … {code(names[-1])}" if len(names) > 1 else "")
+    if one:
+        xl = (
+            f"- **No layer axis:** site {code(d['site'])} is one value per step for the whole model, from "
+            "the LM head's output"
+        )
+        if one["layer"] is not None:
+            xl += f" (the store keeps it in the column of layer {one['layer']}, {code(one['layer_name'])})"
     lines.append(xl + ".")
     yl = f"- **Y axis, Steps:** {d['n_steps']} recorded {'step' if d['n_steps'] == 1 else 'steps'}"
     yl += f", {step_span}"
@@ -127,6 +142,19 @@ def render_markdown(d: dict[str, Any]) -> str:
                 "levels and trends are relative to that"
             )
         lines.append(cl + ".")
+    agg = d.get("aggregate")
+    if agg:
+        n_heads = f"the {agg['n_heads']} heads" if agg["n_heads"] else "the heads"
+        how = (
+            f"head {agg['reduce']} of its layer"
+            if isinstance(agg["reduce"], int)
+            else f"the {agg['reduce']} over {n_heads} of its layer"
+        )
+        lines.append(
+            f"- **Heads:** {code(d['metric'])} is recorded per head; each cell is {how} (by default the max "
+            "for `max_logit`, the mean for `entropy` and `sink`), and the section on attention heads below "
+            "reads every head."
+        )
     cells = f"- **Cells:** {d['n_cells']} ({d['n_layers']} x {d['n_steps']})"
     extra = []
     if d["n_missing"]:
@@ -178,6 +206,15 @@ def render_markdown(d: dict[str, Any]) -> str:
             "the map.",
         ]
     lines.append("")
+
+    if d.get("heads"):
+        lines += ["## Attention heads", ""] + [f"- {t}" for t in d["heads"]["text"]] + [""]
+    if one and one["text"]:
+        lines += ["## Output logits", ""] + [f"- {t}" for t in one["text"][:-1]] + ["", one["text"][-1], ""]
+    alerts = d.get("alerts")
+    if alerts and alerts["n_total"]:
+        lines += ["## Watch alerts", ""] + alerts["text"][:1] + [""] + alerts["text"][1:]
+        lines += [""] if len(alerts["text"]) > 1 else []
 
     lines += ["## Interpretation", ""]
     for it in d["interpretation"]:

@@ -30,13 +30,19 @@ from ..store.heatmap import Heatmap
 from . import bands as B
 from . import detect
 from . import patterns as P
+from .alerts import alert_readings, alert_section
+from .extras import Extras
+from .heads import head_readings, head_section
+from .logits import logits_readings, logits_section
 from .markdown import markdown_to_html, render_markdown
 from .narrative import DESCRIBE, Context, interpretation
 from .summary import band_text, summary
+from .text import Fmt
 from .thresholds import DEFAULT, Thresholds
 from .view import MapView
 
 SCHEMA_VERSION = 1
+SECTION_DIGITS = 3  # significant digits of the per-head, logits and alert sections (at most the map's)
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 
 __all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "Report", "format_percent", "report", "write_text_atomic"]
@@ -133,12 +139,21 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return _write_atomic(p, text)
 
 
-def report(heatmap: Heatmap, *, scale: str = "auto", thresholds: Thresholds | None = None) -> Report:
+def report(
+    heatmap: Heatmap,
+    *,
+    scale: str = "auto",
+    thresholds: Thresholds | None = None,
+    extras: Extras | None = None,
+) -> Report:
     """Analyse ``heatmap`` (steps x layers) and write it up.
 
     ``scale`` is ``"auto"`` (log10 when every value is positive and they span about three decades
     or more, else linear), ``"linear"`` or ``"log"``: levels and trends are judged on that scale.
     ``thresholds`` overrides the defaults in :mod:`layerscope.analysis.thresholds`.
+    ``extras`` (:class:`~layerscope.analysis.extras.Extras`) adds the sections of a stored run: the
+    per-head findings of site ``attn``, the output-logits series, the watch alerts
+    (:func:`~layerscope.analysis.run.report_run` fills it from a store).
 
     Any shape works, including 0 or 1 steps or layers and maps without a finite value: they are
     described as such.
@@ -154,10 +169,10 @@ def report(heatmap: Heatmap, *, scale: str = "auto", thresholds: Thresholds | No
         raise ConfigError(f"scale {scale!r} is not one of auto, linear, log; pass one of those.")
     # Extreme inputs (1e308, 5e-324) overflow a ratio or two; those come out as None, not as warnings.
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        return Report(_build(MapView(heatmap, scale, t)), heatmap)
+        return Report(_build(MapView(heatmap, scale, t), extras), heatmap)
 
 
-def _build(v: MapView) -> dict[str, Any]:
+def _build(v: MapView, extras: Extras | None = None) -> dict[str, Any]:
     """The report dict of one prepared map: header numbers, details, observations, text."""
     f, hm = v.fmt, v.hm
     fin_all = v.finite
@@ -227,4 +242,33 @@ def _build(v: MapView) -> dict[str, Any]:
     d["summary"] = summary(obs, ctx)
     d["interpretation"] = interpretation(obs, ctx)
     d["thresholds"] = v.t.to_dict()
+    if extras is not None:
+        _add_extras(d, extras, f, hm)
     return d
+
+
+def _add_extras(d: dict[str, Any], x: Extras, f: Fmt, hm: Heatmap) -> None:
+    """The sections of a stored run, each with its numbers, sentences and hedged readings."""
+    readings: list[str] = []
+    f = Fmt(SECTION_DIGITS, f.steps)  # the sections quote 3 digits whatever the map's range needs
+    if x.reduce is not None:
+        d["aggregate"] = {"over": "heads", "reduce": x.reduce, "n_heads": x.n_heads}
+    if x.heads:
+        d["heads"] = head_section(x.heads, f, n_heads=x.n_heads)
+        readings += head_readings(d["heads"])
+    if x.logits:
+        d["logits"] = logits_section(x.logits, x.logits_steps, f, x.logits_layer, x.logits_layer_name)
+        readings += logits_readings(d["logits"])
+    if x.events is not None:
+        whole = hm.site == "logits"
+        d["alerts"] = alert_section(
+            x.events, hm.site, hm.metric, f, hm.layer_names if not whole else [], whole
+        )
+        readings += alert_readings(d["alerts"], hm.site, hm.metric)
+    if (
+        readings
+        and d["interpretation"]
+        and d["interpretation"][-1]["text"].startswith("No pattern stood out")
+    ):
+        d["interpretation"].pop()  # the sections below have something to read after all
+    d["interpretation"] += [{"observation": None, "text": r} for r in readings]

@@ -134,6 +134,130 @@ ENTRIES: tuple[Entry, ...] = (
             "step_trend": "the weights' scale is drifting as training proceeds, as it does with too little weight decay",
         },
     ),
+    # Attention heads and output logits (issue 19). The readings say what the numbers are and what
+    # they are known to accompany; none claims a cause the report's numbers do not show.
+    Entry(
+        site="attn",
+        metric="max_logit",
+        phrases={
+            "hotspot": (
+                "; the attention logits (q . k scaled, before the softmax) are largest there, so those "
+                "layers' heads attend most sharply; growing attention logits are an often-watched early "
+                "sign of training instability, and the per-head section says which heads drive it."
+            ),
+            "depth_rise": "may indicate that deeper layers' heads form larger attention logits, and so sharper attention",
+            "step_trend": (
+                "the heads' largest attention logits are changing as training proceeds, as they do when "
+                "attention sharpens while the model learns; a growth that does not level off is the pattern "
+                "attention-logit instability starts from"
+            ),
+            "head_growth": (
+                "may be sharpening their attention as they learn, or may be the start of the attention-logit "
+                "growth that small-scale studies of training instability watch for (logit soft-capping and "
+                "QK-norm act on it); whether the growth levels off, and the loss at the same steps, would "
+                "tell the two apart"
+            ),
+            "alert": (
+                "is a head's max logit leaving its own recent range; it may come before a divergence, and the "
+                "loss over the following steps would show whether it did"
+            ),
+        },
+    ),
+    Entry(
+        site="attn",
+        metric="entropy",
+        phrases={
+            "hotspot": (
+                "; attention entropy is highest there, so those heads spread their attention over many "
+                "keys (the per-head section says which heads, if any, collapse)."
+            ),
+            "depth_rise": "may indicate that deeper layers' heads spread their attention over more keys",
+            "step_trend": (
+                "the heads' attention is getting more spread out or more focused as training proceeds; "
+                "a steady fall toward zero is the entropy collapse the per-head section looks for"
+            ),
+            "head_collapse": (
+                "now put nearly all their attention on a few keys; that may be a sharp pattern the model "
+                "learned (a previous-token or copying head), or the attention-entropy collapse reported "
+                "before some divergences; the loss and the same heads' max logit would tell them apart"
+            ),
+            "growth_and_collapse": (
+                "which is the combination (larger logits, fewer keys attended) that attention-entropy "
+                "collapse describes, though the numbers here do not show that it harms training"
+            ),
+            "alert": (
+                "is a head's attention entropy leaving its own recent range, which may mark attention "
+                "focusing abruptly; the loss at the same steps would show whether it matters"
+            ),
+        },
+    ),
+    Entry(
+        site="attn",
+        metric="sink",
+        phrases={
+            "hotspot": (
+                "; those heads put the largest share of their attention on the first position, which may "
+                "be an attention sink (a place for attention that is not needed), common in trained "
+                "language models and not a fault by itself."
+            ),
+            "depth_rise": "may indicate that deeper layers' heads park more of their attention on the first position",
+            "step_trend": (
+                "the share of attention on the first position is changing as training proceeds, as it does "
+                "when heads learn to use it as a sink"
+            ),
+            "head_sink": (
+                "may use the first position as an attention sink, a no-op target that trained language "
+                "models often develop; it is a fault only if the model needs those heads elsewhere"
+            ),
+            "alert": "is a head's sink share leaving its own recent range, which may mark a head changing what it does",
+        },
+    ),
+    Entry(
+        site="attn",
+        phrases={
+            "head_growth": (
+                "grow their max attention logit the most; that may be attention sharpening as the model "
+                "learns, or the start of attention-logit growth"
+            ),
+            "alert": "is an attention statistic leaving its own recent range; the loss at the same steps would show whether it matters",
+        },
+    ),
+    Entry(
+        site="logits",
+        phrases={
+            "hotspot": (
+                "; the output logits are most extreme there, which may come from a sharpening output "
+                "distribution or from logits drifting in scale."
+            ),
+            "step_trend": "the output logits' scale or sharpness is changing as the model learns",
+            "alert": (
+                "is an output-logit statistic leaving its own recent range; a sudden growth of the output "
+                "logits may come before a loss divergence, and the loss at the same steps would show it"
+            ),
+            "logits_max_logit_rising": (
+                "the largest output logit is growing, as it does when the model becomes more confident; "
+                "growth that does not level off alongside a growing log Z may be logit drift, which "
+                "z-loss or a final-logit soft-cap hold back"
+            ),
+            "logits_log_z_rising": (
+                "log Z is drifting up, away from zero; that is the quantity z-loss penalises, and a log Z "
+                "that keeps growing may come before output-logit divergence, though it can also follow "
+                "a growing vocabulary bias without harm"
+            ),
+            "logits_log_z_falling": (
+                "log Z is moving down; if it is moving toward zero that is what z-loss encourages, "
+                "and if it is moving below zero the logits may be shifting as a whole"
+            ),
+            "logits_entropy_falling": (
+                "the output distribution is getting sharper, as it does when the model learns to predict; "
+                "an entropy that falls much faster than the loss would suggest over-confidence"
+            ),
+            "logits_entropy_rising": (
+                "the output distribution is getting flatter, which may mean the model is becoming less "
+                "certain, as it does after a disruption of training"
+            ),
+        },
+    ),
     Entry(
         phrases={
             "step_trend": (
@@ -141,6 +265,10 @@ ENTRIES: tuple[Entry, ...] = (
                 "loss and the learning-rate schedule would show whether the change tracks learning"
             ),
             "depth_rise": "may indicate that deeper layers carry larger {m}",
+            "alert": (
+                "is a value leaving its own recent range (or turning non-finite); it may come before a "
+                "divergence, and the loss over the following steps would show whether it did"
+            ),
             "hotspot": (
                 "; if {m} measures activation scale, these layers and steps may be the first to "
                 "inspect for instability (overflow, outlier features), for example with a max_abs "

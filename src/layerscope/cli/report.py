@@ -19,6 +19,23 @@ def _check_destination(path: str) -> None:
         raise NotFoundError(f"folder {quote(p.parent)} for {quote(path)} does not exist; create it first.")
 
 
+def _heads(value: str | None) -> str | int | None:
+    """``--heads``: max, mean, min or a head index."""
+    from ..errors import ConfigError, quote
+
+    if value is None or value in ("max", "mean", "min"):
+        return value
+    if value.isdigit():
+        return int(value)
+    raise ConfigError(
+        f"--heads {quote(value)} is not max, mean, min or a head index (0, 1, ...)",
+        what="heads",
+        value=value,
+        choices=["max", "mean", "min"],
+        param="heads",
+    )
+
+
 @click.command("report")
 @source_argument
 @run_option
@@ -53,6 +70,14 @@ def _check_destination(path: str) -> None:
     help="Scale levels and trends are judged on; auto = log when the values span about three "
     "decades or more.",
 )
+@click.option(
+    "--heads",
+    "heads",
+    default=None,
+    metavar="HOW",
+    help="For a per-head series (site attn): aggregate the heads of each layer by max, mean or min, "
+    "or show one head (an index from 0). Default: max for max_logit, mean for entropy and sink.",
+)
 def report(
     source: str,
     run: str | None,
@@ -61,6 +86,7 @@ def report(
     output: str | None,
     json_path: str | None,
     scale: str,
+    heads: str | None,
 ) -> None:
     """Write up the layer x step heatmap of SOURCE (a run store or a CSV): overview, axes, a
     per-layer (or per-band) analysis, key observations and a hedged interpretation, every number
@@ -75,19 +101,38 @@ def report(
       layerscope report layerscope-demo/runs.db                 # Markdown to the terminal
       layerscope report runs.db --metric kurtosis -o report.md --json report.json
       layerscope report values.csv --json - | jq '.observations[].kind'
+      layerscope report runs.db --site attn --metric max_logit   # with a per-head section
+      layerscope report runs.db --site logits --metric log_z     # the output logits, one series
+
+    \b
+    A report of a store also lists the run's watch alerts on that map (and counts the others).
     """
     from .._io import check_outputs_are_not_inputs
     from ..analysis import report as analyse
     from ..analysis.report import write_text_atomic
-    from ..errors import escape_controls
-    from ..sources import open_heatmap
+    from ..analysis.run import report_run
+    from ..errors import ConfigError, escape_controls, quote
+    from ..sources import is_csv, open_heatmap, refuse_folder_or_missing
 
     for dest in (output, None if json_path == "-" else json_path):  # fail before any work or any write
         if dest:
             _check_destination(dest)
     check_outputs_are_not_inputs([("-o", output), ("--json", json_path)], [("SOURCE", source)])
-    hm = open_heatmap(source, run=run, metric=metric, site=site)
-    rep = analyse(hm, scale=scale)
+    if is_csv(source):
+        if heads is not None:
+            raise ConfigError(
+                f"--heads {quote(heads)} needs a run store; a CSV holds one value per layer.",
+                what="heads",
+                value=heads,
+                param="heads",
+            )
+        hm = open_heatmap(source, run=run, metric=metric, site=site)
+        rep = analyse(hm, scale=scale)
+    else:
+        refuse_folder_or_missing(source)
+        rep = report_run(source, run, metric or "rms", site or "output", heads=_heads(heads), scale=scale)
+        assert rep.heatmap is not None
+        hm = rep.heatmap
     md = rep.to_markdown()
     stdout_used = json_path == "-" or not output  # status then goes to stderr, keeping stdout clean
     written = []

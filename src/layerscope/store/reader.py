@@ -24,7 +24,7 @@ from . import heads as _heads
 from .codec import decode
 from .connection import connect, is_sqlite
 from .heatmap import Heatmap
-from .records import Event, HeadMap, LayerInfo, RunInfo, SeriesInfo
+from .records import Event, HeadMap, HeadSeries, LayerInfo, RunInfo, SeriesInfo
 from .txn import damaged, snapshot, translate
 
 _R = TypeVar("_R", bound="StoreReader")
@@ -385,6 +385,35 @@ class StoreReader:
             layers,
             names,
             int(step),
+            metric,
+            site,
+            run,
+            variant,
+            {"store": str(self.path), "source": source},
+        )
+
+    def load_head_series(self, run: str | None, metric: str, site: str, *, variant: str = "") -> HeadSeries:
+        """Every head of a per-head series at every step: ``values`` is (steps, layers, heads),
+        read in one pass (what the report's per-head section reads).
+
+        >>> st.load_head_series("a", "max_logit", "attn").values.shape   # doctest: +SKIP
+        (30, 12, 12)
+        """
+        run = self.resolve_run(run)
+        s, rows, layer_infos, source = self._rows(run, variant, "value", metric, site)
+        if s is None:
+            raise self._not_found(run, metric, site, variant)
+        sid, n, inner, chunk = s
+        if not rows:
+            raise NotFoundError(f"run {run!r} in {str(self.path)!r} has no recorded steps yet.")
+        label = series_label(metric, site, variant)
+        steps, cube = decode(rows, n, inner, chunk, self.path, run, label)
+        layers, names = self._layer_labels(n, layer_infos)
+        return HeadSeries(
+            cube,
+            steps,
+            layers,
+            names,
             metric,
             site,
             run,

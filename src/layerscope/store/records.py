@@ -133,6 +133,27 @@ class HeadMap:
         return self.values.shape  # type: ignore[return-value, unused-ignore]
 
 
+@dataclass
+class HeadSeries:
+    """A per-head statistic over a run: ``values[i, j, h]`` is head ``h`` (0-based) of
+    ``layers[j]`` (1-based) at ``steps[i]``. NaN where a layer has fewer heads or none, or a step no
+    value. A series of one value per layer has one "head"."""
+
+    values: np.ndarray  # (n_steps, n_layers, n_heads) float64
+    steps: list[int]
+    layers: list[int]
+    layer_names: list[str]
+    metric: str
+    site: str
+    run: str
+    variant: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.values.shape[2])
+
+
 def check_variant(variant: str) -> str:
     """``variant`` itself if it is ``""`` or ``name=value[,name=value...]``; else a ConfigError.
 
