@@ -22,8 +22,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.stores import ATTN_HEADS, ATTN_LAYERS, ATTN_STEPS, planted_attn, planted_events
+from tests.unit.test_analysis import quoted_numbers_not_in_json
 
-from layerscope.analysis import Thresholds, report
+from layerscope.analysis import Extras, Thresholds, report
+from layerscope.store import HeadSeries
 from layerscope.store.heatmap import Heatmap
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "report_golden"
@@ -501,6 +504,54 @@ def _() -> Case:
     return hm(v, metric="r`m*s", site="<b>s</b>", run="<img src=x onerror=alert(1)>", names=names), {}
 
 
+# ---- a stored run's sections: attention heads, output logits, watch alerts (tests/stores.py) -------
+
+
+def _planted_heads(metric: str, reduce: str) -> Case:
+    vals = planted_attn()
+    names = [f"h.{i}" for i in range(ATTN_LAYERS)]
+    heads = {
+        m: HeadSeries(
+            vals[(m, "attn")], ATTN_STEPS, list(range(1, ATTN_LAYERS + 1)), names, m, "attn", "planted"
+        )
+        for m in ("max_logit", "entropy", "sink")
+    }
+    cube = vals[(metric, "attn")]
+    v = cube.max(axis=2) if reduce == "max" else cube.mean(axis=2)
+    h = hm(v, steps=ATTN_STEPS, metric=metric, site="attn", run="planted", names=names)
+    extras = Extras(heads=heads, n_heads=ATTN_HEADS, reduce=reduce, events=planted_events())
+    return h, {"extras": extras}
+
+
+CASES["attn_max_logit_planted"] = lambda: _planted_heads("max_logit", "max")
+CASES["attn_entropy_planted"] = lambda: _planted_heads("entropy", "mean")
+CASES["attn_sink_planted"] = lambda: _planted_heads("sink", "mean")
+
+
+@case("logits_planted")
+def _() -> Case:
+    vals = planted_attn()
+    series = {m: vals[(m, "logits")][:, -1] for m in ("max_logit", "log_z", "entropy")}
+    h = Heatmap(
+        series["log_z"][:, None], ATTN_STEPS, [ATTN_LAYERS], ["lm_head"], "log_z", "logits", "planted"
+    )
+    extras = Extras(
+        logits=series,
+        logits_steps=ATTN_STEPS,
+        logits_layer=ATTN_LAYERS,
+        logits_layer_name=f"h.{ATTN_LAYERS - 1}",
+        events=planted_events(),
+    )
+    return h, {"extras": extras}
+
+
+@case("alerts_on_rms")
+def _() -> Case:
+    names = [f"h.{i}" for i in range(ATTN_LAYERS)]
+    h = hm(planted_attn()[("rms", "output")], steps=ATTN_STEPS, run="planted", names=names)
+    return h, {"extras": Extras(events=planted_events())}
+
+
 # ---- the test -------------------------------------------------------------------------------------
 
 
@@ -518,6 +569,13 @@ def test_report_matches_golden(name: str) -> None:
     want_md = (GOLDEN / f"{name}.md").read_text(encoding="utf-8")
     assert js == want_js, f"{name}: the JSON report changed; see the module docstring"
     assert md == want_md, f"{name}: the Markdown report changed; see the module docstring"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if "planted" in n or n.startswith("alerts_")))
+def test_every_number_of_a_stored_run_s_sections_is_in_the_json(name: str) -> None:
+    h, kw = CASES[name]()
+    rep = report(h, **kw)
+    assert quoted_numbers_not_in_json(rep.to_markdown(), rep.to_dict()) == []
 
 
 def test_every_golden_file_has_a_case() -> None:

@@ -83,7 +83,7 @@ def alert_text(d: dict[str, Any], f: Fmt, site: str, metric: str, whole_site: bo
     """The section's lines, from ``d`` only: a summary sentence, then one bullet per listed alert."""
     where = f"site {code(site)}" if whole_site else f"{code(metric)} at site {code(site)}"
     n = d["n_map"]
-    head = f"The run's watch fired {n} {'alert' if n == 1 else 'alerts'} on {where}" + (
+    head = f"The run's watch fired {'no' if n == 0 else n} {'alert' if n <= 1 else 'alerts'} on {where}" + (
         f", the first at step {format_step(d['first_step'])}" if d["first_step"] is not None else ""
     )
     if d["others"]:

@@ -214,11 +214,14 @@ def head_text(d: dict[str, Any], f: Fmt) -> list[str]:
     """The section's sentences, from the numbers in ``d`` only."""
     t = d["thresholds"]
     lines: list[str] = []
-    if d["k"] is not None:
+    if d["k"] == 1:
+        lines.append(
+            "Each head is summarised by its first and last recorded values (heads are counted from zero within a layer)."
+        )
+    elif d["k"] is not None:
         lines.append(
             f"Each head is summarised by its first and last values: the median of its first and last "
-            f"{d['k']} recorded {'value' if d['k'] == 1 else 'values'} (heads are counted from zero "
-            "within a layer)."
+            f"{d['k']} recorded values (heads are counted from zero within a layer)."
         )
     m = d.get("max_logit")
     if m:
@@ -229,7 +232,7 @@ def head_text(d: dict[str, Any], f: Fmt) -> list[str]:
                 for h in m["top"][: min(len(m["top"]), m["n_growing"])]
             )
             lines.append(
-                f"{head}: {_of(m['n_growing'], m['n_heads'])} grow by a factor of {f.v(t['growth_factor'])} "
+                f"{head}: {_of(m['n_growing'], m['n_heads'])} {'grows' if m['n_growing'] == 1 else 'grow'} by a factor of {f.v(t['growth_factor'])} "
                 f"or more, in {f.layers_text(m['growing_layers'])}. Fastest: {fastest}."
             )
         elif m["top"]:
@@ -264,12 +267,13 @@ def head_text(d: dict[str, Any], f: Fmt) -> list[str]:
                 if e["n_collapsed"] > len(e["collapsed"])
                 else ""
             )
-            lines.append(f"{head}: {_of(e['n_collapsed'], e['n_heads'])} collapse: {which}{more}.")
+            verb = "collapses" if e["n_collapsed"] == 1 else "collapse"
+            lines.append(f"{head}: {_of(e['n_collapsed'], e['n_heads'])} {verb}: {which}{more}.")
         else:
             lines.append(f"{head}: no head's entropy falls that far.")
         lines[-1] += (
             f" Mean entropy over the heads: {f.v(e['first_mean'])} at first, {f.v(e['last_mean'])} at last; "
-            f"{_of(e['n_low'], e['n_heads'])} end below {f.v(t['entropy_floor'])} nats"
+            f"{_of(e['n_low'], e['n_heads'])} {'ends' if e['n_low'] == 1 else 'end'} below {f.v(t['entropy_floor'])} nats"
             + (f" (lowest: {head_label(e['low'][0])}, {f.v(e['low'][0]['last'])})" if e["low"] else "")
             + "."
         )
@@ -279,7 +283,7 @@ def head_text(d: dict[str, Any], f: Fmt) -> list[str]:
         text = (
             f"**Sink** (the share of a head's attention on the first position): the mean over the heads is "
             f"{f.v(s['first_mean'])} at first and {f.v(s['last_mean'])} at last; "
-            f"{_of(s['n_high'], s['n_heads'])} put {f.v(t['sink_high'])} or more of their attention there at the end"
+            f"{_of(s['n_high'], s['n_heads'])} {'puts' if s['n_high'] == 1 else 'put'} {f.v(t['sink_high'])} or more of their attention there at the end"
         )
         if s["n_high"]:
             text += f", in {f.layers_text(s['high_layers'])}"

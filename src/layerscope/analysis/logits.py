@@ -109,10 +109,14 @@ def logits_text(d: dict[str, Any], f: Fmt) -> list[str]:
         lines.append(text + ".")
     if d["series"]:
         k = d["series"][0]["k"]
+        ends = (
+            "the first and last recorded values"
+            if k == 1
+            else f"the medians of the first and last {k} recorded values"
+        )
         lines.append(
-            f"First and last are the medians of the first and last {k} recorded "
-            f"{'value' if k == 1 else 'values'}; a trend is a change of more than {f.p(d['trend_tol_pct'])} "
-            "of the larger of the two."
+            f"First and last are {ends}; a trend is a change of more than {f.p(d['trend_tol_pct'])} of the "
+            "larger of the two in size."
         )
     return lines
 
