@@ -86,6 +86,11 @@ def test_head_by_layer_matrix_at_one_step(store_path: Path) -> None:
         np.testing.assert_array_equal(hmap.values, cube[3].T)
         with pytest.raises(NotFoundError, match=r"step 45 was not recorded .* 6 steps, 10..60"):
             st.load_heads("a", "max_logit", "attn", step=45)
+        hs = st.load_head_series("a", "max_logit", "attn")
+        np.testing.assert_array_equal(hs.values, cube)
+        assert hs.steps == [10, 20, 30, 40, 50, 60] and hs.layer_names[4] == "blocks.4" and hs.run == "a"
+        with pytest.raises(NotFoundError, match="site 'mlp'"):
+            st.load_head_series("a", "max_logit", "mlp")
 
 
 def test_a_wide_per_head_row_round_trips_and_stays_compact(store_path: Path) -> None:
@@ -101,6 +106,9 @@ def test_a_wide_per_head_row_round_trips_and_stays_compact(store_path: Path) -> 
         st.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         np.testing.assert_array_equal(st.load_heads("big", "entropy", "attn", 7).values, cube[7].T)
         np.testing.assert_array_equal(st.load("big", "entropy", "attn", reduce="max").values, cube.max(2))
+        hs = st.load_head_series("big", "entropy", "attn")  # every head at every step, across parts
+        np.testing.assert_array_equal(hs.values, cube)
+        assert hs.steps == list(range(300)) and hs.n_heads == 32 and hs.layers == list(range(1, 33))
     per_value = (os.path.getsize(store_path) - before) / cube[100:].size  # what each new step costs
     assert per_value < 11.0, per_value  # float64 is 8: rows are cut into parts that fit in a page
 
