@@ -4,6 +4,7 @@ CLI tests are in tests/integration/test_cli_report_heads.py."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,25 @@ def test_every_number_of_every_section_is_in_the_json(planted: Path) -> None:
     ]:
         rep = report_run(planted, metric=metric, site=site)
         assert quoted_numbers_not_in_json(rep.to_markdown(), rep.to_dict()) == [], (metric, site)
+
+
+def test_every_reading_of_the_sections_is_hedged(planted: Path) -> None:
+    hedge = re.compile(
+        r"\b(may|might|need not|consistent with|suggest|could|less certain|not evidence|does not)\b"
+    )
+    for metric, site in [
+        ("max_logit", "attn"),
+        ("entropy", "attn"),
+        ("sink", "attn"),
+        ("max_logit", "logits"),
+        ("log_z", "logits"),
+        ("entropy", "logits"),
+        ("rms", "output"),
+    ]:
+        items = report_run(planted, metric=metric, site=site).to_dict()["interpretation"]
+        assert len(items) >= 2
+        for item in items:
+            assert hedge.search(item["text"]), item["text"]
 
 
 def test_a_report_without_a_store_has_no_store_sections() -> None:

@@ -142,14 +142,14 @@ ENTRIES: tuple[Entry, ...] = (
         phrases={
             "hotspot": (
                 "; the attention logits (q . k scaled, before the softmax) are largest there, so those "
-                "layers' heads attend most sharply; growing attention logits are an often-watched early "
+                "layers' heads may attend most sharply; growing attention logits are an often-watched early "
                 "sign of training instability, and the per-head section says which heads drive it."
             ),
             "depth_rise": "may indicate that deeper layers' heads form larger attention logits, and so sharper attention",
             "step_trend": (
-                "the heads' largest attention logits are changing as training proceeds, as they do when "
-                "attention sharpens while the model learns; a growth that does not level off is the pattern "
-                "attention-logit instability starts from"
+                "the heads' largest attention logits are changing as training proceeds, which may be attention "
+                "sharpening while the model learns; a growth that does not level off could be the start of "
+                "attention-logit instability"
             ),
             "head_growth": (
                 "may be sharpening their attention as they learn, or may be the start of the attention-logit "
@@ -168,13 +168,13 @@ ENTRIES: tuple[Entry, ...] = (
         metric="entropy",
         phrases={
             "hotspot": (
-                "; attention entropy is highest there, so those heads spread their attention over many "
+                "; attention entropy is highest there, so those heads may spread their attention over many "
                 "keys (the per-head section says which heads, if any, collapse)."
             ),
             "depth_rise": "may indicate that deeper layers' heads spread their attention over more keys",
             "step_trend": (
-                "the heads' attention is getting more spread out or more focused as training proceeds; "
-                "a steady fall toward zero is the entropy collapse the per-head section looks for"
+                "the heads' attention may be getting more spread out or more focused as training proceeds; "
+                "a steady fall toward zero could be the entropy collapse the per-head section looks for"
             ),
             "head_collapse": (
                 "now put nearly all their attention on a few keys; that may be a sharp pattern the model "
@@ -182,7 +182,7 @@ ENTRIES: tuple[Entry, ...] = (
                 "before some divergences; the loss and the same heads' max logit would tell them apart"
             ),
             "growth_and_collapse": (
-                "which is the combination (larger logits, fewer keys attended) that attention-entropy "
+                "which may be the combination (larger logits, fewer keys attended) that attention-entropy "
                 "collapse describes, though the numbers here do not show that it harms training"
             ),
             "alert": (
@@ -202,8 +202,8 @@ ENTRIES: tuple[Entry, ...] = (
             ),
             "depth_rise": "may indicate that deeper layers' heads park more of their attention on the first position",
             "step_trend": (
-                "the share of attention on the first position is changing as training proceeds, as it does "
-                "when heads learn to use it as a sink"
+                "the share of attention on the first position is changing as training proceeds, which may be "
+                "heads learning to use it as a sink"
             ),
             "head_sink": (
                 "may use the first position as an attention sink, a no-op target that trained language "
@@ -219,7 +219,10 @@ ENTRIES: tuple[Entry, ...] = (
                 "grow their max attention logit the most; that may be attention sharpening as the model "
                 "learns, or the start of attention-logit growth"
             ),
-            "alert": "is an attention statistic leaving its own recent range; the loss at the same steps would show whether it matters",
+            "alert": (
+                "is an attention statistic leaving its own recent range, which may come before a "
+                "divergence; the loss at the same steps would show whether it matters"
+            ),
         },
     ),
     Entry(
@@ -229,7 +232,7 @@ ENTRIES: tuple[Entry, ...] = (
                 "; the output logits are most extreme there, which may come from a sharpening output "
                 "distribution or from logits drifting in scale."
             ),
-            "step_trend": "the output logits' scale or sharpness is changing as the model learns",
+            "step_trend": "the output logits' scale or sharpness may be changing as the model learns",
             "alert": (
                 "is an output-logit statistic leaving its own recent range; a sudden growth of the output "
                 "logits may come before a loss divergence, and the loss at the same steps would show it"
