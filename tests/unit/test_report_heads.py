@@ -53,6 +53,7 @@ def test_attn_max_logit_names_the_head_that_grows(planted: Path) -> None:
     md = rep.to_markdown()
     assert "## Attention heads" in md and "layer 2 head 1 (`h.1`)" in md
     assert "each cell is the max over the 4 heads of its layer" in md
+    assert "- **What `max_logit` at site `attn` is:** the largest pre-softmax attention logit" in md
     assert quoted_numbers_not_in_json(md, d) == []
 
 
@@ -159,7 +160,10 @@ def test_every_reading_of_the_sections_is_hedged(planted: Path) -> None:
 
 def test_a_report_without_a_store_has_no_store_sections() -> None:
     d = report(Heatmap(np.eye(3), steps=[1, 2, 3], layers=[1, 2, 3])).to_dict()
-    assert not {"aggregate", "heads", "logits", "alerts"} & set(d)
+    assert not {"aggregate", "heads", "logits", "alerts", "meaning"} & set(d)
+    # what the metric means comes with the site, store or not
+    d = report(Heatmap(np.eye(3), steps=[1, 2, 3], layers=[1, 2, 3], metric="sink", site="attn")).to_dict()
+    assert "attention sink" in d["meaning"] and "heads" not in d
 
 
 def test_heads_that_never_have_a_value_and_non_positive_values() -> None:

@@ -142,6 +142,8 @@ def render_markdown(d: dict[str, Any]) -> str:
                 "levels and trends are relative to that"
             )
         lines.append(cl + ".")
+    if d.get("meaning"):
+        lines.append(f"- **What {m} at site {code(d['site'])} is:** {d['meaning']}.")
     agg = d.get("aggregate")
     if agg:
         n_heads = f"the {agg['n_heads']} heads" if agg["n_heads"] else "the heads"

@@ -40,6 +40,7 @@ from .summary import band_text, summary
 from .text import Fmt
 from .thresholds import DEFAULT, Thresholds
 from .view import MapView
+from .vocabulary import phrase
 
 SCHEMA_VERSION = 1
 SECTION_DIGITS = 3  # significant digits of the per-head, logits and alert sections (at most the map's)
@@ -242,6 +243,10 @@ def _build(v: MapView, extras: Extras | None = None) -> dict[str, Any]:
     d["summary"] = summary(obs, ctx)
     d["interpretation"] = interpretation(obs, ctx)
     d["thresholds"] = v.t.to_dict()
+    try:  # what the site's values are, where the vocabulary says (attn, logits)
+        d["meaning"] = phrase("meaning", site=hm.site, metric=hm.metric)
+    except KeyError:
+        pass
     if extras is not None:
         _add_extras(d, extras, f, hm)
     return d

@@ -140,6 +140,12 @@ ENTRIES: tuple[Entry, ...] = (
         site="attn",
         metric="max_logit",
         phrases={
+            "meaning": (
+                "the largest pre-softmax attention logit of a head (q . k scaled, plus any position bias) "
+                "over the query and key positions it may attend; the softmax turns a large logit into "
+                "attention on one key, and logits that keep growing are an often-watched early sign of "
+                "training instability"
+            ),
             "hotspot": (
                 "; the attention logits (q . k scaled, before the softmax) are largest there, so those "
                 "layers' heads may attend most sharply; growing attention logits are an often-watched early "
@@ -167,6 +173,11 @@ ENTRIES: tuple[Entry, ...] = (
         site="attn",
         metric="entropy",
         phrases={
+            "meaning": (
+                "the mean entropy, in nats, of a head's attention over the keys it may attend: the log of "
+                "the number of keys for uniform attention, zero for attention on one key; a head whose "
+                "entropy falls toward zero has collapsed onto few keys (entropy collapse)"
+            ),
             "hotspot": (
                 "; attention entropy is highest there, so those heads may spread their attention over many "
                 "keys (the per-head section says which heads, if any, collapse)."
@@ -195,6 +206,11 @@ ENTRIES: tuple[Entry, ...] = (
         site="attn",
         metric="sink",
         phrases={
+            "meaning": (
+                "the mean share of a head's attention on the first position it may attend; heads of trained "
+                "language models often park attention there when they have nothing to attend to (an "
+                "attention sink)"
+            ),
             "hotspot": (
                 "; those heads put the largest share of their attention on the first position, which may "
                 "be an attention sink (a place for attention that is not needed), common in trained "
@@ -224,6 +240,27 @@ ENTRIES: tuple[Entry, ...] = (
                 "divergence; the loss at the same steps would show whether it matters"
             ),
         },
+    ),
+    Entry(
+        site="logits",
+        metric="max_logit",
+        phrases={"meaning": "the largest logit of the LM head's output over the sampled token positions"},
+    ),
+    Entry(
+        site="logits",
+        metric="log_z",
+        phrases={
+            "meaning": (
+                "the mean log-partition function of the output, logsumexp of the logits per token; z-loss "
+                "penalises its square, pulling it toward zero, and a log Z that drifts away from zero may "
+                "come before output-logit divergence"
+            ),
+        },
+    ),
+    Entry(
+        site="logits",
+        metric="entropy",
+        phrases={"meaning": "the mean entropy, in nats, of the model's next-token distribution"},
     ),
     Entry(
         site="logits",
