@@ -113,7 +113,8 @@ def test_logits_is_one_series_with_its_trends(planted: Path) -> None:
     assert got["log_z"]["factor"] == pytest.approx(got["log_z"]["last"] / got["log_z"]["first"], rel=1e-2)
     assert d["alerts"]["n_map"] == 1 and d["alerts"]["items"][0]["metric"] == "max_logit"  # the whole site
     md = rep.to_markdown()
-    assert "**No layer axis:**" in md and "## Output logits" in md and "z-loss" in md
+    assert "**No layer axis:**" in md and "Output logits, each metric" in md and "z-loss" in md
+    assert "**Layer" not in md  # no band of layers in a one-series report
     assert quoted_numbers_not_in_json(md, d) == []
 
 

@@ -190,7 +190,10 @@ def render_markdown(d: dict[str, Any]) -> str:
     lines.append("")
 
     lines += ["## Detailed analysis", ""]
-    if d["value_min"] is None:
+    if one and one["text"]:  # one series: each of the site's metrics instead of bands of layers
+        lines += ["Output logits, each metric of the site over training:", ""]
+        lines += [f"- {t}" for t in one["text"][:-1]] + ["", one["text"][-1], ""]
+    elif d["value_min"] is None:
         lines += ["No layer has a finite value.", ""]
     else:
         lines += [f"- {b['text']}" for b in d["bands"]]
@@ -211,8 +214,6 @@ def render_markdown(d: dict[str, Any]) -> str:
 
     if d.get("heads"):
         lines += ["## Attention heads", ""] + [f"- {t}" for t in d["heads"]["text"]] + [""]
-    if one and one["text"]:
-        lines += ["## Output logits", ""] + [f"- {t}" for t in one["text"][:-1]] + ["", one["text"][-1], ""]
     alerts = d.get("alerts")
     if alerts and alerts["n_total"]:
         lines += ["## Watch alerts", ""] + alerts["text"][:1] + [""] + alerts["text"][1:]
