@@ -439,16 +439,19 @@ class Recorder:
             hsrc.reset()
         was_attached = self.attached
         self._attach()
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
+        # A sweep's model stays in eval mode: toggle (and restore) only the modules in training mode,
+        # as walking every module twice per probe costs ~1 ms on a 12-block GPT.
+        training = [m for m in self.model.modules() if m.training]
+        if training:
+            self.model.eval()
         self._gate.in_probe = True
         try:
             with torch.no_grad():
                 run_forward(self.model, probe, self._probe_fn)
         finally:
             self._gate.in_probe = False
-            for m, mode in modes:
-                m.training = mode
+            for m in training:
+                m.training = True
             if not was_attached:
                 self._detach()
 

@@ -483,7 +483,8 @@ def apply_state_dict(
         target.tie_weights()  # type: ignore[operator]
 
 
-FINGERPRINT_SAMPLES = 4096  # values read per tensor: enough that any training update shows
+FINGERPRINT_SAMPLES = 1024  # values read per tensor: enough that any training update shows
+_RUN = 64  # ... in runs of this many adjacent values (a strided read of a large tensor touches every page)
 _NUMPY_DTYPES = {
     torch.float64,
     torch.float32,
@@ -502,22 +503,33 @@ _NUMPY_DTYPES = {
 def fingerprint(sd: Mapping[str, torch.Tensor]) -> str:
     """A cheap content hash of a state dict, to flag checkpoints with identical weights.
 
-    Per tensor: its name, dtype, shape and the exact bits of up to 4096 evenly spaced values
-    (about 1 ms for 150 tensors, whatever their size). An optimizer step changes essentially every
-    weight it touches, so two checkpoints with a step of training between them differ; a change
-    confined to unsampled values of every tensor would go unnoticed (the flag is a warning only).
+    Per tensor: its name, dtype, shape and the exact bits of up to 1024 values, in 16 evenly spaced
+    runs of 64 adjacent values (so a large tensor is read in 16 places, not in every page); the
+    samples of one dtype are hashed as one buffer (about 1 ms for 150 tensors, whatever their
+    size). An optimizer step changes essentially every weight it touches, so two checkpoints with a
+    step of training between them differ; a change confined to unsampled values of every tensor
+    would go unnoticed (the flag is a warning only).
     """
     h = hashlib.blake2b(digest_size=16)
+    names: list[str] = []
+    samples: dict[torch.dtype, list[torch.Tensor]] = {}
     for k in sorted(sd):
         t = sd[k]
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        names.append(f"{k}|{t.dtype}|{tuple(t.shape)}")
         flat = t.detach().reshape(-1)
-        if flat.numel():
-            sample = flat[:: max(1, flat.numel() // FINGERPRINT_SAMPLES)][:FINGERPRINT_SAMPLES].cpu()
-            if sample.dtype in _NUMPY_DTYPES:
-                h.update(sample.numpy().tobytes())  # numpy reads the strided view: one copy
-            else:  # bfloat16, float8 ...: numpy has no such type; hash the raw bytes
-                h.update(sample.contiguous().view(torch.uint8).numpy().tobytes())
+        n = flat.numel()
+        if n > FINGERPRINT_SAMPLES:  # 16 evenly spaced runs of 64 values: 16 x 4 cache lines read
+            gap = (n - _RUN) // (FINGERPRINT_SAMPLES // _RUN - 1)
+            flat = flat.as_strided((FINGERPRINT_SAMPLES // _RUN, _RUN), (gap, 1), flat.storage_offset())
+        if n:
+            samples.setdefault(t.dtype, []).append(flat.reshape(-1).cpu())
+    h.update("\n".join(names).encode())
+    for dtype in sorted(samples, key=str):
+        sample = torch.cat(samples[dtype])
+        if dtype in _NUMPY_DTYPES:
+            h.update(sample.numpy().tobytes())
+        else:  # bfloat16, float8 ...: numpy has no such type; hash the raw bytes
+            h.update(sample.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
