@@ -175,7 +175,7 @@ def draw_alerts(ax: Any, hm: Heatmap, true_steps: bool, axes_size: tuple[float, 
         mark.set_gid("watch-alerts")
         heads = [c for c in primary if c.heads]
         if heads and len(heads) <= MAX_HEAD_LABELS:
-            halo_fx = [patheffects.withStroke(linewidth=2.2, foreground=MARK_HALO)]
+            halo_fx = [patheffects.withStroke(linewidth=1.6, foreground=MARK_HALO)]
             for c in heads:
                 ax.annotate(
                     "h" + ",".join(str(h) for h in c.heads),
