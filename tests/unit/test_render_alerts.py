@@ -145,6 +145,8 @@ def test_html_markers_on_the_cells_with_the_alerts_in_the_hover(alert_store: Pat
     heat = fig["data"][0]
     assert mark["y"] == [60, 150] and mark["x"] == [heat["x"][3], heat["x"][1]]
     assert mark["name"] == "watch alert (2)" and mark["showlegend"] is True
+    # The axis ends at the rows' edges: no band of padding for a marker on the first or last row.
+    assert fig["layout"]["yaxis"]["range"] == [205.0, 5.0] and fig["layout"]["yaxis"]["autorange"] is False
     assert mark["text"][1] == (
         "step 150 \u00b7 layer 2 (blocks.1) \u00b7 rms@output = 42.5 \u00b7 jump<br>"
         "step 150 \u00b7 layer 2 (blocks.1) \u00b7 kurtosis@output = 42.5 \u00b7 jump"

@@ -48,7 +48,7 @@ from ._plotly import (
 )
 from .alerts import alert_cells, cell_text, legend_labels, split_cells
 from .html_views import link_data, profile_figure
-from .labels import default_title, is_even, metric_label, nice_ticks, row_axis
+from .labels import default_title, is_even, metric_label, nice_ticks, row_axis, step_edges
 from .options import MAX_ANNOTATE, RenderOptions
 from .output import HTML_FORMATS, check_output_path
 from .page import figure_div, page, plotly_assets
@@ -224,6 +224,14 @@ def _heatmap_panel(
             "autorange": "reversed",
             "showgrid": False,
         }
+    if any(str(t.get("meta", "")).startswith("watch-alerts") for t in traces) and len(y):
+        # Plotly pads an autoranged axis for the markers' size: a marker on the first or last row
+        # would open a grey band beyond the map. A fixed range (the rows' outer edges) keeps it flush.
+        if numeric_y:
+            edges = step_edges([float(v) for v in y])
+            yaxis.update({"autorange": False, "range": [float(edges[-1]), float(edges[0])]})
+        else:
+            yaxis.update({"autorange": False, "range": [len(y) - 0.5, -0.5]})
     return traces, {"xaxis": xaxis, "yaxis": yaxis}, red
 
 

@@ -594,6 +594,9 @@
     const marks = LA && S.alerts.run === S.run ? LA.traces(S.alerts.list, hm, S.metric, S.site, ptext) : [];
     for (const t of marks) if (t.meta) t.showlegend = true;
     if (marks.length) {
+      // Plotly pads an autoranged axis for the markers' size (a grey band past a marked last row).
+      layout.yaxis.autorange = false;
+      layout.yaxis.range = [(hm.view ? r1 : n) - 0.5, (hm.view ? r0 : 0) - 0.5];
       layout.showlegend = true;
       layout.legend = { orientation: 'h', x: 1, xanchor: 'right', y: 1.0, yanchor: 'bottom', font: { size: 11 },
         bgcolor: 'rgba(0,0,0,0)' };
@@ -735,6 +738,8 @@
       if (!('yaxis.range[0]' in ev)) return;
       const a = Math.min(ev['yaxis.range[0]'], ev['yaxis.range[1]']);
       const b = Math.max(ev['yaxis.range[0]'], ev['yaxis.range[1]']);
+      // A reset of a map with alert markers (whose range is fixed) comes as the whole range.
+      if (a <= -0.5 && b >= hm.steps.length - 0.5) { if (hm.view) { hm.view = null; drawRun(); } return; }
       zoomRows(Math.max(0, Math.floor(a)), Math.min(hm.steps.length, Math.ceil(b) + 1));
     });
   }
