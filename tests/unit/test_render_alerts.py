@@ -119,6 +119,11 @@ def test_per_head_alert_marks_its_layer_and_names_the_head(tmp_path: Path) -> No
     assert mark.get_offsets().tolist() == [[5.0, 90.0]]
     assert "watch alert (1; head 2)" in _legend_texts(fig)
     assert [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "watch-alert-head"] == ["h2"]
+    # A map of one head marks that head's alerts only.
+    assert [c.col for c in alert_cells(layerscope.load(path, metric="max_logit", site="attn", reduce=2))] == [
+        4
+    ]
+    assert alert_cells(layerscope.load(path, metric="max_logit", site="attn", reduce=1)) == []
     (trace,) = [t for t in html_figure([hm])["data"] if t.get("meta") == "watch-alerts"]
     assert trace["text"] == [
         "step 90 \u00b7 layer 5 (blocks.4) head 2 \u00b7 max_logit@attn = 42.5 \u00b7 jump"

@@ -4,8 +4,9 @@ legend and hover say (shared by the static and the interactive figure), and the 
 A map read from a store carries the run's alerts (``Heatmap.events``, from ``Store.events``). The
 alerts of the map's own metric and site are its *marks*; those of other metrics at the same site are
 *others*, drawn smaller (a layer whose kurtosis jumped is worth seeing on its rms map too). An alert
-of a per-head series marks its layer, and names the head. Alerts at steps outside the map, at layers
-it does not show, or without a layer (a run-wide event) are not drawn.
+of a per-head series marks its layer, and names the head (a map of one head, ``reduce=N``, shows
+that head's only). Alerts at steps outside the map, at layers it does not show, or without a layer
+(a run-wide event) are not drawn.
 
 >>> import numpy as np
 >>> from layerscope.store import Event, Heatmap
@@ -90,9 +91,14 @@ def alert_cells(hm: Heatmap, events: Sequence[Event] | None = None) -> list[Aler
     evs = hm.events if events is None else events
     steps = np.asarray(hm.steps, dtype=np.int64)
     col_of = {int(layer): j for j, layer in enumerate(hm.layers)}
+    # A map of one head (load(..., reduce=2)) shows that head's alerts, not its neighbours'.
+    head = hm.meta.get("reduce")
+    one_head = head if isinstance(head, int) and not isinstance(head, bool) else None
     cells: dict[tuple[int, int], list[Event]] = {}
     for ev in evs:
         if ev.kind != "alert" or ev.site != hm.site or ev.layer is None:
+            continue
+        if one_head is not None and ev.metric == hm.metric and ev.head is not None and ev.head != one_head:
             continue
         row, col = _row_of(steps, int(ev.step)), col_of.get(int(ev.layer))
         if row is not None and col is not None:

@@ -228,7 +228,7 @@ def _heatmap_panel(
         # Plotly pads an autoranged axis for the markers' size: a marker on the first or last row
         # would open a grey band beyond the map. A fixed range (the rows' outer edges) keeps it flush.
         if numeric_y:
-            edges = step_edges([float(v) for v in y])
+            edges = step_edges(y)  # block centres may be fractional steps; step_edges takes them
             yaxis.update({"autorange": False, "range": [float(edges[-1]), float(edges[0])]})
         else:
             yaxis.update({"autorange": False, "range": [len(y) - 0.5, -0.5]})
