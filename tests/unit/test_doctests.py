@@ -16,6 +16,7 @@ MODULES = [
     "layerscope.render.options",
     "layerscope.render.output",
     "layerscope.render.static",
+    "layerscope.render.alerts",
     "layerscope.render.lines",
     "layerscope.render.multiples",
     "layerscope.render.profile",

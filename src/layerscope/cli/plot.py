@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ..errors import escape_controls, quote
+from ._alerts import alerts_option
 from ._common import run_option, source_argument
 
 PREFERRED = ("rms", "mean", "std", "max_abs", "kurtosis")  # "all" lists these first, then the rest A-Z
@@ -331,6 +332,7 @@ def echo_warnings() -> Iterator[None]:
     "spread over the depth when there are more than 16.",
 )
 @style_options
+@alerts_option
 @click.option(
     "--shared-scale/--independent-scale",
     "shared_scale",
@@ -379,6 +381,7 @@ def plot(
       layerscope plot runs.db --metric hist --layer 7 -o hist7.png
       layerscope plot runs.db --metric all -o explore.html --plotly directory
       layerscope plot values.csv --annotate --true-steps -o values.svg
+      layerscope plot runs.db --metric max_abs --no-alerts -o max_abs.png
     """
     from .._io import check_outputs_are_not_inputs
     from ..render import plot as draw

@@ -51,7 +51,8 @@ def plot(
     ``scale`` ("linear", "log", "symlog"), ``linthresh``, ``center``, ``annotate``, ``colorbar``
     ("right", "bottom"), ``title``, ``label``, ``figsize``, ``dpi``, ``true_steps``,
     ``shared_scale``, ``ncols``, ``at_steps`` (profile), ``layers`` (histograms), ``plotly``
-    ("inline", "directory").
+    ("inline", "directory"), ``alerts`` (mark the run's watch alerts, ``hm.events``, on a
+    heatmap's cells; default True).
 
     >>> import layerscope
     >>> hm = layerscope.load("layerscope-demo/runs.db", metric="rms")   # doctest: +SKIP

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import html as _html
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,9 @@ from ._plotly import (
     switcher_menu,
     value_texts,
 )
+from .alerts import alert_cells, cell_text, legend_labels, split_cells
 from .html_views import link_data, profile_figure
-from .labels import default_title, is_even, metric_label, nice_ticks, row_axis
+from .labels import default_title, is_even, metric_label, nice_ticks, row_axis, step_edges
 from .options import MAX_ANNOTATE, RenderOptions
 from .output import HTML_FORMATS, check_output_path
 from .page import figure_div, page, plotly_assets
@@ -155,6 +156,14 @@ def _heatmap_panel(
                     "name": esc(KIND_LABELS[kind]),
                 }
             )
+    if opts.alerts:
+        traces += alert_traces(
+            hm,
+            xcats,
+            ys_of=lambda i: int(hm.steps[i]) if numeric_y else y[int(block_of[i])],
+            visible=visible,
+            big=n_steps <= 60,
+        )
     for kind in KIND_LABELS:
         if kind in kinds:
             sym = {"nan": "square", **marks}[kind]
@@ -215,7 +224,57 @@ def _heatmap_panel(
             "autorange": "reversed",
             "showgrid": False,
         }
+    if any(str(t.get("meta", "")).startswith("watch-alerts") for t in traces) and len(y):
+        # Plotly pads an autoranged axis for the markers' size: a marker on the first or last row
+        # would open a grey band beyond the map. A fixed range (the rows' outer edges) keeps it flush.
+        if numeric_y:
+            edges = step_edges(y)  # block centres may be fractional steps; step_edges takes them
+            yaxis.update({"autorange": False, "range": [float(edges[-1]), float(edges[0])]})
+        else:
+            yaxis.update({"autorange": False, "range": [len(y) - 0.5, -0.5]})
     return traces, {"xaxis": xaxis, "yaxis": yaxis}, red
+
+
+def alert_traces(
+    hm: Heatmap, xcats: list[str], ys_of: Callable[[int], Any], visible: bool, big: bool
+) -> list[dict[str, Any]]:
+    """Scatter traces marking the cells of the run's alerts at this site (:mod:`.alerts`): an open
+    circle (black in a white halo) per cell of this metric's alerts, a small open triangle for other
+    metrics'; the hover lists each alert's step, layer, head, metric, value and rule, escaped."""
+    cells = alert_cells(hm)
+    out: list[dict[str, Any]] = []
+    first, second = legend_labels(hm, cells)
+    for group, label, symbol, size in (
+        (split_cells(cells)[0], first, "circle-open", 15 if big else 12),
+        (split_cells(cells)[1], second, "triangle-up-open", 10 if big else 8),
+    ):
+        if not group:
+            continue
+        x = [xcats[c.col] for c in group]
+        ys = [ys_of(c.row) for c in group]
+        text = ["<br>".join(esc(t) for t in cell_text(hm, c)) for c in group]
+        common = {"type": "scatter", "mode": "markers", "x": x, "y": ys, "visible": visible}
+        out.append(
+            {
+                **common,
+                "hoverinfo": "skip",
+                "showlegend": False,
+                "name": "alert halo",
+                "marker": {"symbol": symbol, "size": size, "color": "white", "line": {"width": 4.5}},
+            }
+        )
+        out.append(
+            {
+                **common,
+                "name": esc(label),
+                "meta": "watch-alerts" if symbol == "circle-open" else "watch-alerts-other",
+                "showlegend": True,
+                "text": text,
+                "hovertemplate": "%{text}<extra></extra>",
+                "marker": {"symbol": symbol, "size": size, "color": "black", "line": {"width": 1.8}},
+            }
+        )
+    return out
 
 
 def _title(hm: Heatmap, opts: RenderOptions) -> str:

@@ -168,9 +168,10 @@ def kind_handles(kinds: Sequence[str]) -> list[Any]:
     return out
 
 
-def add_kind_legend(fig: Any, kinds: Sequence[str]) -> Any:
-    """The legend under the figure naming the kinds of cells without a colour (None if none)."""
-    handles = kind_handles(kinds)
+def add_kind_legend(fig: Any, kinds: Sequence[str], extra: Sequence[Any] = ()) -> Any:
+    """The legend under the figure naming the kinds of cells without a colour, then ``extra``
+    handles (the watch alerts' markers); None if there is nothing to name."""
+    handles = kind_handles(kinds) + list(extra)
     if not handles:
         return None
     return fig.legend(

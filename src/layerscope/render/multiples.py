@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..store.heatmap import Heatmap
+from .alerts import alert_counts, draw_alerts
 from .labels import _unique, default_suptitle, metric_label, panel_title, shared_label
 from .lines import add_depth_colorbar, draw_lines, line_kind_handles
 from .mpl import add_colorbar, add_kind_legend, new_figure, save_figure
@@ -88,6 +89,8 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
             else None
         )
         mappable = None
+        marks: dict[str, Any] = {}  # marker -> legend handle
+        counts = [0, 0]  # alerts of the panels' own metrics, of other metrics at their sites
         for k, (ax, hm) in enumerate(zip(axes, hms)):
             cs = shared_cs or color_scale(
                 [hm.values], opts, what=f"{hm.metric!r} ({hm.site})", metric=hm.metric
@@ -98,6 +101,12 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
                 ax, hm, cs, opts, axes_size=(cell_w, cell_h), xlabel=below_empty, ylabel=col == 0
             )
             kinds |= drawn
+            if opts.alerts:
+                for h in draw_alerts(ax, hm, opts.true_steps, (cell_w, cell_h)):
+                    marks.setdefault(h.get_marker(), h)
+                n_mine, n_other = alert_counts(hm)
+                counts[0] += n_mine
+                counts[1] += n_other
             ax.set_title(panel_title(hm, hms), fontsize="medium")
             if not shared:
                 # The panel's title already names what its bar measures; a side label on a bar
@@ -124,7 +133,12 @@ def multiples_figure(hms: Sequence[Heatmap], options: RenderOptions | None = Non
                 opts.colorbar,
                 length_in=figsize[1] - 1.0 if right else figsize[0] - 1.2,
             )
-        add_kind_legend(fig, sorted(kinds))
+        # One legend entry per kind of marker, counting the alerts of every panel.
+        if "o" in marks:
+            marks["o"].set_label(f"watch alert ({counts[0]})")
+        if "^" in marks:
+            marks["^"].set_label(f"other alerts at the panel's site ({counts[1]})")
+        add_kind_legend(fig, sorted(kinds), [marks[k] for k in ("o", "^") if k in marks])
     ttl = opts.title if opts.title is not None else default_suptitle(hms)
     if ttl:
         fig.suptitle(ttl)

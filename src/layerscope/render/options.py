@@ -56,6 +56,7 @@ class RenderOptions:
     at_steps: tuple[int, ...] | None = None  # profile: the steps drawn; None: 6 spread over the run
     layers: tuple[int, ...] | None = None  # histograms: the layers drawn; None: all, or 12 spread
     plotly: str = "inline"  # HTML: plotly.js "inline" (one file) or "directory" (plotly-*.min.js beside it)
+    alerts: bool = True  # heatmaps: mark the cells of the run's watch alerts (Heatmap.events), if any
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

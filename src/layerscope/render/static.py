@@ -25,6 +25,7 @@ import numpy as np
 
 from .._format import format_value
 from ..store.heatmap import Heatmap
+from .alerts import alert_cells, draw_alerts
 from .labels import RowAxis, default_title, layer_ticks, metric_label, row_axis
 from .mpl import (
     HATCH_COLOR,
@@ -265,11 +266,14 @@ def heatmap_figure(hm: Heatmap, options: RenderOptions | None = None, *, ax: Any
 
     With ``ax`` (a matplotlib Axes), draws into it, puts the colour bar beside it, and returns its
     figure, so a notebook can place the map in its own layout and restyle it.
+    The run's watch alerts (``hm.events``) at this site are marked on their cells, named in the
+    legend (``alerts=False`` leaves them off; see :mod:`.alerts`).
     """
     opts = resolve_options(options, kw)
     n_steps, n_layers = hm.values.shape
     cs = color_scale([hm.values], opts, what=f"{hm.metric!r}", metric=hm.metric)
     kinds = cell_kinds(hm.values, cs.kind)
+    marked = opts.alerts and bool(alert_cells(hm))
     ttl = opts.title if opts.title is not None else default_title(hm)
     if ax is None:
         figsize = opts.figsize or default_figsize(n_steps, n_layers, opts)
@@ -281,12 +285,13 @@ def heatmap_figure(hm: Heatmap, options: RenderOptions | None = None, *, ax: Any
             - (0.45 if ttl else 0.1)
             - 0.6
             - (0.9 if opts.colorbar == "bottom" else 0.0)
-            - (0.35 if kinds else 0.0),
+            - (0.35 if kinds or marked else 0.0),
         )
         own = True
     else:
         fig, axes_size, own = ax.figure, axes_inches(ax), False
     mappable, drawn = draw_heatmap(ax, hm, cs, opts, axes_size=axes_size)
+    alert_handles = draw_alerts(ax, hm, opts.true_steps, axes_size) if marked else []
     if ttl:
         ax.set_title(ttl)
     add_colorbar(
@@ -299,9 +304,9 @@ def heatmap_figure(hm: Heatmap, options: RenderOptions | None = None, *, ax: Any
         length_in=axes_size[1] if opts.colorbar == "right" else axes_size[0],
     )
     if own:
-        add_kind_legend(fig, sorted(drawn))
-    elif drawn:
-        handles = kind_handles(sorted(drawn))
+        add_kind_legend(fig, sorted(drawn), alert_handles)
+    elif drawn or alert_handles:
+        handles = kind_handles(sorted(drawn)) + alert_handles
         ax.legend(
             handles=handles,
             loc="upper center",

@@ -12,6 +12,9 @@ Endpoints (all GET; every ``/api`` answer is strict JSON, errors as ``{"error": 
                             at most N rows of it (a long run: blocks of steps, each showing its
                             most extreme value, so spikes stay), values as base64 float64; a zoom
                             asks for its step range in detail the same way
+    /api/events?run=[&since_step=]
+                            the run's watch alerts, newest first: step, site, metric, layer, head,
+                            value, rule (drawn as markers on the heatmap and listed)
     /api/hist?run=&site=[&layers=1,5,9][&max_rows=N]
                             the recorded histograms of those layers (counts per bin and step)
     /api/report?run=&metric=&site=
@@ -241,6 +244,7 @@ def create_app(
             version=__version__,
             plotly_version=plotly_version,
             app_js_v=asset_version("app.js"),
+            alerts_js_v=asset_version("alerts.js"),
             views_js_v=hashlib.sha1(f"{__version__}:{VIEWS_JS.stat().st_mtime_ns}".encode()).hexdigest()[:10],
             app_css_v=asset_version("app.css"),
         )
@@ -309,6 +313,11 @@ def create_app(
         if max_rows is None:  # the whole matrix as JSON numbers (what curl users and old pages read)
             return _json(reader.heatmap_json(hm, since))
         return _json(reader.overview_json(hm, max_rows, _int_arg("step_min"), _int_arg("step_max"), since))
+
+    @app.get("/api/events")
+    def api_events() -> Response:
+        run, since = _arg("run"), _int_arg("since_step")
+        return _json(store_reader(lambda st: reader.events_json(st, run, since)))
 
     @app.get("/api/hist")
     def api_hist() -> Response:

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..analysis.compare import align, diff_values, summarize
-from ..errors import NotFoundError
+from ..errors import ConfigError, NotFoundError
+from ..render.alerts import alert_value_text
 from ..render.hist import bin_window, choose_layers, edge_ticks
 from ..render.labels import spread_rows
 from ..render.reduce import reduce_counts, reduce_rows
@@ -110,10 +111,26 @@ def run_summary(st: Store, run: str) -> RunSummary:
     raise NotFoundError(f"run {run!r} not found in {str(st.path)!r}.")  # pragma: no cover - raced a delete
 
 
+# A per-head series (site attn) is drawn over its heads: the largest max logit, the mean entropy/sink.
+HEADS_REDUCE = {"max_logit": "max"}
+
+
+def heads_reduce(metric: str) -> str:
+    """How the dashboard reduces a per-head ``metric`` over heads: ``"max"`` for ``max_logit``,
+    ``"mean"`` for the others (entropy, sink)."""
+    return HEADS_REDUCE.get(metric, "mean")
+
+
 def read_matrix(st: Store, run: str, metric: str, site: str, since_step: int | None = None) -> Heatmap:
     """The (steps x layers) matrix of one run, metric and site; with ``since_step``, only later steps
-    (possibly none: nothing new yet). One short read transaction, through the primary key."""
-    return st.load(run, metric, site, since_step=since_step)
+    (possibly none: nothing new yet). One short read transaction, through the primary key. A
+    per-head series is reduced over its heads (:func:`heads_reduce`; ``meta["reduce"]`` says how)."""
+    try:
+        return st.load(run, metric, site, since_step=since_step)
+    except ConfigError:
+        # The one ConfigError load raises for a valid name: a per-head series needs a reduction.
+        # Asking for it only then keeps a plain series' read as it was (no series scan per poll).
+        return st.load(run, metric, site, since_step=since_step, reduce=heads_reduce(metric))
 
 
 # -- JSON shapes ---------------------------------------------------------------------------------
@@ -144,6 +161,37 @@ def heatmap_json(hm: Heatmap, since_step: int | None = None) -> dict[str, Any]:
         "since_step": since_step,
         "last_step": hm.steps[-1] if len(hm.steps) else since_step,
     }
+
+
+def events_json(st: Store, run: str, since_step: int | None = None) -> dict[str, Any]:
+    """The run's watch alerts, newest first (the page's list and its heatmap markers): step, site,
+    metric, layer (1-based) and its name, head (0-based or null), the value (null when not finite,
+    ``value_text`` says which), rule and message. With ``since_step``, only later ones.
+
+    One short read (the events table's index on run and step); an old store without any is ``[]``.
+    """
+    names = {li.layer: li.name for li in st.layers(run)}
+    out = []
+    for ev in st.events(run):
+        if ev.kind != "alert" or (since_step is not None and ev.step <= since_step):
+            continue
+        out.append(
+            {
+                "step": ev.step,
+                "site": ev.site,
+                "metric": ev.metric,
+                "layer": ev.layer,
+                "layer_name": names.get(ev.layer, "") if ev.layer is not None else "",
+                "head": ev.head,
+                "value": ev.value if math.isfinite(ev.value) else None,
+                "value_text": alert_value_text(ev.value),
+                "rule": ev.rule,
+                "message": ev.message,
+                "variant": ev.variant,
+            }
+        )
+    out.reverse()  # newest first (events come by step, in the order written)
+    return {"run": run, "since_step": since_step, "n": len(out), "alerts": out}
 
 
 def compare_json(a: Heatmap, b: Heatmap, relative: bool = False) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .records import Event
 
 
 @dataclass
@@ -16,6 +17,8 @@ class Heatmap:
     """One metric at one site of one run: ``values[i, j]`` is the value at ``steps[i]``, ``layers[j]``.
 
     ``values`` is float64, NaN where nothing was recorded (``+-inf`` stays as recorded).
+    ``events`` are the run's watch alerts (of this variant, at any site and metric) when the map was
+    read from a store: the renderers draw those of this site as markers on their cells.
 
     >>> import numpy as np
     >>> h = Heatmap(np.zeros((2, 3)), steps=[10, 20], layers=[1, 2, 3])
@@ -31,6 +34,7 @@ class Heatmap:
     site: str = "output"
     run: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # provenance: store path, source, config
+    events: list[Event] = field(default_factory=list)  # the run's alerts (Store.events), by step
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64)

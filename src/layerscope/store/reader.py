@@ -333,7 +333,8 @@ class StoreReader:
         With ``since_step``, only the rows of later steps (possibly none): what a live view polls.
         ``variant`` picks one variant of the run (``"width=256"``); ``""`` is the plain run.
         A per-head series (several values per layer) needs ``reduce``: ``"max"``, ``"mean"`` or
-        ``"min"`` over the heads (NaN heads ignored), or a head index (0-based).
+        ``"min"`` over the heads (NaN heads ignored), or a head index (0-based). The map's
+        ``events`` are the run's watch alerts (with ``since_step``, the later ones only).
         """
         run = self.resolve_run(run)
         after = -(2**63) if since_step is None else int(since_step)
@@ -353,7 +354,9 @@ class StoreReader:
         if inner > 1:
             meta["reduce"] = how
             meta["heads"] = inner
-        return Heatmap(_heads.apply(cube, how), steps, layers, names, metric, site, run, meta)
+        # The run's alerts ride along, so that a plot of the map marks them (renderers read no store).
+        alerts = [e for e in self.events(run, variant=variant) if e.kind == "alert" and e.step > after]
+        return Heatmap(_heads.apply(cube, how), steps, layers, names, metric, site, run, meta, alerts)
 
     def load_heads(self, run: str | None, metric: str, site: str, step: int, *, variant: str = "") -> HeadMap:
         """The heads x layers matrix of a per-head series at one ``step``.

@@ -113,6 +113,7 @@
     report: { at: 0, step: null, busy: false, key: '', timer: null, every: 10000 },
     cmp: { a: null, b: null, metric: null, site: null, mode: 'absolute', key: '', data: null, at: 0, stamp: '' },
     infos: new Map(), // run -> {id, withSteps, info}
+    alerts: { run: null, list: [], stamp: '' }, // the selected run's watch alerts (/api/events), newest first
     paused: false, timer: null, polling: false, lastOk: null, retryStamp: '',
   };
 
@@ -323,6 +324,42 @@
     }
     await loadMatrix(seq);
     if (seq === S.seq) loadReport(false);
+    if (seq === S.seq) await loadAlerts(true);
+  }
+
+  // -- the watch's alerts (alerts.js draws them) ---------------------------------------------
+
+  const LA = window.LayerscopeAlerts;
+
+  /** Read the selected run's alerts when the run has grown (or `force`); redraw if they changed. */
+  async function loadAlerts(force) {
+    const summary = S.byName.get(S.run);
+    if (!summary || !LA) return;
+    const stamp = `${S.run}\u0000${summary.id}:${summary.steps}:${summary.last_step}`;
+    if (!force && S.alerts.stamp === stamp) return;
+    const seq = S.seq;
+    let d;
+    try {
+      d = await api('events', { run: S.run });
+    } catch (e) {
+      return; // the next poll tries again; the heatmap is drawn without markers meanwhile
+    }
+    if (seq !== S.seq) return;
+    const before = JSON.stringify(S.alerts.run === S.run ? S.alerts.list : null);
+    S.alerts = { run: S.run, list: d.alerts, stamp };
+    LA.renderList($('alerts-card'), $('alert-list'), $('alerts-meta'), d.alerts, pickAlert);
+    if (before !== JSON.stringify(d.alerts) && S.hm && S.metric !== 'hist') drawRun();
+  }
+
+  /** A click on a listed alert shows its metric and site (the marker is then on the map). */
+  function pickAlert(a) {
+    if (S.view !== 'run' || !S.info) return;
+    if (!S.info.pairs.some((p) => p[0] === a.metric && p[1] === a.site)) return;
+    if (a.metric === S.metric && a.site === S.site) return;
+    S.metric = a.metric;
+    S.site = a.site;
+    S.focus = null;
+    selectRun();
   }
 
   function clearRunCharts() {
@@ -554,10 +591,21 @@
       layout.shapes = [{ type: 'rect', xref: 'x', yref: 'paper', x0: S.focus - 0.5, x1: S.focus + 0.5, y0: 0, y1: 1,
         line: { color: '#38bdf8', width: 2 }, fillcolor: 'rgba(0,0,0,0)' }];
     }
+    const marks = LA && S.alerts.run === S.run ? LA.traces(S.alerts.list, hm, S.metric, S.site, ptext) : [];
+    for (const t of marks) if (t.meta) t.showlegend = true;
+    if (marks.length) {
+      // Plotly pads an autoranged axis for the markers' size (a grey band past a marked last row).
+      layout.yaxis.autorange = false;
+      layout.yaxis.range = [(hm.view ? r1 : n) - 0.5, (hm.view ? r0 : 0) - 0.5];
+      layout.showlegend = true;
+      layout.legend = { orientation: 'h', x: 1, xanchor: 'right', y: 1.0, yanchor: 'bottom', font: { size: 11 },
+        bgcolor: 'rgba(0,0,0,0)' };
+    }
     const div = $('heatmap');
     div.dataset.rows = String(blocks.length);
     div.dataset.factor = String(blocks.reduce((m, b) => Math.max(m, b.r1 - b.r0), 1));
-    Plotly.react(div, [heat], layout, PLOT_CONFIG);
+    div.dataset.alerts = String(marks.filter((t) => t.meta).reduce((n, t) => n + t.x.length, 0));
+    Plotly.react(div, [heat, ...marks], layout, PLOT_CONFIG);
     if (!div.dataset.wired) { // plotly adds .on() to the div on its first draw
       div.dataset.wired = '1';
       wireHeatmapEvents(div);
@@ -662,6 +710,10 @@
       const p = ev.points && ev.points[0];
       const hm = S.hm;
       if (!p || !hm) return;
+      if (p.data.type !== 'heatmap') { // an alert marker: say its alerts
+        if (p.data.meta && p.customdata) $('readout').textContent = String(p.customdata).split('\n').join(' | ');
+        return;
+      }
       const b = shownBlocks(hm)[p.pointNumber[0]];
       const j = p.pointNumber[1];
       if (!b) return;
@@ -674,7 +726,7 @@
     div.on('plotly_unhover', () => drawProfile());
     div.on('plotly_click', (ev) => {
       const p = ev.points && ev.points[0];
-      if (!p || !S.hm) return;
+      if (!p || !S.hm || p.data.type !== 'heatmap') return;
       const layer = S.hm.layers[p.pointNumber[1]];
       S.focus = S.focus === layer ? null : layer;
       drawRun();
@@ -686,6 +738,8 @@
       if (!('yaxis.range[0]' in ev)) return;
       const a = Math.min(ev['yaxis.range[0]'], ev['yaxis.range[1]']);
       const b = Math.max(ev['yaxis.range[0]'], ev['yaxis.range[1]']);
+      // A reset of a map with alert markers (whose range is fixed) comes as the whole range.
+      if (a <= -0.5 && b >= hm.steps.length - 0.5) { if (hm.view) { hm.view = null; drawRun(); } return; }
       zoomRows(Math.max(0, Math.floor(a)), Math.min(hm.steps.length, Math.ceil(b) + 1));
     });
   }
@@ -1082,7 +1136,7 @@
       const hadRuns = S.runs.length > 0;
       await refreshRuns();
       if (!hadRuns && S.runs.length) setView(S.view); // the first run appeared
-      else if (S.runs.length && S.view === 'run') await syncMatrix();
+      else if (S.runs.length && S.view === 'run') { await syncMatrix(); if (S.hm) await loadAlerts(false); }
       else if (S.runs.length) await syncCompare();
       S.lastOk = new Date();
       showLiveStatus();
