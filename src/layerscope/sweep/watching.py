@@ -17,37 +17,19 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-import numpy as np
-
 from ..errors import WatchAlert
 from ..store import Event, StepRecord, Store
 from ..watch import Alert, Watch, default_rules
+from ..watch_store import run_values
 
 # A released outcome: (step, the record to write or None: already in the run, or failed)
 Released = tuple[int, StepRecord | None]
 
 
 def stored_values(store: Store, run: str, steps: Collection[int]) -> dict[int, dict[tuple[str, str], Any]]:
-    """``{step: {(metric, site): (n_layers,) or (n_layers, heads)}}`` of the plain series of
-    ``run`` at ``steps``, read through the store's reader (a per-head series head by head)."""
+    """``{step: {(metric, site): values}}`` of ``run`` at ``steps`` (see :func:`run_values`)."""
     want = set(steps)
-    out: dict[int, dict[tuple[str, str], Any]] = {s: {} for s in want}
-    if not want:
-        return out
-    for info in store.series(run):
-        if info.kind != "value" or info.variant:
-            continue
-        if info.inner <= 1:
-            hm = store.load(run, info.metric, info.site)
-            cube = hm.values[:, :, None]
-        else:
-            parts = [store.load(run, info.metric, info.site, reduce=h) for h in range(info.inner)]
-            hm = parts[0]
-            cube = np.stack([p.values for p in parts], axis=2)
-        for i, step in enumerate(hm.steps):
-            if step in want:
-                out[step][(info.metric, info.site)] = cube[i, :, 0] if info.inner <= 1 else cube[i]
-    return out
+    return {s: v for s, v in run_values(store, run) if s in want} if want else {}
 
 
 def _key(
