@@ -498,6 +498,10 @@ def _plot_head_map(
     style: dict[str, Any],
 ) -> None:
     """Bare ``--heads --step N``: the head x layer map of one per-head series at one step."""
+    if output.lower().endswith((".html", ".htm")):
+        raise click.UsageError(
+            "the head x layer map (--heads --step N) is a static figure; write .png, .svg or .pdf."
+        )
     if at_steps is None:
         raise click.UsageError(
             "bare --heads draws the head x layer map at one step: add --step N, or pass --heads "
