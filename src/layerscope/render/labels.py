@@ -73,7 +73,10 @@ def panel_title(hm: Heatmap, hms: Sequence[Heatmap]) -> str:
     """What tells this panel apart from the others: the metric, the site and the run, when they vary."""
     parts = []
     if len(_unique([h.metric for h in hms])) > 1 or len(_unique([h.site for h in hms])) == 1:
-        parts.append(hm.metric)
+        how = hm.meta.get("reduce") if isinstance(hm.meta, dict) and hm.meta.get("heads") else None
+        parts.append(
+            hm.metric + (f" ({describe_reduce(how, int(hm.meta['heads']))})" if how is not None else "")
+        )
     if len(_unique([h.site for h in hms])) > 1:
         parts.append(hm.site)
     if len(_unique([h.run for h in hms])) > 1 and hm.run:
