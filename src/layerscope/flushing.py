@@ -82,12 +82,12 @@ def to_records(
 
 def watch_records(watch: Watch | None, records: Sequence[StepRecord]) -> list[Alert]:
     """Evaluate the watch on flushed records (host values only: no sync); each record carries
-    its alerts as events, written in the step's transaction."""
+    its alerts as events, written in the step's transaction. The records of a flush retried
+    after a failed write are not evaluated twice (:meth:`Watch.check_flush`)."""
     if watch is None:
         return []
     new: list[Alert] = []
-    for r in records:
-        fired = watch.check(r.step, r.values)
+    for r, fired in zip(records, watch.check_flush([(r.step, r.values) for r in records])):
         if fired:
             r.events = [
                 Event(a.step, "alert", a.rule, a.message, a.site, a.metric, a.layer, a.head, a.value)

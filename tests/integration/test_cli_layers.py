@@ -167,3 +167,50 @@ def test_error_lines(cli, capsys, tmp_path: Path, model_file: Path) -> None:
         assert needle in err and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
     _, _, err = _run(["layers", "--model", f"{model_file}:linear"], capsys)
     assert "--layers GLOB" in err  # the no-stack error says what to do
+
+
+def test_attn_and_logits_sites_for_the_demo_model(capsys) -> None:
+    code, out, err = _run(["layers", "--model", "layerscope.testing:tiny_gpt", "--format", "json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert all(r["attn"]["module"] == f"{r['name']}.attn" and r["attn"]["heads"] == 4 for r in rows)
+    assert [r["logits"] for r in rows] == [None] * 11 + ["lm_head"]  # stored in the last layer's column
+    code, out, err = _run(["layers", "--model", "layerscope.testing:tiny_gpt"], capsys)
+    assert code == 0, err
+    assert "attn (4 heads)" in out
+    assert "site attn: per-head max_logit, entropy and sink in 12 of 12 layers" in out
+    assert "site logits: the LM head lm_head (one series per step, in layer 12's column)" in out
+
+
+def test_attn_sites_of_hf_models_gqa_rotary_t5_and_unsupported(
+    capsys, tmp_path: Path, t5_folder: Path
+) -> None:
+    transformers = require("transformers")
+    llama, neox = tmp_path / "llama", tmp_path / "neox"
+    small = dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=96
+    )
+    transformers.LlamaConfig(
+        **small, num_key_value_heads=2, architectures=["LlamaForCausalLM"]
+    ).save_pretrained(llama)
+    transformers.GPTNeoXConfig(**small, architectures=["GPTNeoXForCausalLM"]).save_pretrained(neox)
+
+    code, out, err = _run(["layers", "--hf-config", str(llama), "--format", "json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(r["attn"]["heads"], r["attn"]["kv_heads"], r["attn"]["rotary"]) for r in rows] == [
+        (4, 2, True)
+    ] * 2
+    assert rows[-1]["logits"] == "lm_head"
+    code, out, err = _run(["layers", "--hf-config", str(llama)], capsys)
+    assert code == 0 and "self_attn (4 q / 2 kv heads, rotary)" in out, err
+
+    code, out, err = _run(["layers", "--hf-config", str(t5_folder), "--format", "json"], capsys)
+    rows = json.loads(out)
+    assert [r["attn"]["family"] for r in rows] == ["t5"] * 5 and rows[-1]["logits"] == "lm_head"
+    assert rows[3]["attn"]["module"] == "decoder.block.1.layer.0.SelfAttention"  # self-, not cross-attention
+
+    code, out, err = _run(["layers", "--hf-config", str(neox)], capsys)
+    assert code == 0, err  # listing is not recording: the page says why attn cannot be recorded
+    assert "unsupported" in out and "site attn: not recordable here" in out and "docs/attention.md" in out
+    assert "site logits: the LM head lm_head" in out or "site logits: the LM head embed_out" in out

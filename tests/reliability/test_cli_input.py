@@ -379,6 +379,28 @@ OPTION_CASES = [
     ("demo", ["demo", "--steps", "-5"], ["--steps", "-5"]),
     ("demo", ["demo", "--every", "ten"], ["--every", "'ten'"]),
     ("plot", ["plot", "{store}", "-o", "{tmp}/x.png", "--dpi", "lots"], ["--dpi", "'lots'"]),
+    ("plot", ["plot", "{store}", "-o", "{tmp}/x.png", "--heads", "top"], ["--heads", "'top'"]),
+    ("plot", ["plot", "{store}", "-o", "{tmp}/x.png", "--heads", "1.5"], ["--heads", "'1.5'"]),
+    ("plot", ["plot", "{store}", "-o", "{tmp}/x.png", "--heads"], ["--heads", "--step N"]),
+    ("plot", ["plot", "{store}", "-o", "{tmp}/x.png", "--heads", "--step", "1,2"], ["one step"]),
+    ("plot", ["plot", "{store}", "-o", "{tmp}/x.html", "--heads", "--step", "10"], ["static figure"]),
+    (
+        "sweep",
+        [
+            "sweep",
+            "{tmp}",
+            "--probe",
+            "p.pt",
+            "--store",
+            "s.db",
+            "--run",
+            "r",
+            "--watch",
+            "--on-alert",
+            "halt",
+        ],
+        ["--on-alert", "'halt'"],
+    ),
     (
         "sweep",
         ["sweep", "{tmp}", "--probe", "p.pt", "--store", "s.db", "--run", "r", "--seq-len", "0"],
@@ -621,3 +643,25 @@ def test_an_output_that_is_its_csv_input(cli_main, tmp_path: Path, cmd: str, opt
     before = sha(src)
     error_line(cli_main(cmd, src, opt, out), 2, "would destroy an input")  # type: ignore[arg-type]
     assert sha(src) == before
+
+
+# -- per-head and watch flags on data that cannot take them: one line, no --help needed ---------------
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--heads", "max"], ["--heads reads a per-head series", "no per-head site", "sites=('attn',)"]),
+        (["--heads", "--step", "10", "--metric", "rms", "--site", "output"], ["holds one value per layer"]),
+        (["--site", "attn"], ["'attn'", "recorded sites: output"]),
+    ],
+)
+def test_plot_heads_on_a_store_without_heads(cli_main, inputs: Path, tmp_path: Path, args, needles) -> None:
+    r = cli_main(*argv("plot", inputs, tmp_path, extra=tuple(args)))
+    error_line(r, 2, *needles)  # type: ignore[arg-type]
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_sweep_on_alert_stop_needs_watch(cli_main, inputs: Path, tmp_path: Path) -> None:
+    need("sweep")
+    r = cli_main(*argv("sweep", inputs, tmp_path, extra=("--on-alert", "stop")))
+    error_line(r, 2, "--on-alert stop", "add --watch")  # type: ignore[arg-type]
+    assert not (tmp_path / "sweep.db").exists()

@@ -84,3 +84,78 @@ def test_watch_flushes_every_record_step_by_default() -> None:
     assert layerscope.Recorder(m, None, watch=True).config.flush_every == 1
     assert layerscope.Recorder(m, None).config.flush_every == 50
     assert layerscope.Recorder(m, None, watch=True, flush_every=5).config.flush_every == 5
+
+
+def test_a_retried_flush_feeds_each_step_into_the_history_once() -> None:
+    """A flush whose write failed presents its steps again: the rule's warmup and band must count
+    each step once, and the alert fired by the failed flush must come back to be stored."""
+    from layerscope.flushing import watch_records
+    from layerscope.store import StepRecord
+
+    def rec(step: int, v: float) -> StepRecord:
+        return StepRecord(step, {("max_abs", "output"): [v]})
+
+    buf = io.StringIO()
+    rule = Rule("jump", "max_abs", "output", warmup=4, factor=10.0)
+    w = Watch([rule], print_to=buf)
+    # Steps 1..3 (three values), each flush failing twice before it is written.
+    pending: list = []
+    for step in (1, 2, 3):
+        pending.append(rec(step, 1.0))
+        for _ in range(3):
+            assert watch_records(w, pending) == []
+        pending = []
+    # Step 4 jumps: the history holds 3 values, under the warmup of 4, so it must not fire.
+    assert watch_records(w, [rec(4, 100.0)]) == []
+    # Step 5 jumps again (history: 1, 1, 1, 100; median 1): fires; its flush fails and is retried.
+    first = watch_records(w, [rec(5, 50.0)])
+    assert [a.step for a in first] == [5]
+    retried = [rec(5, 50.0), rec(6, 1.0)]
+    again = watch_records(w, retried)
+    assert [a.step for a in again] == [5]  # returned again, to be written with step 5 this time
+    assert [e.step for e in retried[0].events or []] == [5] and retried[1].events is None
+    assert buf.getvalue().count("\n") == 1  # printed once
+    assert [a.step for a in w.alerts] == [5]
+
+
+def test_a_step_recorded_again_with_other_values_is_evaluated() -> None:
+    w = Watch([Rule("predicate", "rms", "output", predicate=lambda v: v > 5)], print_to=None)
+    assert w.check_flush([(10, {("rms", "output"): [1.0]})]) == [[]]
+    (fired,) = w.check_flush([(10, {("rms", "output"): [9.0]})])  # not a retry: new values
+    assert [a.value for a in fired] == [9.0]
+
+
+def test_recorder_stores_the_alert_of_a_flush_that_failed_on_a_locked_store(tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    import layerscope.store.connection as connection
+    from layerscope.errors import StoreError
+    from layerscope.store import Store
+    from layerscope.testing import tiny_gpt
+
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_S", 0.05)  # a locked store fails fast
+    path = tmp_path / "runs.db"
+    torch.manual_seed(0)
+    m = tiny_gpt(n_layer=2, n_embd=32, n_head=4, block_size=16)
+    rule = ("output", "rms", lambda v: v > 0.0)  # fires at the first recorded step, once per layer
+    buf = io.StringIO()
+    x = torch.randint(0, 60, (2, 16))
+    with layerscope.Recorder(m, path, run="r", every=2, watch=rule) as rec:
+        assert rec.watch is not None
+        rec.watch.print_to = buf
+        rec.step(1)
+        lock = sqlite3.connect(path, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        m(x, x)
+        with pytest.raises(StoreError):
+            rec.step(2)  # the flush fails: the store is locked
+        lock.execute("ROLLBACK")
+        lock.close()
+        rec.step(3)
+        m(x, x)
+        rec.step(4)  # this flush writes steps 2 and 4
+    with Store(path, readonly=True) as st:
+        assert st.steps("r") == [2, 4]
+        events = st.events("r")
+    assert [(e.step, e.layer) for e in events] == [(2, 1), (2, 2)]  # the failed flush's alerts, once
+    assert buf.getvalue().count("\n") == 2

@@ -16,6 +16,7 @@ import click
 from ..errors import escape_controls, quote
 from ._alerts import alerts_option
 from ._common import run_option, source_argument
+from ._heads import HEAD_MAP, is_per_step, parse_heads, plot_head_map
 
 PREFERRED = ("rms", "mean", "std", "max_abs", "kurtosis")  # "all" lists these first, then the rest A-Z
 
@@ -40,11 +41,15 @@ def select_heatmaps(
     metrics: list[str] | None,
     sites: list[str] | None,
     default_metric: str | None = "rms",
+    heads: str | int | None = None,
 ) -> list[Any]:
     """The heatmaps named by ``--metric`` x ``--site`` lists (``all`` = every recorded one).
 
     A pair asked for explicitly that was not recorded is an error naming what was; with ``all`` on
-    one side, pairs not recorded are skipped.
+    one side, pairs not recorded are skipped. A per-head series (site ``attn``) is read as one
+    value per layer by ``heads`` (``"max"``, ``"mean"``, ``"min"`` over the heads, or a head index;
+    None: :func:`layerscope.store.heads.default_reduce` of the metric). A series of one value per
+    step (site ``logits``) comes back as its one column.
     """
     from pathlib import Path
 
@@ -57,29 +62,42 @@ def select_heatmaps(
     if is_csv(source):
         if (metrics and "all" in metrics) or (sites and "all" in sites):
             raise ConfigError("'all' needs a run store (.db); for a CSV name the metric and site.")
+        if heads is not None:
+            raise ConfigError(
+                "--heads reads a per-head series of a run store (.db); a CSV has one value per layer."
+            )
         return [
             open_heatmap(source, run=run, metric=m, site=s)
             for m in (list(metrics) if metrics else [None])
             for s in (list(sites) if sites else [None])
         ]
     from ..store import Store
+    from ._heads import check_heads_apply, per_step_column, reduction, site_default_metrics
 
     with Store(source, readonly=True) as st:
         run = st.resolve_run(run)
         pairs = st.metrics(run)
         if not pairs:
             raise NotFoundError(f"run {quote(run)} in {quote(source)} has no recorded steps yet.")
+        inner = {(i.metric, i.site): i.inner for i in st.series(run) if i.kind == "value" and not i.variant}
         recorded_m = _order(sorted({m for m, _ in pairs}))
         recorded_s = sorted({s for _, s in pairs}, key=lambda s: (s != "output", s))
         all_m = metrics is not None and "all" in metrics
         all_s = sites is not None and "all" in sites
-        ms = recorded_m if all_m else (metrics or ([default_metric] if default_metric else recorded_m))
         ss = recorded_s if all_s else (sites or (["output"] if "output" in recorded_s else recorded_s[:1]))
+        ms = (
+            recorded_m
+            if all_m
+            else (metrics or site_default_metrics(ss, pairs, default_metric) or recorded_m)
+        )
+        chosen = [(m, s) for m in ms for s in ss if (m, s) in pairs]
+        check_heads_apply(heads, chosen, inner, pairs)
         out = []
         for m in ms:
             for s in ss:
                 if (m, s) in pairs:
-                    out.append(st.load(run, m, s))
+                    hm = st.load(run, m, s, reduce=reduction(heads, m, inner.get((m, s), 1)))
+                    out.append(per_step_column(hm, st.run_config(run)))
                 elif not (all_m or all_s):
                     st.load(run, m, s)  # raises NotFoundError naming what was recorded
         if not out:
@@ -309,10 +327,22 @@ def echo_warnings() -> Iterator[None]:
 @click.option(
     "--kind",
     type=click.Choice(["heatmap", "lines", "profile"]),
-    default="heatmap",
-    show_default=True,
-    help="heatmap: layer x step cells; lines: value against step, one line per layer coloured by "
-    "depth; profile: value against depth at a few steps (--step), one line per step.",
+    default=None,
+    help="heatmap (default): layer x step cells; lines: value against step, one line per layer "
+    "coloured by depth; profile: value against depth at a few steps (--step), one line per step. "
+    "Site logits (one value per step) is drawn as lines.",
+)
+@click.option(
+    "--heads",
+    "heads",
+    is_flag=False,
+    flag_value="map",
+    default=None,
+    callback=parse_heads,
+    metavar="[max|mean|min|N]",
+    help="A per-head series (site attn): fold the heads into one value per layer with max, mean or "
+    "min, or draw head N (0-based). Default: max for max_logit, mean for entropy and sink. Bare "
+    "--heads with --step N draws the head x layer map at step N instead.",
 )
 @click.option(
     "--step",
@@ -320,7 +350,8 @@ def echo_warnings() -> Iterator[None]:
     "at_steps",
     default=None,
     metavar="LIST",
-    help="--kind profile: the recorded steps to draw, comma-separated. Default: 6 spread over the run.",
+    help="--kind profile: the recorded steps to draw, comma-separated (default: 6 spread over the "
+    "run); with bare --heads: the one step of the head x layer map.",
 )
 @click.option(
     "--layer",
@@ -354,7 +385,8 @@ def plot(
     run: str | None,
     metric: str | None,
     site: str | None,
-    kind: str,
+    kind: str | None,
+    heads: str | int | None,
     at_steps: str | None,
     layers: str | None,
     shared_scale: bool | None,
@@ -381,6 +413,10 @@ def plot(
       layerscope plot runs.db --metric hist --layer 7 -o hist7.png
       layerscope plot runs.db --metric all -o explore.html --plotly directory
       layerscope plot values.csv --annotate --true-steps -o values.svg
+      layerscope plot runs.db --site attn --metric max_logit -o max-logit.png
+      layerscope plot runs.db --site attn --metric entropy --heads min -o entropy.png
+      layerscope plot runs.db --site attn --metric max_logit --heads --step 500 -o heads.png
+      layerscope plot runs.db --site logits --metric all -o logits.png
       layerscope plot runs.db --metric max_abs --no-alerts -o max_abs.png
     """
     from .._io import check_outputs_are_not_inputs
@@ -390,25 +426,106 @@ def plot(
     check_output_path(output, ALL_FORMATS)
     check_outputs_are_not_inputs([("-o", output)], [("SOURCE", source)])
     metrics = parse_list(metric)
+    if heads == HEAD_MAP:
+        _plot_head_map(source, output, run, metrics, parse_list(site), kind, at_steps, layers, style)
+        return
     if metrics and "hist" in metrics:
-        _plot_hist(source, output, run, metrics, parse_list(site), kind, layers, ncols, style)
+        if heads is not None:
+            raise click.UsageError("--heads applies to a per-head series (site attn), not to --metric hist.")
+        _plot_hist(source, output, run, metrics, parse_list(site), kind or "heatmap", layers, ncols, style)
         return
     if layers is not None:
         raise click.UsageError("--layer selects the layers of --metric hist; for a heatmap, drop it.")
     if at_steps is not None and kind != "profile":
-        raise click.UsageError("--step picks the steps of --kind profile; add --kind profile or drop --step.")
+        raise click.UsageError(
+            "--step picks the steps of --kind profile (or, with bare --heads, the step of the head x "
+            "layer map); add --kind profile or --heads, or drop --step."
+        )
     steps = _whole_list(at_steps, "--step") if at_steps is not None else None
+    hms = select_heatmaps(source, run, metrics, parse_list(site), heads=heads)
+    hms, kind = _per_step_kind(hms, kind)
     opts = render_options(kind, shared_scale=shared_scale, ncols=ncols, at_steps=steps, **style)
-    hms = select_heatmaps(source, run, metrics, parse_list(site))
     if kind == "profile" and len(hms) > 1 and not output.lower().endswith((".html", ".htm")):
         raise click.UsageError(
             "--kind profile draws one metric and site in a static figure; name one (or write .html)."
         )
     with echo_warnings():
         path = draw(hms if len(hms) > 1 else hms[0], output, **_as_kwargs(opts))
-    what = ", ".join(h.metric if h.site == "output" else f"{h.metric} ({h.site})" for h in hms)
+    from ..render.labels import metric_label
+
+    what = ", ".join(metric_label(h) for h in hms)
     hm = hms[0]
-    click.echo(escape_controls(f"wrote {path} ({len(hm.steps)} steps x {len(hm.layers)} layers, {what})"))
+    if all(is_per_step(h) for h in hms):
+        shape = f"{len(hm.steps)} steps of {hm.layer_names[0]}"
+    else:
+        shape = f"{len(hm.steps)} steps x {len(hm.layers)} layers"
+    click.echo(escape_controls(f"wrote {path} ({shape}, {what})"))
+
+
+def _per_step_kind(hms: list[Any], kind: str | None) -> tuple[list[Any], str]:
+    """Series of one value per step (site logits) are lines: the kind when they are all there is;
+    left out, with a note saying how to draw them, from a heatmap of other series."""
+    per_step = [h for h in hms if is_per_step(h)]
+    if not per_step:
+        return hms, kind or "heatmap"
+    if kind == "profile":
+        raise click.UsageError(
+            f"site {per_step[0].site} holds one value per step, not one per layer; --kind profile "
+            "draws values against depth: use --kind lines (its default)."
+        )
+    if len(per_step) == len(hms):
+        return hms, kind or "lines"
+    if kind == "lines":
+        return hms, kind
+    rest = [h for h in hms if not is_per_step(h)]
+    names = ", ".join(dict.fromkeys(h.metric for h in per_step))
+    click.echo(
+        escape_controls(
+            f"note: left out {names} at site {per_step[0].site} (one value per step, drawn as lines): "
+            f"plot it with --site {per_step[0].site} --metric {names.replace(', ', ',')}"
+        ),
+        err=True,
+    )
+    return rest, kind or "heatmap"
+
+
+def _plot_head_map(
+    source: str,
+    output: str,
+    run: str | None,
+    metrics: list[str] | None,
+    sites: list[str] | None,
+    kind: str | None,
+    at_steps: str | None,
+    layers: str | None,
+    style: dict[str, Any],
+) -> None:
+    """Bare ``--heads --step N``: the head x layer map of one per-head series at one step."""
+    if output.lower().endswith((".html", ".htm")):
+        raise click.UsageError(
+            "the head x layer map (--heads --step N) is a static figure; write .png, .svg or .pdf."
+        )
+    if at_steps is None:
+        raise click.UsageError(
+            "bare --heads draws the head x layer map at one step: add --step N, or pass --heads "
+            "max|mean|min|N for the layer x step map folded over the heads."
+        )
+    step = _whole_list(at_steps, "--step")
+    if len(step) != 1:
+        raise click.UsageError(f"--heads --step draws one step; pass one, not {at_steps!r}.")
+    if kind is not None or layers is not None:
+        raise click.UsageError(
+            "--kind and --layer do not apply to the head x layer map (--heads --step N); drop them."
+        )
+    if metrics in (None, ["all"]) or (metrics and len(metrics) > 1):
+        raise click.UsageError(
+            "the head x layer map draws one metric: pass e.g. --metric max_logit (or entropy, sink)."
+        )
+    if sites is not None and (len(sites) > 1 or sites == ["all"]):
+        raise click.UsageError("the head x layer map draws one site: pass e.g. --site attn.")
+    assert metrics is not None
+    line = plot_head_map(source, output, run, metrics[0], (sites or ["attn"])[0], step[0], style)
+    click.echo(escape_controls(line))
 
 
 def _whole_list(value: str, flag: str) -> tuple[int, ...]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import click
 
 from ._common import store_argument
@@ -37,7 +41,14 @@ from ._common import store_argument
     show_default=True,
     help="Open the page in the default browser.",
 )
-def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) -> None:
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Evaluate the live watch's default rules over every run's values as they arrive and print "
+    "each alert once here. The server only reads: alerts are not stored (a Recorder with watch= "
+    "stores its own, and the page draws the stored ones).",
+)
+def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool, watch: bool) -> None:
     """Serve a dashboard for STORE at http://127.0.0.1:8050/: runs, metric and site pickers, the
     interactive heatmap (a long run is drawn from an overview that keeps its spikes; zoom for
     detail), per-layer lines, the profile at a step with its slider, histograms, the report, and a
@@ -51,6 +62,7 @@ def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) ->
       layerscope serve layerscope-demo/runs.db
       layerscope serve runs.db --port 8051 --open
       layerscope serve runs.db --host 0.0.0.0      # reachable from other machines: no password!
+      layerscope serve runs.db --watch             # print the watch's alerts as steps arrive
     """
     from ..errors import ConfigError
 
@@ -63,6 +75,9 @@ def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) ->
         ) from None
     from ..serve import serve as run_server
 
+    if watch:
+        start_watch(store, poll_ms / 1000, lambda m: click.echo(m, err=True))
+
     run_server(
         store,
         host=host,
@@ -72,3 +87,31 @@ def serve(store: str, host: str, port: int, poll_ms: int, open_browser: bool) ->
         say=lambda m: click.echo(m),
         warn=lambda m: click.echo(m, err=True),
     )
+
+
+def start_watch(store: str, every_s: float, warn: Callable[[str], None]) -> threading.Thread:
+    """A daemon thread that evaluates the watch over ``store`` every ``every_s`` seconds (at
+    least 1 s) and passes each alert's line to ``warn``; it ends with the server's process."""
+    from ..errors import LayerscopeError, escape_controls
+    from ..watch_store import StoreWatcher
+
+    watcher = StoreWatcher(
+        store, lambda run, a: warn(escape_controls(f"layerscope watch: run {run!r}: {a.message}"))
+    )
+
+    def loop() -> None:
+        said = ""
+        while True:
+            try:
+                watcher.poll()
+                said = ""
+            except LayerscopeError as e:  # a store being created or replaced: try again next time
+                line = f"warning: the watch could not read the store: {e}"
+                if line != said:  # once, not at every poll
+                    warn(line)
+                said = line
+            time.sleep(max(every_s, 1.0))
+
+    t = threading.Thread(target=loop, name="layerscope-watch", daemon=True)
+    t.start()
+    return t

@@ -130,6 +130,22 @@ TORCHRUN_FORM = "torchrun --nproc-per-node 2 -m -- layerscope sweep CKPT_DIR ...
     metavar="KEY",
     help="Count real tokens only: the probe's token-mask key, e.g. attention_mask (a dict probe).",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Evaluate the live watch's default rules over the checkpoints' values in step order "
+    "(non-finite values, jumps of max_abs/top_ratio/kurtosis/max_logit, update ratios): each alert "
+    "is printed once and stored in the run as an event (layerscope export --events).",
+)
+@click.option(
+    "--on-alert",
+    "on_alert",
+    type=click.Choice(["warn", "stop"]),
+    default="warn",
+    show_default=True,
+    help="With --watch: warn (print, store, sweep on) or stop (end the sweep at the first alert, exit 1; "
+    "the steps swept so far are kept).",
+)
 @format_option
 def sweep(
     ckpt_dir: str,
@@ -152,6 +168,8 @@ def sweep(
     device: str,
     threads: int | None,
     mask: str | None,
+    watch: bool,
+    on_alert: str,
     fmt: str,
 ) -> int:
     """Record the statistics of every checkpoint in CKPT_DIR, one step each, into STORE.
@@ -179,6 +197,8 @@ def sweep(
           --store runs.db --run ae
       torchrun --nproc-per-node 2 -m -- layerscope sweep ckpts/ --model mypkg.model:build \\
           --probe probe.pt --store runs.db --run sweep
+      layerscope sweep ckpts/ --model mypkg.model:build --probe probe.pt --sites output,attn \\
+          --store runs.db --run sweep --watch --on-alert stop
     """
     import os
 
@@ -208,6 +228,8 @@ def sweep(
         device=device,
         threads=threads,
         mask=mask,
+        watch=watch,
+        on_alert=on_alert,
     )
     try:  # set by torchrun (and other launchers) for every process it starts
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
@@ -338,6 +360,9 @@ class _Display:
 
     def on_warning(self, message: str) -> None:
         self._line(f"warning: {message}")
+
+    def on_alert(self, alert: Any) -> None:
+        self._line(f"layerscope watch: {alert.message}")
 
     def stop(self) -> None:
         if self.progress is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._format import step_label
+from ..store.heads import describe as describe_reduce
 from ..store.heatmap import Heatmap
 
 # --------------------------------------------------------------------------------------------
@@ -31,8 +32,19 @@ def metric_label(hm: Heatmap) -> str:
 
     >>> metric_label(Heatmap(np.zeros((1, 1)), [1], [1], metric="rms", site="mlp_act"))
     'rms (mlp_act)'
+
+    A per-head series read with a reduction says how the heads were folded:
+
+    >>> metric_label(Heatmap(np.zeros((1, 1)), [1], [1], metric="max_logit", site="attn",
+    ...                      meta={"reduce": "max", "heads": 12}))
+    'max_logit (attn, max over 12 heads)'
     """
-    return hm.metric + site_suffix(hm.site)
+    how = hm.meta.get("reduce") if isinstance(hm.meta, dict) else None
+    if how is None or not hm.meta.get("heads"):
+        return hm.metric + site_suffix(hm.site)
+    # A per-head series read as one value per layer: say how the heads were folded.
+    agg = describe_reduce(how, int(hm.meta["heads"]))
+    return f"{hm.metric} ({hm.site}, {agg})" if hm.site and hm.site != "output" else f"{hm.metric} ({agg})"
 
 
 def default_title(hm: Heatmap) -> str:
@@ -41,10 +53,16 @@ def default_title(hm: Heatmap) -> str:
     >>> default_title(Heatmap(np.zeros((1, 1)), [1], [1], metric="rms", run="demo"))
     'rms per layer over training — run demo'
     """
-    parts = [f"{metric_label(hm)} per layer over training"]
+    per = "" if _per_step(hm) else " per layer"
+    parts = [f"{metric_label(hm)}{per} over training"]
     if hm.run:
         parts.append(f"run {hm.run}")
     return " \u2014 ".join(parts)
+
+
+def _per_step(hm: Heatmap) -> bool:
+    """A series of one value per step (site ``logits``), not one per layer."""
+    return isinstance(hm.meta, dict) and bool(hm.meta.get("per_step"))
 
 
 def _unique(xs: Sequence[str]) -> list[str]:
@@ -55,7 +73,10 @@ def panel_title(hm: Heatmap, hms: Sequence[Heatmap]) -> str:
     """What tells this panel apart from the others: the metric, the site and the run, when they vary."""
     parts = []
     if len(_unique([h.metric for h in hms])) > 1 or len(_unique([h.site for h in hms])) == 1:
-        parts.append(hm.metric)
+        how = hm.meta.get("reduce") if isinstance(hm.meta, dict) and hm.meta.get("heads") else None
+        parts.append(
+            hm.metric + (f" ({describe_reduce(how, int(hm.meta['heads']))})" if how is not None else "")
+        )
     if len(_unique([h.site for h in hms])) > 1:
         parts.append(hm.site)
     if len(_unique([h.run for h in hms])) > 1 and hm.run:
@@ -72,7 +93,8 @@ def default_suptitle(hms: Sequence[Heatmap]) -> str:
     """The title over small multiples: the metric(s) and the run when there is one."""
     metrics = _unique([h.metric for h in hms])
     runs = _unique([h.run for h in hms if h.run])
-    head = f"{metrics[0]} per layer over training" if len(metrics) == 1 else "per layer over training"
+    per = "over training" if all(_per_step(h) for h in hms) else "per layer over training"
+    head = f"{metrics[0]} {per}" if len(metrics) == 1 else per
     if len(metrics) > 1:
         head = ", ".join(metrics) + " " + head
     return head + (f" \u2014 run {runs[0]}" if len(runs) == 1 else "")

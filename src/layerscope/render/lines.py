@@ -120,8 +120,10 @@ def draw_lines(
 def add_depth_colorbar(
     fig: Any, sm: Any, ax: Any, layers: list[int], where: str, length_in: float = 4.0
 ) -> Any:
-    cb = fig.colorbar(sm, ax=ax, **colorbar_kwargs(where, length_in))
     n = len(layers)
+    if n == 1:
+        return None  # one series (site logits: one value per step): a depth key would say nothing
+    cb = fig.colorbar(sm, ax=ax, **colorbar_kwargs(where, length_in))
     if n:
         if layers == list(range(layers[0], layers[0] + n)):
             ticks = nice_ticks(layers[0], layers[-1], 12)

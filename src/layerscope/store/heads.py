@@ -12,6 +12,30 @@ from ..errors import ConfigError
 REDUCTIONS = ("max", "mean", "min")
 
 
+def default_reduce(metric: str) -> str:
+    """How a layer x step map aggregates a per-head ``metric`` when nobody says: ``max`` for a
+    maximum (``max_logit``: the worst head is what a soft-cap or QK-clip acts on), ``mean`` for
+    a per-row mean (``entropy``, ``sink``).
+
+    >>> default_reduce("max_logit"), default_reduce("entropy")
+    ('max', 'mean')
+    """
+    return "max" if metric.startswith("max") else "mean"
+
+
+def describe(how: str | int | None, inner: int) -> str:
+    """How a label names a reduction: ``max over 12 heads``, ``head 3``; ``""`` for none.
+
+    >>> describe("mean", 12), describe(3, 12), describe(None, 1)
+    ('mean over 12 heads', 'head 3', '')
+    """
+    if how is None:
+        return ""
+    if isinstance(how, int):
+        return f"head {how}"
+    return f"{how} over {inner} heads"
+
+
 def check(reduce: str | int | None, inner: int, what: str) -> str | int | None:
     """The reduction to apply to a series with ``inner`` values per layer, or a ConfigError.
 

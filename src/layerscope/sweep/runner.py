@@ -33,11 +33,12 @@ import torch
 
 from .._io import check_outputs_are_not_inputs
 from ..batch import ProbeFn
-from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError
+from ..errors import ConfigError, DistributedError, LayerscopeError, NotFoundError, WatchAlert
 from ..recorder import Recorder
 from ..recording import open_run
 from ..stats import DEFAULT_METRICS, resolve_metrics
 from ..store import Store
+from ..watch import ON_ALERT, Alert
 from .dcp import LIGHTNING_META, stored_step
 from .discover import (
     Checkpoint,
@@ -61,6 +62,7 @@ from .worker import (
     resolve_probe_fn,
     spec_name,
 )
+from .writer import Writer, make_watch
 
 
 @dataclass
@@ -98,6 +100,11 @@ class SweepConfig:
     # More keyword arguments for the recorder that computes the statistics (eps, hist_edges,
     # train_only ...): a live run recorded with such options is matched by passing the same here.
     recorder_options: dict[str, Any] = field(default_factory=dict)
+    # The live watch's default rules over the checkpoints' values in step order (alerts printed
+    # once and stored as events; steps are then written in step order); on_alert="stop" ends the
+    # sweep at the first alert. See layerscope.sweep.watching.
+    watch: bool = False
+    on_alert: str = "warn"
 
 
 # Recorder arguments the sweep sets itself, so recorder_options cannot.
@@ -160,34 +167,8 @@ class SweepListener:
     def on_warning(self, message: str) -> None:
         """A checkpoint was used, with a doubt worth one line (integer weights converted ...)."""
 
-
-# -- the writer ------------------------------------------------------------------------------------
-
-
-class _Writer:
-    """Writes outcomes as they arrive (one transaction per step) and keeps the tally."""
-
-    def __init__(self, store: Store, run: str, result: SweepResult, listener: SweepListener) -> None:
-        self.store, self.run, self.result, self.listener = store, run, result, listener
-        self._by_fp: dict[str, str] = {}
-
-    def add(self, o: Outcome) -> None:
-        if o.error is not None or o.record is None:
-            p = Problem(Path(o.path), o.error or f"{o.name}: no statistics were produced")
-            self.result.failed.append(p)
-            self.listener.on_outcome(o)
-            return
-        self.store.write_steps(self.run, [o.record])
-        self.result.written.append(o.step)
-        for w in o.warnings:
-            self.result.warnings.append(w)
-            self.listener.on_warning(w)
-        if o.fingerprint is not None:
-            first = self._by_fp.setdefault(o.fingerprint, o.name)
-            if first != o.name:
-                self.result.identical.append((o.name, first))
-                self.listener.on_identical(o.name, first)
-        self.listener.on_outcome(o)
+    def on_alert(self, alert: Alert) -> None:
+        """The watch (``watch=True``) fired: one alert, printed once."""
 
 
 # -- setting up (the writing process) ------------------------------------------------------------
@@ -217,6 +198,10 @@ def _resolve(cfg: SweepConfig, listener: SweepListener) -> tuple[Discovery, Work
             "no model given; pass --model PKG.MODULE:FACTORY, or --hf to build it from the "
             "checkpoints' config.json."
         )
+    if cfg.on_alert not in ON_ALERT:
+        raise ConfigError(f"on_alert={cfg.on_alert!r}; pass 'warn' or 'stop'.")
+    if cfg.on_alert == "stop" and not cfg.watch:
+        raise ConfigError("--on-alert stop acts on the watch's alerts; add --watch (or drop --on-alert).")
     if not isinstance(cfg.workers, int) or cfg.workers < 1:
         raise ConfigError(f"--workers {cfg.workers!r}; pass a whole number >= 1.")
     metrics = tuple(m.name for m in resolve_metrics(cfg.metrics))
@@ -410,13 +395,16 @@ def _run_local(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
             worker.preflight()  # before the store is opened: a usage error leaves no file behind
             with Store(cfg.store) as store:
                 todo, result.skipped = _open_run(cfg, worker, disc, store)
-                writer = _Writer(store, cfg.run, result, listener)
+                writer = Writer(
+                    store, cfg.run, result, listener, make_watch(cfg, store, disc, result, listener)
+                )
                 listener.on_start(len(todo), len(result.skipped), cfg.workers)
                 if children is None:
                     for ckpt in todo:
                         writer.add(worker.process(ckpt))
                 else:
                     children.sweep(todo, worker, writer)
+                writer.finish()
         finally:
             worker.close()
     finally:
@@ -488,8 +476,9 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
         assert worker is not None
         if rank == 0:
             assert store is not None
-            writer = _Writer(store, cfg.run, result, listener)
+            writer = Writer(store, cfg.run, result, listener, make_watch(cfg, store, disc, result, listener))
             listener.on_start(len(todo), len(result.skipped), world)
+        stopped: WatchAlert | None = None
         # Lockstep rounds: round i, rank r takes todo[i * world + r], i.e. todo[r::world].
         for i in range(0, len(todo), world):
             j = i + rank
@@ -497,9 +486,31 @@ def _run_distributed(cfg: SweepConfig, listener: SweepListener) -> SweepResult:
             gathered: list[Any] | None = [None] * world if rank == 0 else None
             dist.gather_object(out, gathered, dst=0, group=obj_group)
             if rank == 0:
-                for o in gathered or []:
-                    if o is not None:
-                        writer.add(o)
+                try:
+                    for o in gathered or []:
+                        if o is not None:
+                            writer.add(o)
+                except WatchAlert as e:  # every rank must leave the rounds together
+                    stopped = e
+            if cfg.watch and cfg.on_alert == "stop":
+                flag = [stopped is not None]
+                dist.broadcast_object_list(flag, src=0, group=obj_group)
+                if flag[0]:
+                    if rank != 0:  # rank 0 says why, once
+                        raise _PeerFailure("the watch stopped the sweep", WatchAlert.exit_code)
+                    break
+        if rank == 0 and stopped is None:
+            try:
+                writer.finish()  # the outcomes still waiting for their turn
+            except WatchAlert as e:
+                stopped = e
+        if cfg.watch and cfg.on_alert == "stop":
+            final = [stopped is not None]
+            dist.broadcast_object_list(final, src=0, group=obj_group)
+            if final[0] and rank != 0:
+                raise _PeerFailure("the watch stopped the sweep", WatchAlert.exit_code)
+        if stopped is not None:
+            raise stopped
         code = [result.exit_code if rank == 0 else 0]
         dist.broadcast_object_list(code, src=0, group=obj_group)
         if rank != 0:
