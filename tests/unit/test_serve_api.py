@@ -150,7 +150,8 @@ def test_since_step_sees_a_step_written_after_the_first_read(client, store: Path
 
 def test_report_is_the_analysis_of_the_same_matrix(client, store: Path) -> None:
     d = _get(client, "/api/report?run=a&metric=std&site=output")
-    expected = layerscope.report(layerscope.load(store, run="a", metric="std", site="output"))
+    # The stored run's report, as `layerscope report STORE` writes it (with its watch alerts).
+    expected = layerscope.report_run(store, run="a", metric="std", site="output")
     assert d["markdown"] == expected.to_markdown()
     assert d["report"] == expected.to_dict()
     assert (d["last_step"], d["n_steps"]) == (30, 3)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..store.heads import default_reduce
 from ..store.heatmap import Heatmap
 from ..store.sqlite import Store
 from .extras import Extras
@@ -22,16 +23,6 @@ from .report import Report, report
 from .thresholds import Thresholds
 
 LOGITS_SITE = "logits"
-
-
-def default_reduce(metric: str) -> str:
-    """How a per-head metric is aggregated over the heads by default: the max for a max logit (the
-    head that would overflow first), the mean for the others (entropy, sink).
-
-    >>> default_reduce("max_logit"), default_reduce("entropy")
-    ('max', 'mean')
-    """
-    return "max" if metric.startswith("max") else "mean"
 
 
 def report_run(
@@ -50,7 +41,7 @@ def report_run(
     head's max logit, log Z and entropy.
 
     A per-head map is aggregated over the heads by ``heads`` (``"max"``, ``"mean"``, ``"min"`` or a
-    head index; by default :func:`default_reduce`). ``scale`` and ``thresholds`` are as in
+    head index; by default :func:`~layerscope.store.heads.default_reduce`). ``scale`` and ``thresholds`` are as in
     :func:`~layerscope.analysis.report`.
 
     >>> rep = report_run("runs.db", metric="max_logit", site="attn")   # doctest: +SKIP
@@ -141,4 +132,4 @@ def _one_series(
     return one, kw
 
 
-__all__ = ["default_reduce", "report_run"]
+__all__ = ["report_run"]

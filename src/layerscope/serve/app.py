@@ -18,7 +18,8 @@ Endpoints (all GET; every ``/api`` answer is strict JSON, errors as ``{"error": 
     /api/hist?run=&site=[&layers=1,5,9][&max_rows=N]
                             the recorded histograms of those layers (counts per bin and step)
     /api/report?run=&metric=&site=
-                            the analysis report of that matrix: its Markdown, the same as HTML
+                            the analysis report of that matrix (with the run's watch alerts and, at
+                            site attn, its heads): its Markdown, the same as HTML
                             (the one converter the offline bundle uses) and its JSON
     /api/compare?run_a=&run_b=&metric=&site=[&mode=absolute|relative]
                             two runs on their common steps and layers, B - A (as ``layerscope
@@ -43,7 +44,7 @@ from flask import Flask, Response, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from .._version import __version__
-from ..analysis import report
+from ..analysis.run import report_run
 from ..errors import ConfigError, DataError, LayerscopeError, NotFoundError, StoreError
 from ..render.page import VIEWS_JS
 from ..store.histogram import load_histograms
@@ -331,7 +332,8 @@ def create_app(
     def api_report() -> Response:
         run, metric, site = _arg("run"), _arg("metric", "rms"), _arg("site", "output")
         hm = store_reader(lambda st: reader.read_matrix(st, run, metric, site))
-        rep = report(hm)
+        # The stored run's report: its watch alerts and, at site attn, the per-head section.
+        rep = store_reader(lambda st: report_run(st, run, metric, site))
         return _json(
             {
                 "run": run,

@@ -34,6 +34,7 @@ from ..render.hist import bin_window, choose_layers, edge_ticks
 from ..render.labels import spread_rows
 from ..render.reduce import reduce_counts, reduce_rows
 from ..store import Heatmap, Store
+from ..store.heads import default_reduce
 from ..store.histogram import Histograms
 
 # A dashboard read waits at most this long for a lock (only WAL recovery or a checkpoint that
@@ -112,25 +113,16 @@ def run_summary(st: Store, run: str) -> RunSummary:
 
 
 # A per-head series (site attn) is drawn over its heads: the largest max logit, the mean entropy/sink.
-HEADS_REDUCE = {"max_logit": "max"}
-
-
-def heads_reduce(metric: str) -> str:
-    """How the dashboard reduces a per-head ``metric`` over heads: ``"max"`` for ``max_logit``,
-    ``"mean"`` for the others (entropy, sink)."""
-    return HEADS_REDUCE.get(metric, "mean")
-
-
 def read_matrix(st: Store, run: str, metric: str, site: str, since_step: int | None = None) -> Heatmap:
     """The (steps x layers) matrix of one run, metric and site; with ``since_step``, only later steps
     (possibly none: nothing new yet). One short read transaction, through the primary key. A
-    per-head series is reduced over its heads (:func:`heads_reduce`; ``meta["reduce"]`` says how)."""
+    per-head series is reduced over its heads (:func:`~layerscope.store.heads.default_reduce`; ``meta["reduce"]`` says how)."""
     try:
         return st.load(run, metric, site, since_step=since_step)
     except ConfigError:
         # The one ConfigError load raises for a valid name: a per-head series needs a reduction.
         # Asking for it only then keeps a plain series' read as it was (no series scan per poll).
-        return st.load(run, metric, site, since_step=since_step, reduce=heads_reduce(metric))
+        return st.load(run, metric, site, since_step=since_step, reduce=default_reduce(metric))
 
 
 # -- JSON shapes ---------------------------------------------------------------------------------
