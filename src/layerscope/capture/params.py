@@ -115,9 +115,9 @@ class ParamSource(CaptureSource):
     def __init__(self, slots: list[Slot]) -> None:
         super().__init__(slots)
         self._ctx: CaptureContext | None = None
-        self._snap: dict[int, list[torch.Tensor]] | None = None  # slot index -> W_before copies
+        self._snap: dict[int, torch.Tensor] | None = None  # slot index -> W_before, flat copy
         self._began = False  # begin() ran for the current optimizer step
-        self._prev: dict[int, list[torch.Tensor]] | None = None  # sweeps: the previous checkpoint's weights
+        self._prev: dict[int, torch.Tensor] | None = None  # sweeps: the previous checkpoint's weights
         self.n_steps = 0  # optimizer steps seen so far (host count)
         self._warned = False
         for s in self.slots:
@@ -151,16 +151,18 @@ class ParamSource(CaptureSource):
         if not self._listening() or self._began:
             return
         self._began = True
-        snap: dict[int, list[torch.Tensor]] = {}
+        snap: dict[int, torch.Tensor] = {}
         sample = self._ctx.update_sample if self._ctx is not None else None
         for i, slot in enumerate(self.slots):
             site = slot.hook.site
             if site == "param_grad":
-                for p in self._params(slot):
-                    if p.grad is not None:
-                        slot.acc.update(_local(p.grad))
+                grads = [_local(p.grad) for p in self._params(slot) if p.grad is not None]
+                if grads:
+                    slot.acc.update(_flat(grads))
             elif site == "update":
-                snap[i] = [_sample_rows(_local(p), sample).clone() for p in self._params(slot)]
+                ws = [_sample_rows(_local(p), sample) for p in self._params(slot)]
+                if ws:
+                    snap[i] = _flat(ws, copy=True)
         self._snap = snap
 
     @torch.no_grad()
@@ -174,12 +176,14 @@ class ParamSource(CaptureSource):
         for i, slot in enumerate(self.slots):
             site = slot.hook.site
             if site == "update":
-                for p, before in zip(self._params(slot), snap.get(i, [])):
-                    after = _sample_rows(_local(p), sample)
-                    slot.acc.update(after.float() - before.float(), ref=before)
+                before = snap.get(i)
+                if before is not None:
+                    after = _flat([_sample_rows(_local(p), sample) for p in self._params(slot)], copy=True)
+                    slot.acc.update(_delta(after, before), ref=before)
             elif site == "weight":
-                for p in self._params(slot):
-                    slot.acc.update(_local(p))
+                ws = [_local(p) for p in self._params(slot)]
+                if ws:
+                    slot.acc.update(_flat(ws))
         self.n_steps += 1
 
     @torch.no_grad()
@@ -190,17 +194,21 @@ class ParamSource(CaptureSource):
         if self._ctx is None:
             return
         prev = self._prev
-        keep: dict[int, list[torch.Tensor]] = {}
+        keep: dict[int, torch.Tensor] = {}
         for i, slot in enumerate(self.slots):
             if slot.hook.site == "weight":
-                for p in self._params(slot):
-                    slot.acc.update(_local(p))
+                ws = [_local(p) for p in self._params(slot)]
+                if ws:
+                    slot.acc.update(_flat(ws))
             elif slot.hook.site == "update":
                 now = [_local(p).detach() for p in self._params(slot)]
-                if prev is not None:
-                    for after, before in zip(now, prev.get(i, [])):
-                        slot.acc.update(after.float() - before.float(), ref=before)
-                keep[i] = [t.clone() for t in now]
+                if not now:
+                    continue
+                after = _flat(now, copy=True)
+                before = prev.get(i) if prev is not None else None
+                if before is not None and before.shape == after.shape:
+                    slot.acc.update(_delta(after.clone(), before), ref=before)
+                keep[i] = after
         self._prev = keep if keep else None
         self.n_steps += 1
 
@@ -225,6 +233,28 @@ class ParamSource(CaptureSource):
     def run_config(self) -> dict[str, Any]:
         ctx = self._ctx
         return {"update_sample": ctx.update_sample if ctx is not None else None}
+
+
+def _flat(ts: list[torch.Tensor], copy: bool = False) -> torch.Tensor:
+    """A layer's tensors as one flat vector: one statistics call per layer, not one per
+    parameter (a dozen tiny Python-level calls per block were most of a recorded step's cost).
+
+    One tensor is a view where it can be (``copy=False``); several are concatenated, which is a
+    copy (type promotion: a bfloat16 weight beside a float32 norm scale becomes float32). Power
+    sums, extremes and counts of the concatenation are those of the parts together, so the
+    statistics are the same as feeding each parameter on its own.
+    """
+    if len(ts) == 1:
+        t = ts[0].detach().reshape(-1)
+        return t.clone() if copy else t
+    return torch.cat([t.detach().reshape(-1) for t in ts])
+
+
+def _delta(after: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+    """``after - before`` in float32 at least, written into ``after`` (a copy owned by the caller)."""
+    if after.dtype in (torch.float32, torch.float64) and after.dtype == before.dtype:
+        return after.sub_(before)
+    return after.float() - before.float()
 
 
 def _sample_rows(t: torch.Tensor, sample: int | None) -> torch.Tensor:
