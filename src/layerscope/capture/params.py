@@ -27,7 +27,7 @@ tensor ops.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -115,10 +115,11 @@ class ParamSource(CaptureSource):
     def __init__(self, slots: list[Slot]) -> None:
         super().__init__(slots)
         self._ctx: CaptureContext | None = None
-        self._snap: dict[int, torch.Tensor] | None = None  # slot index -> W_before, flat copy
+        self._snap: dict[int, list[torch.Tensor]] | None = None  # slot index -> W_before (see _group)
         self._began = False  # begin() ran for the current optimizer step
-        self._prev: dict[int, torch.Tensor] | None = None  # sweeps: the previous checkpoint's weights
+        self._prev: dict[int, list[torch.Tensor]] | None = None  # sweeps: the previous checkpoint's weights
         self.n_steps = 0  # optimizer steps seen so far (host count)
+        self._modules: dict[int, list[nn.Module]] = {}  # id(slot) -> its layer's modules, listed once
         self._warned = False
         for s in self.slots:
             if s.hook.site == "update":
@@ -134,12 +135,26 @@ class ParamSource(CaptureSource):
             opt.register_step_post_hook(lambda *a, **k: self.end()),
         ]
 
-    def _params(self, slot: Slot) -> Iterator[torch.Tensor]:
+    def _params(self, slot: Slot) -> list[torch.Tensor]:
+        """The parameters of ``slot``'s layer that this rank counts, as ``module.parameters()``
+        lists them. The layer's sub-modules are listed once (``parameters()`` walks the module
+        tree on every call: a third of a recorded step's parameter-site cost on a 12-block GPT);
+        their parameters are read afresh each time (FSDP and ``load_state_dict(assign=True)``
+        put new tensors there)."""
         ctx = self._ctx
         rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
-        for p in slot.hook.module.parameters():
-            if _counts_here(p, rank, world):
-                yield p
+        mods = self._modules.get(id(slot))
+        if mods is None:
+            mods = self._modules[id(slot)] = list(slot.hook.module.modules())
+        seen: set[int] = set()
+        out = []
+        for m in mods:
+            for p in m._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    if _counts_here(p, rank, world):
+                        out.append(p)
+        return out
 
     def _listening(self) -> bool:
         ctx = self._ctx
@@ -151,18 +166,17 @@ class ParamSource(CaptureSource):
         if not self._listening() or self._began:
             return
         self._began = True
-        snap: dict[int, torch.Tensor] = {}
+        snap: dict[int, list[torch.Tensor]] = {}
         sample = self._ctx.update_sample if self._ctx is not None else None
         for i, slot in enumerate(self.slots):
             site = slot.hook.site
             if site == "param_grad":
-                grads = [_local(p.grad) for p in self._params(slot) if p.grad is not None]
-                if grads:
-                    slot.acc.update(_flat(grads))
+                for g in _group(slot, [_local(p.grad) for p in self._params(slot) if p.grad is not None]):
+                    slot.acc.update(g)
             elif site == "update":
-                ws = [_sample_rows(_local(p), sample) for p in self._params(slot)]
-                if ws:
-                    snap[i] = _flat(ws, copy=True)
+                snap[i] = _group(
+                    slot, [_sample_rows(_local(p), sample) for p in self._params(slot)], copy=True
+                )
         self._snap = snap
 
     @torch.no_grad()
@@ -176,14 +190,16 @@ class ParamSource(CaptureSource):
         for i, slot in enumerate(self.slots):
             site = slot.hook.site
             if site == "update":
-                before = snap.get(i)
-                if before is not None:
-                    after = _flat([_sample_rows(_local(p), sample) for p in self._params(slot)], copy=True)
-                    slot.acc.update(_delta(after, before), ref=before)
+                before = snap.get(i, [])
+                if before:
+                    after = _group(
+                        slot, [_sample_rows(_local(p), sample) for p in self._params(slot)], copy=True
+                    )
+                    for a, b in zip(after, before):
+                        slot.acc.update(_delta(a, b), ref=b)
             elif site == "weight":
-                ws = [_local(p) for p in self._params(slot)]
-                if ws:
-                    slot.acc.update(_flat(ws))
+                for w in _group(slot, [_local(p) for p in self._params(slot)]):
+                    slot.acc.update(w)
         self.n_steps += 1
 
     @torch.no_grad()
@@ -194,21 +210,20 @@ class ParamSource(CaptureSource):
         if self._ctx is None:
             return
         prev = self._prev
-        keep: dict[int, torch.Tensor] = {}
+        keep: dict[int, list[torch.Tensor]] = {}
         for i, slot in enumerate(self.slots):
             if slot.hook.site == "weight":
-                ws = [_local(p) for p in self._params(slot)]
-                if ws:
-                    slot.acc.update(_flat(ws))
+                for w in _group(slot, [_local(p) for p in self._params(slot)]):
+                    slot.acc.update(w)
             elif slot.hook.site == "update":
-                now = [_local(p).detach() for p in self._params(slot)]
+                now = _group(slot, [_local(p) for p in self._params(slot)], copy=True)
                 if not now:
                     continue
-                after = _flat(now, copy=True)
-                before = prev.get(i) if prev is not None else None
-                if before is not None and before.shape == after.shape:
-                    slot.acc.update(_delta(after.clone(), before), ref=before)
-                keep[i] = after
+                before = prev.get(i, []) if prev is not None else []
+                for a, b in zip(now, before):
+                    if a.shape == b.shape:
+                        slot.acc.update(_delta(a.clone(), b), ref=b)
+                keep[i] = now
         self._prev = keep if keep else None
         self.n_steps += 1
 
@@ -235,15 +250,23 @@ class ParamSource(CaptureSource):
         return {"update_sample": ctx.update_sample if ctx is not None else None}
 
 
-def _flat(ts: list[torch.Tensor], copy: bool = False) -> torch.Tensor:
-    """A layer's tensors as one flat vector: one statistics call per layer, not one per
-    parameter (a dozen tiny Python-level calls per block were most of a recorded step's cost).
+def _group(slot: Slot, ts: list[torch.Tensor], copy: bool = False) -> list[torch.Tensor]:
+    """What a layer's tensors are fed as: one flat vector (one statistics call per layer, not
+    one per parameter: a dozen tiny Python-level calls per block were most of a recorded step's
+    cost), or, where the metrics keep per-unit maxima (``dead_units``: per column of the last
+    dimension, which a concatenation has not), each tensor on its own. Power sums, extremes and
+    counts are the same either way. ``copy``: tensors the caller may keep and overwrite."""
+    if not ts:
+        return []
+    if "units" in slot.acc.spec.groups:
+        return [t.detach().clone() if copy else t.detach() for t in ts]
+    return [_flat(ts, copy)]
 
-    One tensor is a view where it can be (``copy=False``); several are concatenated, which is a
-    copy (type promotion: a bfloat16 weight beside a float32 norm scale becomes float32). Power
-    sums, extremes and counts of the concatenation are those of the parts together, so the
-    statistics are the same as feeding each parameter on its own.
-    """
+
+def _flat(ts: list[torch.Tensor], copy: bool = False) -> torch.Tensor:
+    """Tensors as one flat vector: a view of a lone tensor where it can be (``copy=False``), else
+    their concatenation, a copy (type promotion: a bfloat16 weight beside a float32 norm scale
+    becomes float32)."""
     if len(ts) == 1:
         t = ts[0].detach().reshape(-1)
         return t.clone() if copy else t
