@@ -147,7 +147,7 @@ class ParamSource(CaptureSource):
         if mods is None:
             mods = self._modules[id(slot)] = list(slot.hook.module.modules())
         seen: set[int] = set()
-        out = []
+        out: list[torch.Tensor] = []
         for m in mods:
             for p in m._parameters.values():
                 if p is not None and id(p) not in seen:
