@@ -1,100 +1,174 @@
 """Cost of the ``attn`` and ``logits`` sites and of the live watch, on the 12-layer benchmark GPT.
 
-Variants, each on its own copy of the model (same init, same batches), timed in interleaved
-rounds of 10 optimizer steps (batch 16 x 64 tokens, AdamW, width 96, 4 heads):
+The model of ``bench_training_sites.py`` (12 blocks of width 96, or ``--width``; 4 heads; batch
+16 x 64 tokens; AdamW) and its method: one model copy per variant (same init, same batches), each
+recording every 2nd step, so each copy runs recorded and unrecorded steps alternately in
+interleaved rounds, and a variant's cost is measured **paired** on its own copy ((median recorded
+step - median unrecorded step) / median unrecorded step, ``rec.step()`` and the flush inside the
+timed step). Every 10th step costs a tenth of that, plus what the unrecorded steps cost against a
+copy with no Recorder ("none", in the same rounds; an upper bound, see bench_training_sites.py).
 
-    none                      no recording
-    output, every=10          the Recorder's defaults at the block outputs, every 10th step
-    output+attn+logits        plus per-head attention (64 sampled queries) and output logits
-    output + watch            the default watch rules: a flush (one host copy) per recorded step
-                              instead of per 50, and the rules evaluated on the host
+Variants: the block outputs alone (the reference), ``attn`` (per head: max logit, entropy and
+sink, recomputed from q and k for 64 sampled query positions, the default: at 64 tokens, every
+position; and with ``attn_queries=16``), ``logits``, and
+outputs + attn + logits with and without the default watch. The watch flushes at every recorded
+step (its values must reach the host) instead of every 50th, and evaluates its rules on the host:
+"watch (us / flush)" is the time spent inside the rules' evaluation (``Watch.check``), measured
+directly, and "share of a step" is that over the median unrecorded step. The targets (issue 19):
+``attn`` every 10th step <= +2%; the watch adds no measurable cost at flush.
 
-The overhead is the ratio of the median round time to ``none``'s (and, for the watch, to
-``output, every=10``'s). Ratios from a busy machine are provisional.
-
-    python benchmarks/bench_attn.py --quick     # ~2 min on 2 CPU cores
-    python benchmarks/bench_attn.py --rounds 40
+    python benchmarks/bench_attn.py            # ~10 min on 2 CPU cores
+    python benchmarks/bench_attn.py --quick    # ~3 min: fewer rounds
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
+import os
 import sys
 import tempfile
 import time
-from pathlib import Path
+from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C
+import numpy as np
 import torch
+from bench_training_sites import Rounds, Variant, figures, one_step
 
-import layerscope
-from layerscope.testing import tiny_gpt
+ATTN = ("attn",)
+VARIANTS: list[tuple[str, dict[str, Any] | None]] = [
+    ("none", None),  # no Recorder: the baseline of the unrecorded steps
+    ("output (reference)", dict(sites=("output",))),
+    ("attn", dict(sites=ATTN)),
+    ("attn, 16 queries", dict(sites=ATTN, attn_queries=16)),
+    ("logits", dict(sites=("logits",))),
+    ("output+attn+logits", dict(sites=("output", "attn", "logits"))),
+    ("output+attn+logits, watch", dict(sites=("output", "attn", "logits"), watch=True)),
+]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds")
-    ap.add_argument("--rounds", type=int, default=30)
-    ap.add_argument("--width", type=int, default=96)
-    a = ap.parse_args()
-    rounds = 8 if a.quick else a.rounds
-    torch.manual_seed(0)
+def build(width: int, store: str) -> tuple[list[Variant], dict[str, list[float]]]:
+    """The variants' model copies and recorders, and per variant the seconds of each ``Watch.check``."""
+    from layerscope import Recorder
+    from layerscope.testing.model import GPTConfig, TinyGPT
+
+    out, watch_t = [], {}
+    for i, (name, kw) in enumerate(VARIANTS):
+        torch.manual_seed(0)
+        model = TinyGPT(GPTConfig(n_layer=12, n_embd=width, n_head=4, block_size=64))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        rec = None if kw is None else Recorder(model, store, run=f"v{i}", every=2, start_step=1, **kw)
+        if rec is not None and rec.watch is not None:
+            rec.watch.print_to = None  # a fired rule's line is not part of the cost
+            watch_t[name] = times = []
+            rec.watch.check = _timed(rec.watch.check, times)  # type: ignore[method-assign]
+        out.append(Variant(name, model, opt, rec))
+    return out, watch_t
+
+
+def _timed(fn: Any, times: list[float]) -> Any:
+    def run(*a: Any, **k: Any) -> Any:
+        t0 = time.process_time()
+        try:
+            return fn(*a, **k)
+        finally:
+            times.append(time.process_time() - t0)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = C.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--width", type=int, default=96)
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process CPU time or wall time")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    rounds = args.rounds or (20 if args.quick else 80)
     g = torch.Generator().manual_seed(0)
-    data = [torch.randint(0, 256, (16, 65), generator=g) for _ in range(10)]
-    tmp = Path(tempfile.mkdtemp())
-    variants = {
-        "none": None,
-        "output, every=10": dict(sites=("output",)),
-        "output+attn+logits, every=10": dict(sites=("output", "attn", "logits")),
-        "output + watch, every=10": dict(sites=("output",), watch=True),
-    }
-    models, opts, recs, times = {}, {}, {}, {}
-    for name, kw in variants.items():
-        m = tiny_gpt(n_layer=12, n_embd=a.width, n_head=4, block_size=64, seed=0)
-        models[name] = m
-        opts[name] = torch.optim.AdamW(m.parameters(), lr=1e-4)
-        recs[name] = (
-            None
-            if kw is None
-            else layerscope.Recorder(m, tmp / "runs.db", run=name.replace(" ", "_"), every=10, **kw)
+    batches = [
+        (torch.randint(0, 256, (16, 64), generator=g), torch.randint(0, 256, (16, 64), generator=g))
+        for _ in range(8)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        variants, watch_t = build(args.width, os.path.join(tmp, "runs.db"))
+        for v in variants:  # warm-up: the C pass builds, allocator settles; not timed
+            for _ in range(4):
+                one_step(v, batches, clock)
+            v.times, v.idle_calls = {True: [], False: []}, []
+        for t in watch_t.values():
+            t.clear()
+        per_round: dict[str, Rounds] = {v.name: [] for v in variants}
+
+        def pair(v: Variant):
+            def run() -> None:
+                n_r, n_u = len(v.times[True]), len(v.times[False])
+                one_step(v, batches, clock)
+                one_step(v, batches, clock)
+                per_round[v.name].append((v.times[True][n_r:], v.times[False][n_u:]))
+
+            return run
+
+        C.interleave({v.name: pair(v) for v in variants}, rounds)
+        for v in variants:
+            if v.rec is not None:
+                v.rec.close()
+    C.header(f"attn / logits / watch: cost of a recorded step, 12 x {args.width} GPT, batch 16 x 64, AdamW")
+    none = per_round["none"]
+    rows = [["none (no Recorder)", f"{C.median(t for _, u in none for t in u) * 1e3:.1f}", *[""] * 6]]
+    rng = np.random.default_rng(0)
+    boot_idx = [rng.integers(0, rounds, rounds) for _ in range(400)]
+    for v in variants:
+        if v.rec is None:
+            continue
+        rr = per_round[v.name]
+        est = figures(rr, none, range(len(rr)))
+        boots = np.array([figures(rr, none, idx) for idx in boot_idx])
+        lo, hi = np.percentile(boots, [5, 95], axis=0)
+
+        def cell(j: int, digits: int = 1, est: Any = est, lo: Any = lo, hi: Any = hi) -> str:
+            return f"{est[j] * 100:+.{digits}f}% [{lo[j] * 100:+.{digits}f}, {hi[j] * 100:+.{digits}f}]"
+
+        step_t = C.median(t for _, u in rr for t in u)
+        wt = watch_t.get(v.name)
+        watch_cell = f"{C.median(wt) * 1e6:.0f} us, {C.median(wt) / step_t * 100:.3f}%" if wt else ""
+        target = C.verdict(est[0] * 10, 2.0) if v.name == "attn" else ""
+        rows.append(
+            [
+                v.name,
+                f"{step_t * 1e3:.1f}",
+                cell(0),
+                f"{est[0] * 10:+.2f}%",
+                cell(1),
+                cell(2, 2),
+                watch_cell,
+                target,
+            ]
         )
-        times[name] = []
-    step = {n: 0 for n in variants}
-
-    def run_round(name: str) -> float:
-        m, opt, rec = models[name], opts[name], recs[name]
-        t0 = time.perf_counter()
-        for i in range(10):
-            x = data[i]
-            _, loss = m(x[:, :-1].contiguous(), x[:, 1:].contiguous())
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            step[name] += 1
-            if rec is not None:
-                rec.step(step[name])
-        return time.perf_counter() - t0
-
-    for name in variants:  # warm-up round (first record step builds the C pass)
-        run_round(name)
-    for r in range(rounds):
-        order = list(variants) if r % 2 == 0 else list(reversed(variants))
-        for name in order:
-            times[name].append(run_round(name))
-        print(f"round {r + 1}/{rounds}", file=sys.stderr, flush=True)
-    for rec in recs.values():
-        if rec is not None:
-            rec.close()
-    med = {n: statistics.median(t) for n, t in times.items()}
     print(
-        f"12 layers x width {a.width}, batch 16 x 64, {rounds} interleaved rounds of 10 steps (provisional)\n"
+        C.table(
+            [
+                "sites recorded",
+                "step (ms)",
+                "every step (90% interval)",
+                "every 10th: recorded step / 10",
+                "unrecorded vs none",
+                "every 10th, all told",
+                "watch (per flush, share of a step)",
+                "attn <= +2%",
+            ],
+            rows,
+            "lrrrrrrl",
+        )
     )
-    print("| variant | median round (s) | vs none | vs output |")
-    print("|---|---:|---:|---:|")
-    for n in variants:
-        vs_out = "" if n == "none" else f"{med[n] / med['output, every=10'] - 1:+.1%}"
-        print(f"| {n} | {med[n]:.3f} | {med[n] / med['none'] - 1:+.1%} | {vs_out} |")
+    print()
+    print(
+        f"{rounds} rounds, {args.clock} clock; provisional figures from a shared machine "
+        "(ratios, not absolute times)."
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -267,10 +267,12 @@ def compute_point(
     elif idx is not None:
         q = q.index_select(2, idx.to(q.device))
     q, k = q.float(), k.float()
+    if pt.scale != 1.0:
+        q = q * pt.scale  # scaled before the product: (Q, D) values, not (Q, Tk)
     Q = q.shape[2]
     g = H // k.shape[1]
     logits = torch.matmul(q.reshape(B, k.shape[1], g * Q, D), k.transpose(-1, -2))  # (B, Hkv, g*Q, Tk)
-    logits = logits.reshape(B, H, Q, t_k) * pt.scale
+    logits = logits.reshape(B, H, Q, t_k)
     rows = torch.arange(t_q, device=q.device) if idx is None else idx.to(q.device)
     if pt.bias_from_output and isinstance(output, (tuple, list)) and len(output) > 1:
         bias = output[1]

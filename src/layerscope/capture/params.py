@@ -27,7 +27,7 @@ tensor ops.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -115,10 +115,11 @@ class ParamSource(CaptureSource):
     def __init__(self, slots: list[Slot]) -> None:
         super().__init__(slots)
         self._ctx: CaptureContext | None = None
-        self._snap: dict[int, list[torch.Tensor]] | None = None  # slot index -> W_before copies
+        self._snap: dict[int, list[torch.Tensor]] | None = None  # slot index -> W_before (see _group)
         self._began = False  # begin() ran for the current optimizer step
         self._prev: dict[int, list[torch.Tensor]] | None = None  # sweeps: the previous checkpoint's weights
         self.n_steps = 0  # optimizer steps seen so far (host count)
+        self._modules: dict[int, list[nn.Module]] = {}  # id(slot) -> its layer's modules, listed once
         self._warned = False
         for s in self.slots:
             if s.hook.site == "update":
@@ -134,12 +135,26 @@ class ParamSource(CaptureSource):
             opt.register_step_post_hook(lambda *a, **k: self.end()),
         ]
 
-    def _params(self, slot: Slot) -> Iterator[torch.Tensor]:
+    def _params(self, slot: Slot) -> list[torch.Tensor]:
+        """The parameters of ``slot``'s layer that this rank counts, as ``module.parameters()``
+        lists them. The layer's sub-modules are listed once (``parameters()`` walks the module
+        tree on every call: a third of a recorded step's parameter-site cost on a 12-block GPT);
+        their parameters are read afresh each time (FSDP and ``load_state_dict(assign=True)``
+        put new tensors there)."""
         ctx = self._ctx
         rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
-        for p in slot.hook.module.parameters():
-            if _counts_here(p, rank, world):
-                yield p
+        mods = self._modules.get(id(slot))
+        if mods is None:
+            mods = self._modules[id(slot)] = list(slot.hook.module.modules())
+        seen: set[int] = set()
+        out: list[torch.Tensor] = []
+        for m in mods:
+            for p in m._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    if _counts_here(p, rank, world):
+                        out.append(p)
+        return out
 
     def _listening(self) -> bool:
         ctx = self._ctx
@@ -156,11 +171,12 @@ class ParamSource(CaptureSource):
         for i, slot in enumerate(self.slots):
             site = slot.hook.site
             if site == "param_grad":
-                for p in self._params(slot):
-                    if p.grad is not None:
-                        slot.acc.update(_local(p.grad))
+                for g in _group(slot, [_local(p.grad) for p in self._params(slot) if p.grad is not None]):
+                    slot.acc.update(g)
             elif site == "update":
-                snap[i] = [_sample_rows(_local(p), sample).clone() for p in self._params(slot)]
+                snap[i] = _group(
+                    slot, [_sample_rows(_local(p), sample) for p in self._params(slot)], copy=True
+                )
         self._snap = snap
 
     @torch.no_grad()
@@ -174,12 +190,16 @@ class ParamSource(CaptureSource):
         for i, slot in enumerate(self.slots):
             site = slot.hook.site
             if site == "update":
-                for p, before in zip(self._params(slot), snap.get(i, [])):
-                    after = _sample_rows(_local(p), sample)
-                    slot.acc.update(after.float() - before.float(), ref=before)
+                before = snap.get(i, [])
+                if before:
+                    after = _group(
+                        slot, [_sample_rows(_local(p), sample) for p in self._params(slot)], copy=True
+                    )
+                    for a, b in zip(after, before):
+                        slot.acc.update(_delta(a, b), ref=b)
             elif site == "weight":
-                for p in self._params(slot):
-                    slot.acc.update(_local(p))
+                for w in _group(slot, [_local(p) for p in self._params(slot)]):
+                    slot.acc.update(w)
         self.n_steps += 1
 
     @torch.no_grad()
@@ -193,14 +213,17 @@ class ParamSource(CaptureSource):
         keep: dict[int, list[torch.Tensor]] = {}
         for i, slot in enumerate(self.slots):
             if slot.hook.site == "weight":
-                for p in self._params(slot):
-                    slot.acc.update(_local(p))
+                for w in _group(slot, [_local(p) for p in self._params(slot)]):
+                    slot.acc.update(w)
             elif slot.hook.site == "update":
-                now = [_local(p).detach() for p in self._params(slot)]
-                if prev is not None:
-                    for after, before in zip(now, prev.get(i, [])):
-                        slot.acc.update(after.float() - before.float(), ref=before)
-                keep[i] = [t.clone() for t in now]
+                now = _group(slot, [_local(p) for p in self._params(slot)], copy=True)
+                if not now:
+                    continue
+                before = prev.get(i, []) if prev is not None else []
+                for a, b in zip(now, before):
+                    if a.shape == b.shape:
+                        slot.acc.update(_delta(a.clone(), b), ref=b)
+                keep[i] = now
         self._prev = keep if keep else None
         self.n_steps += 1
 
@@ -225,6 +248,36 @@ class ParamSource(CaptureSource):
     def run_config(self) -> dict[str, Any]:
         ctx = self._ctx
         return {"update_sample": ctx.update_sample if ctx is not None else None}
+
+
+def _group(slot: Slot, ts: list[torch.Tensor], copy: bool = False) -> list[torch.Tensor]:
+    """What a layer's tensors are fed as: one flat vector (one statistics call per layer, not
+    one per parameter: a dozen tiny Python-level calls per block were most of a recorded step's
+    cost), or, where the metrics keep per-unit maxima (``dead_units``: per column of the last
+    dimension, which a concatenation has not), each tensor on its own. Power sums, extremes and
+    counts are the same either way. ``copy``: tensors the caller may keep and overwrite."""
+    if not ts:
+        return []
+    if "units" in slot.acc.spec.groups:
+        return [t.detach().clone() if copy else t.detach() for t in ts]
+    return [_flat(ts, copy)]
+
+
+def _flat(ts: list[torch.Tensor], copy: bool = False) -> torch.Tensor:
+    """Tensors as one flat vector: a view of a lone tensor where it can be (``copy=False``), else
+    their concatenation, a copy (type promotion: a bfloat16 weight beside a float32 norm scale
+    becomes float32)."""
+    if len(ts) == 1:
+        t = ts[0].detach().reshape(-1)
+        return t.clone() if copy else t
+    return torch.cat([t.detach().reshape(-1) for t in ts])
+
+
+def _delta(after: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+    """``after - before`` in float32 at least, written into ``after`` (a copy owned by the caller)."""
+    if after.dtype in (torch.float32, torch.float64) and after.dtype == before.dtype:
+        return after.sub_(before)
+    return after.float() - before.float()
 
 
 def _sample_rows(t: torch.Tensor, sample: int | None) -> torch.Tensor:

@@ -25,7 +25,7 @@ from .functional import (
     merge_states,
     raw_to_state,
 )
-from .kernels import BACKENDS, N_RAW, StatsPass, get_pass, rows_view
+from .kernels import BACKENDS, N_RAW, R_C, R_NF, R_S1, R_S2, StatsPass, get_pass, rows_view
 from .registry import Metric
 
 # Raw vectors kept before they are folded into one (bounds memory for long windows).
@@ -128,7 +128,7 @@ class SlotAccumulator:
         self._take_pool()  # raw rows stay in the order of the forwards
         x = x.detach()
         if ref is not None:
-            sq = ref.detach().double().square().sum()
+            sq = self._sum_sq(ref.detach())
             self.ref = sq if self.ref is None else self.ref + sq
         v, rows = rows_view(x, mask, self.sample)
         raw, u = spec.stats_pass(v, rows)  # one pass over the groups' needs
@@ -178,6 +178,18 @@ class SlotAccumulator:
         if self._npool == _COMPACT_AT:
             self._compact()
         return True
+
+    def _sum_sq(self, t: torch.Tensor) -> torch.Tensor:
+        """``sum(t**2)`` as a float64 device scalar (finite entries). From the statistics pass's own
+        sums where it takes the moments: ``S2 + c (2 S1 + n c)`` of the shifted sums, one read of
+        ``t`` at the pass's precision (float32 partial sums over 512 elements, float64 beyond)
+        instead of a float64 copy of it."""
+        if "moments" not in self.spec.groups or t.numel() == 0 or t.is_complex():
+            return t.double().square().sum()
+        v = t.reshape(1, -1) if t.dim() != 2 else t
+        raw, _ = get_pass(self.spec.groups, self.spec.eps, self.spec.backend)(v, None)  # no units
+        c = raw[R_C]
+        return raw[R_S2] + c * (2.0 * raw[R_S1] + raw[R_NF] * c)
 
     def _fn_values(self, x: torch.Tensor) -> torch.Tensor:
         """Function metrics of ``x``: (F, 2) = (value accumulator, weight); they see the whole tensor."""

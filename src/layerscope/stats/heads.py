@@ -63,19 +63,22 @@ def attention_partials(
     2.0
     """
     B, H, Q, K = logits.shape
-    allowed = allowed.expand(B, H, Q, K)
-    lm = logits.masked_fill(~allowed, -math.inf)
-    row_ok = allowed.any(-1)  # (B, H, Q)
+    # Masked keys get the most negative finite value rather than -inf: exp() of them is 0 and
+    # 0 * value is 0, so a fully masked (padding) row stays finite without another pass to zero it
+    # (its weight w is 0 below). Each line below is one pass over the (B, H, Q, K) logits, fewer
+    # than a textbook softmax -> p -> -p log p (this runs on every recorded step's forward).
+    neg = torch.finfo(logits.dtype).min
+    lm = logits.masked_fill(~allowed, neg)  # the mask broadcasts: never expanded to (B, H, Q, K)
     mx = lm.amax(dim=(0, 2, 3))  # NaN logits propagate here
+    mx = mx.masked_fill(mx == neg, -math.inf)  # a head with no allowed key: the neutral -inf
     if softcap:
-        lm = torch.tanh(lm / softcap) * softcap
-    lse = torch.logsumexp(lm, dim=-1, keepdim=True)
-    p = torch.exp(lm - lse)
-    w = row_ok.to(logits.dtype)
-    p = torch.where(row_ok[..., None], p, torch.zeros((), dtype=p.dtype, device=p.device))
-    ent = -torch.special.xlogy(p, p).sum(-1)  # (B, H, Q)
+        lm = (torch.tanh(logits / softcap) * softcap).masked_fill(~allowed, neg)
+    lsm = torch.log_softmax(lm, dim=-1)  # log p
+    ent = -(lsm.exp() * lsm).sum(-1)  # (B, H, Q): -sum p log p
+    row_ok = allowed.any(-1)  # over the mask's own (broadcast) shape, not the logits'
     first = allowed.to(torch.uint8).argmax(-1, keepdim=True)  # the first allowed key of each row
-    sink = p.gather(-1, first).squeeze(-1)
+    sink = lsm.gather(-1, first.expand(B, H, Q, 1)).squeeze(-1).exp()  # p there: Q values, not K
+    w = row_ok.to(logits.dtype).expand(B, H, Q)
     return torch.stack([mx, (ent * w).sum((0, 2)), (sink * w).sum((0, 2)), w.sum((0, 2))], dim=-1).float()
 
 
