@@ -9,8 +9,8 @@ timed step). Every 10th step costs a tenth of that, plus what the unrecorded ste
 copy with no Recorder ("none", in the same rounds; an upper bound, see bench_training_sites.py).
 
 Variants: the block outputs alone (the reference), ``attn`` (per head: max logit, entropy and
-sink, recomputed from q and k for 64 sampled query positions, the default: at 64 tokens, every
-position; and with ``attn_queries=16``), ``logits``, and
+sink, recomputed from q and k for 16 sampled query positions, the default; and with
+``attn_queries=64``: at 64 tokens, every position), ``logits``, and
 outputs + attn + logits with and without the default watch. The watch flushes at every recorded
 step (its values must reach the host) instead of every 50th, and evaluates its rules on the host:
 "watch (us / flush)" is the time spent inside the rules' evaluation (``Watch.check``), measured
@@ -39,8 +39,8 @@ ATTN = ("attn",)
 VARIANTS: list[tuple[str, dict[str, Any] | None]] = [
     ("none", None),  # no Recorder: the baseline of the unrecorded steps
     ("output (reference)", dict(sites=("output",))),
-    ("attn", dict(sites=ATTN)),
-    ("attn, 16 queries", dict(sites=ATTN, attn_queries=16)),
+    ("attn (16 queries, default)", dict(sites=ATTN)),
+    ("attn, 64 queries (every row)", dict(sites=ATTN, attn_queries=64)),
     ("logits", dict(sites=("logits",))),
     ("output+attn+logits", dict(sites=("output", "attn", "logits"))),
     ("output+attn+logits, watch", dict(sites=("output", "attn", "logits"), watch=True)),
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         step_t = C.median(t for _, u in rr for t in u)
         wt = watch_t.get(v.name)
         watch_cell = f"{C.median(wt) * 1e6:.0f} us, {C.median(wt) / step_t * 100:.3f}%" if wt else ""
-        target = C.verdict(est[0] * 10, 2.0) if v.name == "attn" else ""
+        target = C.verdict(est[0] * 10, 2.0) if v.name.startswith("attn (") else ""
         rows.append(
             [
                 v.name,

@@ -62,7 +62,7 @@ class RecorderConfig:
     # Site 'attn': query positions per attention forward whose logits are recomputed against every
     # key (evenly spaced, the last one included; fewer when batch x heads x queries x keys would
     # pass 2**24). None: all of them (exact, costs a (tokens x tokens) matrix per head).
-    attn_queries: int | None = 64
+    attn_queries: int | None = 16
 
     def validate(self) -> None:
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:

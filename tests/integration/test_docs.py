@@ -102,10 +102,11 @@ def _env(bin_dir: Path) -> dict[str, str]:
 
 
 def _shims(bin_dir: Path) -> None:
-    """``layerscope`` and ``python`` on PATH: this interpreter, this checkout."""
+    """``layerscope`` and ``python`` on PATH: this interpreter, this checkout (``layerscope`` through
+    ``_demo_once.py``: one run of each ``layerscope demo`` command per test session)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name, cmd in (
-        ("layerscope", f'exec "{sys.executable}" -m layerscope "$@"'),
+        ("layerscope", f'exec "{sys.executable}" "{Path(__file__).with_name("_demo_once.py")}" "$@"'),
         ("python", f'exec "{sys.executable}" "$@"'),
     ):
         for alias in (name, "python3") if name == "python" else (name,):
@@ -121,6 +122,12 @@ def sandbox_template(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     bin_dir = root / "bin"
     _shims(bin_dir)
     env = _env(bin_dir)
+    # Shared by the pytest-xdist workers (their base folders are siblings), so that a page's
+    # `layerscope demo` trains once per session whichever worker runs it.
+    base = tmp_path_factory.getbasetemp()
+    env["LAYERSCOPE_DOCS_DEMO_CACHE"] = str(
+        (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "docs-demo-cache"
+    )
     tpl = root / "template"
     tpl.mkdir()
     r = subprocess.run(
@@ -155,6 +162,10 @@ def run_block(b: Block, cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
 
 
+# One pytest-xdist worker runs every page (`make test` uses --dist loadgroup): README.md and
+# docs/recording.md both run `layerscope demo`, and the second page then copies the first's folder
+# instead of waiting on another worker's run of it.
+@pytest.mark.xdist_group("docs-pages")
 @pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO)) for d in DOCS])
 def test_the_blocks_of_a_page_run_in_order(doc: Path, sandbox_template, tmp_path: Path) -> None:
     tpl, env = sandbox_template

@@ -60,6 +60,13 @@ def build():
 """
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action, as in a terminal. A test runner started in
+    the background by a non-interactive shell ignores SIGINT, the child would inherit that, and
+    Python then installs no KeyboardInterrupt handler (the interrupt would be lost, not tested)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_when(
     proc: subprocess.Popen[str], db: Path, n_steps: int, deadline: float = 180, group: bool = False
 ) -> None:
@@ -103,6 +110,7 @@ def test_ctrl_c_during_a_sweep_says_what_is_kept_and_exits_130(tmp_path: Path, w
         text=True,
         env=env,
         start_new_session=True,  # its own process group: Ctrl-C reaches it and its workers, as in a terminal
+        preexec_fn=_default_sigint,
     )
     try:
         _interrupt_when(proc, db, 2, group=True)
@@ -143,6 +151,7 @@ def test_ctrl_c_during_the_demo_exits_130_and_keeps_what_was_flushed(tmp_path: P
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_default_sigint,
     )
     try:
         _interrupt_when(proc, tmp_path / "runs.db", 1)

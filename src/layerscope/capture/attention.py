@@ -8,7 +8,7 @@ bounded subsample of query positions against every key, with the mask the model 
 float32 on the device, and folds per-head statistics into a ``(heads, 4)`` state
 (:mod:`layerscope.stats.heads`). No host sync; steps that do not record have no hooks.
 
-The subsample: ``queries`` query positions per forward (default 64), evenly spaced and always
+The subsample: ``queries`` query positions per forward (default 16), evenly spaced and always
 including the last one, fewer when ``batch x heads x queries x keys`` would exceed
 ``MAX_LOGITS`` (2**24 float32 values, 64 MiB) at once. Every key is used, so the max logit is
 exact over the sampled rows, and the entropy and sink are means over them.

@@ -155,7 +155,8 @@ def plot_head_map(
     on = [
         f"--{k.replace('_scale', '').replace('_', '-')}"
         for k, v in style.items()
-        if k not in _HEAD_MAP_STYLE and v not in (None, False)
+        # --alerts is on by default and marks heatmaps only: the head map ignores it, silently.
+        if k not in _HEAD_MAP_STYLE and k != "alerts" and v not in (None, False)
     ]
     if on:
         raise click.UsageError(
