@@ -58,6 +58,7 @@ _WRAPPER_ATTRS = {
 }
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a sweep normalises the same ~150 keys per checkpoint
 def normalize_name(name: str) -> str:
     """Strip wrapper prefixes from a module or parameter path.
 

@@ -157,6 +157,8 @@ class CheckpointWorker:
             if model is not None
             else build_model(spec.model, spec.hf_config).to(resolve_device(spec.device))
         )
+        # A sweep only runs probes, which run in eval mode: set it once, not around every probe.
+        self.model.eval()
         # store=None and a process group of this process alone: statistics stay per checkpoint (no
         # reduction with other ranks, which hold other checkpoints) and come back as StepRecords.
         self.recorder = Recorder(
