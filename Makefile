@@ -28,9 +28,8 @@ demo: $(VENV)/.installed-core
 	$(VENV)/bin/layerscope demo
 
 # Two workers: most tests wait on a subprocess (the CLI, torchrun, Chromium), so two keep both
-# cores busy; --dist loadgroup keeps the docs pages on one worker (they share one demo run).
-# PYTEST_ARGS="-n 0" runs it in one process.
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+# cores busy. PYTEST_ARGS="-n 0" runs it in one process.
+PYTEST_ARGS ?= -n 2
 test: $(VENV)/.installed-test
 	$(VPY) -m pytest $(PYTEST_ARGS)
 

@@ -162,10 +162,6 @@ def run_block(b: Block, cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
 
 
-# One pytest-xdist worker runs every page (`make test` uses --dist loadgroup): README.md and
-# docs/recording.md both run `layerscope demo`, and the second page then copies the first's folder
-# instead of waiting on another worker's run of it.
-@pytest.mark.xdist_group("docs-pages")
 @pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO)) for d in DOCS])
 def test_the_blocks_of_a_page_run_in_order(doc: Path, sandbox_template, tmp_path: Path) -> None:
     tpl, env = sandbox_template
