@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
-from collections import deque
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,8 +144,31 @@ def as_rules(spec: WatchSpec) -> list[Rule]:
 
 @dataclass
 class _Track:
-    hist: deque[float]
-    seen_finite: bool = False
+    """One rule's history over one ``(metric, site)`` series, for every layer and head at once.
+
+    ``buf`` holds each element's last ``window`` finite values (a ring per element: ``pos`` is
+    where its next value goes, ``n`` how many it has had; unfilled slots are NaN), so the running
+    median and the mean + k sd band of every element come from a few array operations instead of
+    a Python loop per layer and head."""
+
+    buf: np.ndarray  # (window, layers, heads)
+    n: np.ndarray  # (layers, heads) int: finite values seen
+    seen_finite: np.ndarray  # (layers, heads) bool
+
+    @classmethod
+    def new(cls, window: int, shape: tuple[int, int]) -> _Track:
+        return cls(
+            np.full((max(window, 1), *shape), np.nan),
+            np.zeros(shape, dtype=np.int64),
+            np.zeros(shape, dtype=bool),
+        )
+
+    def push(self, v: np.ndarray, where: np.ndarray) -> None:
+        """Append ``v`` to the history of the elements ``where`` is true."""
+        w = self.buf.shape[0]
+        li, hi = np.nonzero(where)
+        self.buf[self.n[li, hi] % w, li, hi] = v[li, hi]
+        self.n[li, hi] += 1
 
 
 @dataclass
@@ -157,7 +180,7 @@ class Watch:
     layer_names: Mapping[int, str] = field(default_factory=dict)
     print_to: Any = sys.stderr
     alerts: list[Alert] = field(default_factory=list)
-    _tracks: dict[tuple[int, str, str, int, int], _Track] = field(default_factory=dict)
+    _tracks: dict[tuple[int, str, str], _Track] = field(default_factory=dict)
     _fired: set[tuple[str, str, str, int]] = field(default_factory=set)
     # step -> (digest of its values, its alerts), for the steps of the last flush: see check_flush
     _last_flush: dict[int, tuple[bytes, list[Alert]]] = field(default_factory=dict)
@@ -205,55 +228,69 @@ class Watch:
             for ri, rule in enumerate(self.rules):
                 if not rule.applies(metric, site):
                     continue
-                for li in range(a2.shape[0]):
-                    for hi in range(a2.shape[1]):
-                        v = float(a2[li, hi])
-                        hit = self._eval(ri, rule, metric, site, li, hi, v)
-                        if hit is None:
-                            continue
-                        key = (rule.name, site, metric, li + 1)
-                        if key in self._fired:
-                            continue
-                        self._fired.add(key)
-                        alert = self._alert(
-                            step, rule, metric, site, li + 1, hi if per_head else None, v, hit
-                        )
-                        new.append(alert)
+                for li, hi, why in self._hits(ri, rule, metric, site, a2):
+                    key = (rule.name, site, metric, li + 1)
+                    if key in self._fired:
+                        continue
+                    self._fired.add(key)
+                    v = float(a2[li, hi])
+                    new.append(
+                        self._alert(step, rule, metric, site, li + 1, hi if per_head else None, v, why)
+                    )
         self.alerts.extend(new)
         if self.print_to is not None:
             for al in new:
                 print(f"layerscope watch: {al.message}", file=self.print_to, flush=True)
         return new
 
-    def _eval(self, ri: int, rule: Rule, metric: str, site: str, li: int, hi: int, v: float) -> str | None:
-        """Why ``v`` fires ``rule`` (a phrase), or None; updates the rule's history."""
-        tr = self._tracks.setdefault((ri, metric, site, li, hi), _Track(deque(maxlen=max(rule.window, 1))))
+    def _hits(self, ri: int, rule: Rule, metric: str, site: str, v: np.ndarray) -> list[tuple[int, int, str]]:
+        """``(layer index, head index, why)`` of the elements of ``v`` (layers x heads) that fire
+        ``rule``, in layer then head order; updates the rule's history of the series."""
+        tr = self._tracks.get((ri, metric, site))
+        if tr is None or tr.n.shape != v.shape:
+            tr = self._tracks[(ri, metric, site)] = _Track.new(rule.window, v.shape)
+        finite = np.isfinite(v)
         if rule.kind == "nonfinite":
-            if math.isnan(v) and not tr.seen_finite:
-                return None  # a layer that never had this value (NaN means "none"): not an alert
-            if math.isfinite(v):
-                tr.seen_finite = True
-                return None
-            return "is not finite"
-        if not math.isfinite(v):
-            return None  # the nonfinite rule speaks for these
+            # NaN in an element that never had a value means "none there" (a layer a probe does
+            # not reach), not an alert; any other non-finite value is one.
+            fire = ~finite & (tr.seen_finite | ~np.isnan(v))
+            tr.seen_finite |= finite
+            return [(int(i), int(j), "is not finite") for i, j in zip(*np.nonzero(fire))]
         if rule.kind == "above":
-            return f"> bound {rule.bound:g}" if v > rule.bound else None
+            with np.errstate(invalid="ignore"):
+                fire = finite & (v > rule.bound)
+            return [(int(i), int(j), f"> bound {rule.bound:g}") for i, j in zip(*np.nonzero(fire))]
         if rule.kind == "predicate":
             assert rule.predicate is not None
-            return f"matches {rule.name}" if rule.predicate(v) else None
-        h = tr.hist
-        why = None
-        if len(h) >= rule.warmup and abs(v) > rule.floor:
-            arr = np.fromiter(h, dtype=np.float64)
-            med = float(np.median(np.abs(arr)))
-            mean, sd = float(arr.mean()), float(arr.std())
-            if med > 0 and abs(v) > rule.factor * med:
-                why = f"> {rule.factor:g} x running median {med:.4g}"
-            elif sd > 0 and v > mean + rule.sigmas * sd:
-                why = f"> mean {mean:.4g} + {rule.sigmas:g} sd ({sd:.3g})"
-        h.append(v)
-        return why
+            return [
+                (int(i), int(j), f"matches {rule.name}")
+                for i, j in zip(*np.nonzero(finite))
+                if rule.predicate(float(v[i, j]))
+            ]
+        # jump: beyond factor x the running median of |history|, or beyond mean + k sd of it
+        out: list[tuple[int, int, str]] = []
+        ready = finite & (tr.n >= rule.warmup) & (np.abs(v) > rule.floor)
+        if ready.any():
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)  # elements with no history: NaN
+                # A full history has no NaN slot: the plain reductions (much faster) give the same.
+                full = bool((tr.n >= tr.buf.shape[0]).all())
+                median, nmean, nstd = (
+                    (np.median, np.mean, np.std) if full else (np.nanmedian, np.nanmean, np.nanstd)
+                )
+                med = median(np.abs(tr.buf), axis=0)
+                mean = nmean(tr.buf, axis=0)
+                sd = nstd(tr.buf, axis=0)
+                by_med = ready & (med > 0) & (np.abs(v) > rule.factor * med)
+                by_sd = ready & ~by_med & (sd > 0) & (v > mean + rule.sigmas * sd)
+            for i, j in zip(*np.nonzero(by_med | by_sd)):
+                if by_med[i, j]:
+                    why = f"> {rule.factor:g} x running median {med[i, j]:.4g}"
+                else:
+                    why = f"> mean {mean[i, j]:.4g} + {rule.sigmas:g} sd ({sd[i, j]:.3g})"
+                out.append((int(i), int(j), why))
+        tr.push(v, finite)
+        return out
 
     def _alert(
         self, step: int, rule: Rule, metric: str, site: str, layer: int, head: int | None, v: float, why: str
