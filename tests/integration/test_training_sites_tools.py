@@ -94,7 +94,9 @@ def test_dashboard_lists_and_serves_the_training_sites(store: Path) -> None:
     later = _get(client, "/api/heatmap?run=slow&metric=ratio&site=update&since_step=4")
     assert later["steps"] == [6, 8]
     rep = _get(client, "/api/report?run=slow&metric=ratio&site=update")
-    want = layerscope.report_run(store, run="slow", metric="ratio", site="update")  # as `report STORE` writes it
+    want = layerscope.report_run(
+        store, run="slow", metric="ratio", site="update"
+    )  # as `report STORE` writes it
     assert rep["report"] == want.to_dict() and rep["markdown"] == want.to_markdown()
     cmp = _get(client, "/api/compare?run_a=slow&run_b=fast&metric=ratio&site=update")
     a = layerscope.load(store, run="slow", metric="ratio", site="update")
