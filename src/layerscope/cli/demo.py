@@ -44,8 +44,8 @@ def demo(out: str, steps: int, every: int, n_layer: int, metric: str, threads: i
     """Train a tiny GPT on a generated corpus while recording every layer (block outputs and MLP
     activations, with histograms), then draw the heatmap and write the report.
 
-    Needs no download: the model is built from a config and the corpus is generated. Takes about
-    a minute on a 2-core laptop with the defaults.
+    Needs no download: the model is built from a config and the corpus is generated. Trains for
+    about 90 s on a 2-core machine with the defaults.
 
     \b
     Examples:
