@@ -1,5 +1,5 @@
 """Regenerate docs/img/watch-alert-heatmap.png: the diverging tiny-GPT run of
-tests/integration/test_watch_instability.py (SGD at lr 0.3, growing 30% a step after step 40),
+tests/integration/test_watch_instability.py (`layerscope.testing.diverge`) (SGD at lr 0.3, growing 30% a step after step 40),
 recorded with the live watch, and the layer x step map of the per-head attention max logit (max over
 heads) over its last steps, with the watch's alerts marked on their cells.
 
@@ -12,15 +12,11 @@ and the list of alerts, in Debian's headless Chromium (Playwright).
 
 import argparse
 import dataclasses
-import math
 import tempfile
 from pathlib import Path
 
-import torch
-
 import layerscope
-from layerscope.testing import tiny_gpt
-from layerscope.testing.corpus import Corpus
+from layerscope.testing.diverge import diverging_run
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--store", type=Path, default=Path(tempfile.mkdtemp()) / "runs.db")
@@ -29,24 +25,7 @@ ap.add_argument("--dashboard", action="store_true")
 args = ap.parse_args()
 args.store.unlink(missing_ok=True)
 
-torch.manual_seed(0)
-m = tiny_gpt(n_layer=4, n_embd=64, n_head=4, block_size=32)
-corpus, opt = Corpus(n_chars=20000), torch.optim.SGD(m.parameters(), lr=0.3)
-with layerscope.Recorder(
-    m, args.store, run="diverge", sites=("output", "attn", "logits"), every=1, watch=True
-) as rec:
-    for step in range(1, 200):
-        if step > 40:
-            for g in opt.param_groups:
-                g["lr"] *= 1.3
-        x, y = corpus.batch(8, 32, step)
-        _, loss = m(x, y)
-        if not math.isfinite(loss.item()):
-            break
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        rec.step(step)
+diverging_run(args.store, "diverge")
 hm = layerscope.load(args.store, "diverge", metric="max_logit", site="attn", reduce="max")
 # The last steps before the divergence, where the alerts are (a 2000-step map marks them the same).
 rows = [i for i, s in enumerate(hm.steps) if s >= hm.steps[-1] - 16]
